@@ -1,0 +1,48 @@
+# watui — every target sets up what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: run demo serve test lint bench snapshots-update clean docs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamps record what was installed; they are redone when pyproject.toml changes.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/watui
+
+demo: $(VENV)/.runtime
+	$(BIN)/watui --demo
+
+serve: $(VENV)/.runtime
+	$(BIN)/watui serve --engine simulated
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check watui tests bench
+	$(BIN)/mypy
+
+test: $(VENV)/.test lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.test
+	$(BIN)/python -m bench
+
+snapshots-update: $(VENV)/.test
+	$(BIN)/python -m pytest -q tests/console --snapshot-update
+
+docs: $(VENV)/.runtime
+	$(BIN)/python -m watui.docs
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""Settings: every knob reads ``WATUI_<NAME>`` from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return platformdirs.user_data_path("watui", appauthor=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WATUI_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    engine: Literal["neonize", "simulated"] = "neonize"
+
+    # QR codes and pairing (real WhatsApp timing: 60 s, then 20 s, six codes a connection).
+    qr_first_ttl: float = Field(60, gt=0)
+    qr_next_ttl: float = Field(20, gt=0)
+    qr_codes_per_attempt: int = Field(6, ge=1)
+    qr_max_retries: int = Field(3, ge=0)
+    pairing_timeout: float = Field(300, gt=0)
+    pair_code_ttl: float = Field(180, gt=0)
+
+    # Reconnects: capped exponential back-off with jitter.
+    reconnect_base_delay: float = Field(1, ge=0)
+    reconnect_max_delay: float = Field(60, ge=0)
+    max_reconnect_attempts: int = Field(10, ge=0)
+
+    # Owners.
+    max_active_sessions_per_owner: int = Field(5, ge=0)
+
+    # Store.
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
+    commit_max_batch: int = Field(2000, ge=1)
+
+    # Headless server.
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    sse_ping_interval: float = Field(15, gt=0)
+    subscriber_queue_size: int = Field(1024, ge=8)
+
+    # Webhooks.
+    webhook_url: str | None = None
+    webhook_timeout: float = Field(10, gt=0)
+    webhook_max_age: float = Field(26 * 3600, gt=0, description="keep retrying for this long")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "watui.db"
+
+    @property
+    def auth_dir(self) -> Path:
+        return self.data_dir / "auth"
+
+    def auth_path(self, session_id: str) -> Path:
+        return self.auth_dir / f"{session_id}.db"
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.auth_dir.mkdir(parents=True, exist_ok=True)

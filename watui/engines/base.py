@@ -1,0 +1,128 @@
+"""The engine protocol.
+
+An :class:`Engine` makes one :class:`EngineSession` per watui session. The session reports
+what happens on the wire through a ``report`` callable, one :data:`EngineEvent` at a time.
+``report`` is safe to call from the event loop thread only; an engine whose library calls
+back from other threads (neonize) hops onto the loop with ``call_soon_threadsafe``.
+
+Engines never change session status themselves: they report facts, the manager applies the
+state machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class QrCodeIssued:
+    """A new QR payload to show. The manager times its expiry (60 s first, then 20 s)."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairSuccess:
+    """The phone scanned the code (or entered the pairing code); the link is being set up."""
+
+    jid: str
+    phone_number: str
+    platform: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConnected:
+    jid: str
+    phone_number: str
+    push_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDisconnected:
+    """The connection dropped; it may come back with a reconnect."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """The phone removed this linked device (or WhatsApp did); the auth data is void."""
+
+    reason: str = "logged_out"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionError:
+    """The engine cannot go on: ``message`` is shown to the user as the failure reason."""
+
+    message: str
+    code: str = "engine_error"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    chat: str
+    text: str
+    message_id: str
+    timestamp: datetime
+    sender: str = ""
+    from_me: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+EngineEvent = (
+    QrCodeIssued
+    | PairSuccess
+    | SessionConnected
+    | SessionDisconnected
+    | LoggedOut
+    | SessionError
+    | IncomingMessage
+)
+Report = Callable[[EngineEvent], None]
+
+
+class EngineSession(Protocol):
+    """One WhatsApp linked device."""
+
+    async def connect(self) -> None:
+        """Open the connection. Returns once the attempt is under way; outcomes are reported.
+
+        A session with stored auth resumes (``SessionConnected``); one without starts pairing
+        (``QrCodeIssued`` events).
+        """
+
+    async def disconnect(self) -> None:
+        """Close the connection, keeping the auth data. Idempotent."""
+
+    async def logout(self) -> None:
+        """Unlink this device from the phone and clear the auth data. Idempotent."""
+
+    async def pair_phone(self, phone_number: str) -> str:
+        """Ask for an 8-character pairing code for ``phone_number`` (digits, no plus)."""
+
+    async def send_text(self, to: str, text: str) -> str:
+        """Send ``text`` to the phone number ``to``; return the message id."""
+
+    async def close(self) -> None:
+        """Release everything this session holds (threads, handles). Idempotent."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def session(self, session_id: str, report: Report, *, auth_path: Path) -> EngineSession:
+        """Make the engine side of one session. ``auth_path`` is its own auth database."""
+
+    def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        """True if this session has stored credentials it can resume with."""
+
+    async def remove_auth(self, session_id: str, auth_path: Path) -> None:
+        """Delete the session's auth data (after a logout or a delete)."""
+
+    async def aclose(self) -> None:
+        """Shut the engine down; every session was closed before."""

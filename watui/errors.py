@@ -1,0 +1,89 @@
+"""Errors that the session service raises.
+
+Each carries a stable ``code`` and the HTTP ``status`` the server answers with, so the
+console and the server describe a refusal the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WatuiError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code = "INTERNAL_ERROR"
+    status = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class Unauthorized(WatuiError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class SessionNotFound(WatuiError):
+    code = "SESSION_NOT_FOUND"
+    status = 404
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"No session with id {session_id!r}", details={"session_id": session_id})
+
+
+class NotFound(WatuiError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class InvalidTransition(WatuiError):
+    """An action or engine fact that the state machine does not allow in this status."""
+
+    code = "INVALID_TRANSITION"
+    status = 409
+
+    def __init__(self, status: str, trigger: str) -> None:
+        super().__init__(
+            f"Cannot {trigger.replace('_', ' ')} a session that is {status}",
+            details={"status": status, "trigger": trigger},
+        )
+        self.from_status = status
+        self.trigger = trigger
+
+
+class SessionNotConnected(WatuiError):
+    code = "SESSION_NOT_CONNECTED"
+    status = 409
+
+
+class QrNotAvailable(WatuiError):
+    code = "QR_NOT_AVAILABLE"
+    status = 409
+
+
+class SessionLimitReached(WatuiError):
+    code = "SESSION_LIMIT_REACHED"
+    status = 409
+
+
+class Conflict(WatuiError):
+    code = "CONFLICT"
+    status = 409
+
+
+class ValidationFailed(WatuiError):
+    code = "VALIDATION_ERROR"
+    status = 422
+
+
+class EngineFailure(WatuiError):
+    """The engine refused or failed an operation (send, pair by phone, ...)."""
+
+    code = "ENGINE_ERROR"
+    status = 502

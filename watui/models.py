@@ -1,0 +1,270 @@
+"""Pydantic models shared by the engine, the console and the HTTP API (snake_case JSON)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from watui.machine import EventType, Status
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(ts: datetime) -> str:
+    """UTC, ISO 8601 with microseconds, as every event timestamp is written."""
+    return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
+
+
+def normalize_phone(value: str) -> str:
+    """E.164 digits without the plus: what WhatsApp uses as a JID's user part."""
+    cleaned = re.sub(r"[\s().-]", "", value or "")
+    if not PHONE_RE.fullmatch(cleaned):
+        raise ValueError(
+            "phone number must be in international format, 7 to 15 digits, e.g. +14155550123"
+        )
+    return cleaned.lstrip("+")
+
+
+PhoneNumber = Annotated[str, AfterValidator(normalize_phone)]
+WEBHOOK_SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/=]{24,}$")
+
+
+def _check_secret(value: str | None) -> str | None:
+    if value is not None and not WEBHOOK_SECRET_RE.fullmatch(value):
+        raise ValueError("webhook_secret must look like whsec_<base64 of at least 18 bytes>")
+    return value
+
+
+def _check_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or not value.isprintable():
+        raise ValueError("name must be printable and not blank")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LinkMethod(StrEnum):
+    QR = "qr"
+    PHONE = "phone"
+
+
+class SessionSettings(Strict):
+    auto_reconnect: bool = True
+    max_reconnect_attempts: int = Field(10, ge=0, le=1000)
+    webhook_url: HttpUrl | None = None
+    webhook_secret: str | None = Field(None, description="`whsec_…` (Standard Webhooks); generated if absent")
+    webhook_events: list[EventType] | None = Field(None, description="event types to deliver; default all")
+
+    _secret_format = field_validator("webhook_secret")(_check_secret)
+
+
+class SettingsPatch(Strict):
+    auto_reconnect: bool | None = None
+    max_reconnect_attempts: int | None = Field(None, ge=0, le=1000)
+    webhook_url: HttpUrl | None = None
+    webhook_secret: str | None = None
+    webhook_events: list[EventType] | None = None
+
+    _secret_format = field_validator("webhook_secret")(_check_secret)
+
+
+class SessionCreate(Strict):
+    name: str = Field(..., min_length=1, max_length=64)
+    description: str = Field("", max_length=500)
+    settings: SessionSettings = Field(default_factory=SessionSettings)
+    start: bool = True
+    link_method: LinkMethod = LinkMethod.QR
+    phone_number: PhoneNumber | None = Field(
+        None, description="with link_method=phone: the number to link; a pairing code is requested"
+    )
+
+    _name_printable = field_validator("name")(_check_name)
+
+
+class SessionUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    description: str | None = Field(None, max_length=500)
+    settings: SettingsPatch | None = None
+
+    _name_printable = field_validator("name")(_check_name)
+
+
+class Session(BaseModel):
+    """A snapshot of one session. The manager replaces it on every change; never mutate one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    description: str = ""
+    owner: str
+    status: Status = Status.STOPPED
+    reason: str | None = None
+    link_method: LinkMethod = LinkMethod.QR
+    phone_number: str | None = None
+    push_name: str | None = None
+    jid: str | None = None
+    linked: bool = False
+    created_at: datetime
+    updated_at: datetime
+    connected_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    qr_generation: int = 0
+    qr_attempt: int = 0
+    qr_expires_at: datetime | None = None
+    pair_code: str | None = None
+    pair_code_expires_at: datetime | None = None
+    messages_sent: int = 0
+    messages_received: int = 0
+    messages_failed: int = 0
+    reconnect_attempts: int = 0
+    reconnect_count: int = 0
+    autostart: bool = False
+    settings: SessionSettings = Field(default_factory=SessionSettings)
+
+    @property
+    def running(self) -> bool:
+        from watui.machine import RUNNING
+
+        return self.status in RUNNING
+
+    def public(self) -> dict[str, Any]:
+        """JSON for clients: the webhook secret is never echoed back."""
+        data = self.model_dump(mode="json")
+        if data["settings"].get("webhook_secret"):
+            data["settings"]["webhook_secret"] = "whsec_…"
+        return data
+
+
+class SessionPage(BaseModel):
+    sessions: list[Session]
+    total: int
+
+
+class Event(BaseModel):
+    """One row of the append-only event log. ``id`` is the SSE ``id:``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    type: EventType
+    session_id: str
+    owner: str
+    timestamp: datetime
+    payload: dict[str, Any]
+
+    def data(self) -> dict[str, Any]:
+        """The SSE ``data:`` object: the payload plus ``session_id`` and ``timestamp``."""
+        return {**self.payload, "session_id": self.session_id, "timestamp": isoformat(self.timestamp)}
+
+
+class NewEvent(BaseModel):
+    """An event before the store has given it an id."""
+
+    type: EventType
+    session_id: str
+    owner: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class QrCode(BaseModel):
+    session_id: str
+    qr_text: str
+    qr_data: str = Field(..., description="data:image/png;base64,…")
+    generation: int
+    codes_per_attempt: int
+    attempt: int
+    expires_at: datetime
+
+
+class PairCode(BaseModel):
+    session_id: str
+    code: str
+    expires_at: datetime
+
+
+class MessageDirection(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class MessageStatus(StrEnum):
+    SENT = "sent"
+    RECEIVED = "received"
+    FAILED = "failed"
+
+
+class Message(BaseModel):
+    id: int
+    session_id: str
+    direction: MessageDirection
+    chat: str
+    text: str
+    message_id: str | None
+    status: MessageStatus
+    error: str | None = None
+    timestamp: datetime
+
+
+class MessagePage(BaseModel):
+    messages: list[Message]
+    total: int
+
+
+class SendMessage(Strict):
+    to: PhoneNumber
+    text: str = Field(..., min_length=1, max_length=4096)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class Caller(BaseModel):
+    """Who is asking: an owner, and whether it may see every owner's sessions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    owner: str
+    admin: bool = False
+
+    @classmethod
+    def local_admin(cls) -> Caller:
+        return cls(owner="local", admin=True)
+
+
+class ApiKey(BaseModel):
+    id: str
+    owner: str
+    role: Literal["admin", "user"]
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+SimulateAction = Literal["scan", "disconnect", "logout", "fail", "message"]
+
+
+class SimulateRequest(Strict):
+    action: SimulateAction
+    text: str | None = Field(None, max_length=4096, description="with action=message")
+    chat: PhoneNumber | None = Field(None, description="with action=message: the sender")
+    reason: str | None = Field(None, max_length=200, description="with disconnect/fail")

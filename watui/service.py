@@ -1,0 +1,100 @@
+"""``SessionService``: the one API that the console and the HTTP server use.
+
+The in-process implementation is :class:`watui.manager.ScopedService`, which the manager
+hands out per caller (``manager.service(caller)``). The protocol speaks only in the models of
+:mod:`watui.models`, so a client of the HTTP API can implement it as well.
+
+Every method raises a :class:`watui.errors.WatuiError` subclass on refusal: ``SessionNotFound``
+(also for another owner's session), ``InvalidTransition``, ``SessionLimitReached``,
+``SessionNotConnected``, ``QrNotAvailable``, ``ValidationFailed``, ``EngineFailure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
+
+from watui.machine import EventType, Status
+from watui.models import (
+    Event,
+    Message,
+    MessagePage,
+    PairCode,
+    QrCode,
+    Session,
+    SessionCreate,
+    SessionPage,
+    SessionUpdate,
+    SimulateRequest,
+)
+
+SortKey = Literal["name", "status", "phone_number", "last_activity_at", "created_at"]
+
+
+class Subscription(Protocol):
+    """A live stream of events, in id order, with no gap and no duplicate.
+
+    Iterate it with ``async for``. ``last_id`` is the id of the last event handed out.
+    """
+
+    last_id: int
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+    async def __anext__(self) -> Event: ...
+    async def aclose(self) -> None: ...
+
+
+class SessionService(Protocol):
+    @property
+    def simulated(self) -> bool:
+        """True when the engine is the simulated one (``simulate`` works)."""
+
+    async def list_sessions(
+        self,
+        *,
+        status: Status | None = None,
+        query: str | None = None,
+        limit: int | None = 20,
+        offset: int = 0,
+        sort: SortKey = "created_at",
+        descending: bool = False,
+    ) -> SessionPage:
+        """Sessions the caller may see. ``query`` matches name, phone number or status."""
+
+    async def get_session(self, session_id: str) -> Session: ...
+    async def create_session(self, spec: SessionCreate) -> Session: ...
+    async def update_session(self, session_id: str, patch: SessionUpdate) -> Session: ...
+    async def start(self, session_id: str) -> Session: ...
+    async def stop(self, session_id: str) -> Session: ...
+    async def restart(self, session_id: str) -> Session: ...
+    async def logout(self, session_id: str) -> Session: ...
+    async def delete(self, session_id: str) -> None: ...
+
+    async def request_pair_code(self, session_id: str, phone_number: str) -> PairCode:
+        """Link by phone number: starts the session if needed and returns the 8-char code."""
+
+    async def get_qr(self, session_id: str) -> QrCode:
+        """The live QR code; raises ``QrNotAvailable`` when none is up."""
+
+    async def send_message(self, session_id: str, to: str, text: str) -> Message: ...
+    async def list_messages(
+        self, session_id: str, *, limit: int = 50, offset: int = 0
+    ) -> MessagePage:
+        """Newest first."""
+
+    async def list_events(
+        self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """Past events in id order."""
+
+    def subscribe(
+        self,
+        *,
+        session_id: str | None = None,
+        after_id: int | None = None,
+        types: frozenset[EventType] | None = None,
+    ) -> Subscription:
+        """Live events for the caller's sessions. With ``after_id``, replay from the log first."""
+
+    async def simulate(self, session_id: str, request: SimulateRequest) -> Session:
+        """Play the phone (simulated engine only; ``NotFound`` otherwise)."""
