@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -58,6 +58,9 @@ class FakeClock:
         self._t = 0.0
         self._heap: list[tuple[float, int, _FakeTimer]] = []
         self._seq = itertools.count()
+        self.idle: Callable[[], Awaitable[None]] | None = None
+        """Awaited after each timer fires, so that work with real I/O in it (store writes)
+        finishes before time moves on. The manager sets it to its ``drain_all``."""
 
     def now(self) -> datetime:
         return self._epoch + timedelta(seconds=self._t)
@@ -83,9 +86,14 @@ class FakeClock:
             self._t = max(self._t, when)
             if not timer.cancelled:
                 timer.callback()
-                await settle()
+                await self._settle()
         self._t = target
+        await self._settle()
+
+    async def _settle(self) -> None:
         await settle()
+        if self.idle is not None:
+            await self.idle()
 
     @property
     def pending(self) -> int:

@@ -1,0 +1,142 @@
+"""Command line: ``watui`` (console), ``watui serve`` (headless), ``watui keys``, ``watui paths``.
+
+Every option also reads ``WATUI_<OPTION>`` (click's ``auto_envvar_prefix``), and every timing
+knob of :class:`watui.config.Settings` reads its own ``WATUI_*`` variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from watui import __version__
+from watui.config import Settings
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the options given on the command line on top."""
+    given = {key: value for key, value in overrides.items() if value not in (None, ())}
+    return Settings(**given)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where sessions, events and auth data live (default: the user data dir).",
+)
+
+
+@click.group(invoke_without_command=True, context_settings={"auto_envvar_prefix": "WATUI"})
+@click.option("--demo", is_flag=True, help="Simulated engine with a few sample sessions.")
+@click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@data_dir_option
+@click.version_option(__version__, prog_name="watui")
+@click.pass_context
+def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | None) -> None:
+    """The watui console: every WhatsApp session in one live table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from watui.app import run_console
+
+    if demo:
+        engine = engine or "simulated"
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="watui-demo-"))
+    settings = make_settings(engine=engine, data_dir=data_dir)
+    run_console(settings, demo=demo)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [8080].")
+@click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed browser origin (repeatable).")
+@data_dir_option
+def serve(
+    host: str | None,
+    port: int | None,
+    engine: str | None,
+    cors_origins: tuple[str, ...],
+    data_dir: Path | None,
+) -> None:
+    """Headless mode: the same sessions over HTTP and Server-Sent Events."""
+    from watui.server import run_server
+
+    settings = make_settings(
+        host=host, port=port, engine=engine, data_dir=data_dir, cors_origins=list(cors_origins) or None
+    )
+    run_server(settings)
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys for headless mode."""
+
+
+def _with_store(settings: Settings, fn: Any) -> Any:
+    from watui.store import Store
+
+    async def go() -> Any:
+        settings.ensure_dirs()
+        store = await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="Owner name: the key sees only this owner's sessions.")
+@click.option("--admin", is_flag=True, help="An admin key sees every owner's sessions, without limits.")
+@data_dir_option
+def keys_create(owner: str, admin: bool, data_dir: Path | None) -> None:
+    """Create a key. The key itself is printed once, on the last line."""
+    settings = make_settings(data_dir=data_dir)
+    key, secret = _with_store(settings, lambda store: store.create_api_key(owner, admin=admin))
+    click.echo(f"Created {key.role} key {key.id} for owner {key.owner!r}. Store it now; it is not shown again:")
+    click.echo(secret)
+
+
+@keys.command("list")
+@data_dir_option
+def keys_list(data_dir: Path | None) -> None:
+    """List keys (never the secrets themselves)."""
+    settings = make_settings(data_dir=data_dir)
+    rows = _with_store(settings, lambda store: store.list_api_keys())
+    if not rows:
+        click.echo("No keys yet. Create one with: watui keys create --owner NAME")
+        return
+    click.echo(f"{'ID':<14} {'OWNER':<20} {'ROLE':<6} {'PREFIX':<14} {'CREATED':<20} REVOKED")
+    for key in rows:
+        revoked = key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "-"
+        created = key.created_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{key.id:<14} {key.owner:<20} {key.role:<6} {key.prefix:<14} {created:<20} {revoked}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+def keys_revoke(key_id: str, data_dir: Path | None) -> None:
+    """Revoke a key by its id (see ``watui keys list``)."""
+    settings = make_settings(data_dir=data_dir)
+    if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
+        raise click.ClickException(f"No active key with id {key_id!r}")
+    click.echo(f"Revoked {key_id}")
+
+
+@main.command()
+@data_dir_option
+def paths(data_dir: Path | None) -> None:
+    """Show where watui keeps its files."""
+    settings = make_settings(data_dir=data_dir)
+    click.echo(f"data dir:   {settings.data_dir}")
+    click.echo(f"database:   {settings.db_path}")
+    click.echo(f"auth dir:   {settings.auth_dir}")
+    click.echo(f"admin key:  {settings.data_dir / 'admin.key'}")

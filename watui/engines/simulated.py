@@ -1,0 +1,318 @@
+"""The simulated engine: a phone and WhatsApp's servers, played faithfully in-process.
+
+It behaves the way whatsmeow does on the wire, so the demo, the tests and the benchmarks
+exercise the manager exactly as the real engine would:
+
+- a connection without credentials gets six QR codes, the first valid 60 s and the rest 20 s
+  each (``https://wa.me/settings/linked_devices#ref,noise,identity,adv,clientType``, random
+  base64 keys), then the server stops offering codes;
+- the phone can scan the current code (pair success, then connected a moment later), or
+  enter a pairing code requested for its number;
+- a linked device reconnects with its stored credentials, no QR;
+- the phone (or the network) can drop the connection, log the device out, make the engine
+  fail, or send a message.
+
+Randomness comes from a hash of (seed, session id, counter), so a fixed seed gives the same
+payloads in every run without keeping a ``random.Random`` per session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from watui.clock import Clock, RealClock, TimerHandle
+from watui.engines.base import (
+    IncomingMessage,
+    LoggedOut,
+    PairSuccess,
+    QrCodeIssued,
+    Report,
+    SessionConnected,
+    SessionDisconnected,
+    SessionError,
+)
+
+log = logging.getLogger(__name__)
+
+PUSH_NAMES = ("Ana", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Giulia", "Hiro", "Ines", "Jonas")
+PAIR_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"  # WhatsApp's linking codes avoid look-alikes
+
+
+class SimulationError(RuntimeError):
+    """The phone cannot do that now (e.g. scan when no code is shown)."""
+
+
+@dataclass
+class Device:
+    """What a linked device's auth database holds."""
+
+    jid: str
+    phone_number: str
+    push_name: str
+
+    def dump(self) -> str:
+        return json.dumps({"jid": self.jid, "phone_number": self.phone_number, "push_name": self.push_name})
+
+
+class SimulatedSession:
+    """One linked device, and the phone it belongs to."""
+
+    def __init__(self, engine: SimulatedEngine, session_id: str, report: Report, auth_path: Path) -> None:
+        self.engine = engine
+        self.session_id = session_id
+        self.report = report
+        self.auth_path = auth_path
+        self.state = "closed"  # closed | opening | pairing | linking | connected
+        self.codes_shown = 0
+        self.current_code: str | None = None
+        self.pair_code: str | None = None
+        self.pair_phone_number: str | None = None
+        self.sent = 0
+        self._timer: TimerHandle | None = None
+        self._counter = 0
+        self._keys: tuple[str, str, str] | None = None
+        self.fail_next_connect: str | None = None
+
+    # ------------------------------------------------------------ randomness
+
+    def _bytes(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            self._counter += 1
+            seed = f"{self.engine.seed}:{self.session_id}:{self._counter}".encode()
+            out += hashlib.sha256(seed).digest()
+        return out[:n]
+
+    def _b64(self, n: int) -> str:
+        return base64.b64encode(self._bytes(n)).decode()
+
+    # ------------------------------------------------------------ engine side
+
+    def _schedule(self, delay: float, callback: object) -> None:
+        self._cancel_timer()
+        self._timer = self.engine.clock.call_later(delay, callback)  # type: ignore[arg-type]
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def connect(self) -> None:
+        if self.state != "closed":
+            return
+        self.state = "opening"
+        self._schedule(self.engine.connect_latency, self._socket_open)
+
+    def _socket_open(self) -> None:
+        self._timer = None
+        if self.state != "opening":
+            return
+        if self.fail_next_connect or self.engine.fail_connects:
+            message = self.fail_next_connect or self.engine.fail_connects or "connect failed"
+            self.fail_next_connect = None
+            self.state = "closed"
+            self.report(SessionError(message))
+            return
+        device = self.engine.load_device(self.auth_path)
+        if device is not None:
+            self.state = "connected"
+            self.report(SessionConnected(device.jid, device.phone_number, device.push_name))
+            return
+        # A new device: fresh keys for this connection, then the server's list of refs.
+        self.state = "pairing"
+        self.codes_shown = 0
+        self._keys = (self._b64(32), self._b64(32), self._b64(32))
+        self._next_code()
+
+    def _next_code(self) -> None:
+        self._timer = None
+        if self.state != "pairing" or self.pair_code is not None:
+            return
+        if self.codes_shown >= self.engine.codes_per_attempt:
+            # The server closes the pairing window; the manager decides what comes next.
+            self.current_code = None
+            return
+        assert self._keys is not None
+        ref = "2@" + self._b64(45)
+        noise, identity, adv = self._keys
+        self.current_code = (
+            f"https://wa.me/settings/linked_devices#{ref},{noise},{identity},{adv},1"
+        )
+        self.codes_shown += 1
+        ttl = self.engine.qr_first_ttl if self.codes_shown == 1 else self.engine.qr_next_ttl
+        self.report(QrCodeIssued(self.current_code))
+        self._schedule(ttl, self._next_code)
+
+    async def disconnect(self) -> None:
+        self._cancel_timer()
+        self.state = "closed"
+        self.current_code = None
+        self.pair_code = None
+
+    async def logout(self) -> None:
+        await self.disconnect()
+        self.engine.forget_device(self.auth_path)
+
+    async def pair_phone(self, phone_number: str) -> str:
+        if self.state != "pairing":
+            raise SimulationError("the connection is not waiting for a device to link")
+        raw = self._bytes(8)
+        self.pair_code = "".join(PAIR_ALPHABET[b % len(PAIR_ALPHABET)] for b in raw)
+        self.pair_phone_number = phone_number
+        self._cancel_timer()  # no more QR codes once a code for a number is out
+        self.current_code = None
+        return self.pair_code
+
+    async def send_text(self, to: str, text: str) -> str:
+        if self.state != "connected":
+            raise SimulationError("not connected")
+        if self.engine.fail_sends:
+            raise SimulationError(self.engine.fail_sends)
+        self.sent += 1
+        return "3EB0" + self._bytes(8).hex().upper()
+
+    async def close(self) -> None:
+        await self.disconnect()
+
+    # ------------------------------------------------------------ the phone
+
+    def scan(self, phone_number: str | None = None, push_name: str | None = None) -> None:
+        """The phone scans the code on screen (or types the pairing code)."""
+        if self.state != "pairing" or (self.current_code is None and self.pair_code is None):
+            raise SimulationError("no QR code or pairing code is up to scan")
+        number = phone_number or self.pair_phone_number or self._phone_number()
+        name = push_name or PUSH_NAMES[self._bytes(1)[0] % len(PUSH_NAMES)]
+        device = Device(jid=f"{number}:{1 + self._bytes(1)[0] % 20}@s.whatsapp.net", phone_number=number, push_name=name)
+        self._cancel_timer()
+        self.state = "linking"
+        self.current_code = None
+        self.pair_code = None
+        self.engine.save_device(self.auth_path, device)
+        self.report(PairSuccess(device.jid, device.phone_number, "android"))
+
+        def linked() -> None:
+            self._timer = None
+            if self.state == "linking":
+                self.state = "connected"
+                self.report(SessionConnected(device.jid, device.phone_number, device.push_name))
+
+        self._schedule(self.engine.link_latency, linked)
+
+    def _phone_number(self) -> str:
+        digits = "".join(str(b % 10) for b in self._bytes(7))
+        return f"1555{digits}"
+
+    def drop(self, reason: str = "connection_lost") -> None:
+        """The network drops the connection."""
+        if self.state not in ("connected", "linking"):
+            raise SimulationError("not connected")
+        self._cancel_timer()
+        self.state = "closed"
+        self.report(SessionDisconnected(reason))
+
+    def remove_device(self) -> None:
+        """The phone logs this device out (Linked devices → Log out)."""
+        if self.engine.load_device(self.auth_path) is None:
+            raise SimulationError("this session is not linked")
+        self._cancel_timer()
+        self.state = "closed"
+        self.engine.forget_device(self.auth_path)
+        self.report(LoggedOut("logged_out"))
+
+    def fail(self, message: str = "simulated engine failure") -> None:
+        self._cancel_timer()
+        self.state = "closed"
+        self.report(SessionError(message))
+
+    def receive(self, chat: str, text: str) -> None:
+        if self.state != "connected":
+            raise SimulationError("not connected")
+        self.report(
+            IncomingMessage(
+                chat=chat, text=text, message_id="3A" + self._bytes(9).hex().upper(),
+                timestamp=self.engine.clock.now(), sender=chat,
+            )
+        )
+
+
+class SimulatedEngine:
+    name = "simulated"
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        seed: int | str = 0,
+        connect_latency: float = 0.0,
+        link_latency: float = 0.0,
+        qr_first_ttl: float = 60.0,
+        qr_next_ttl: float = 20.0,
+        codes_per_attempt: int = 6,
+        persist_auth: bool = True,
+    ) -> None:
+        self.clock: Clock = clock or RealClock()
+        self.seed = seed
+        self.connect_latency = connect_latency
+        self.link_latency = link_latency
+        self.qr_first_ttl = qr_first_ttl
+        self.qr_next_ttl = qr_next_ttl
+        self.codes_per_attempt = codes_per_attempt
+        self.persist_auth = persist_auth
+        self.fail_connects: str | None = None
+        """When set, every connect fails with this message (a network outage)."""
+        self.fail_sends: str | None = None
+        """When set, every send fails with this message."""
+        self.sessions: dict[str, SimulatedSession] = {}
+        self._devices: dict[Path, Device] = {}
+
+    def session(self, session_id: str, report: Report, *, auth_path: Path) -> SimulatedSession:
+        session = SimulatedSession(self, session_id, report, auth_path)
+        self.sessions[session_id] = session
+        return session
+
+    def phone(self, session_id: str) -> SimulatedSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SimulationError("this session is not running")
+        return session
+
+    # The auth "database": a small JSON file, so links survive a restart like neonize's do.
+    def load_device(self, auth_path: Path) -> Device | None:
+        device = self._devices.get(auth_path)
+        if device is None and self.persist_auth and auth_path.exists():
+            try:
+                device = Device(**json.loads(auth_path.read_text()))
+            except (OSError, ValueError, TypeError):
+                return None
+            self._devices[auth_path] = device
+        return device
+
+    def save_device(self, auth_path: Path, device: Device) -> None:
+        self._devices[auth_path] = device
+        if self.persist_auth:
+            auth_path.parent.mkdir(parents=True, exist_ok=True)
+            auth_path.write_text(device.dump())
+
+    def forget_device(self, auth_path: Path) -> None:
+        self._devices.pop(auth_path, None)
+        if self.persist_auth:
+            auth_path.unlink(missing_ok=True)
+
+    def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        return self.load_device(auth_path) is not None
+
+    async def remove_auth(self, session_id: str, auth_path: Path) -> None:
+        self.forget_device(auth_path)
+
+    def release(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+
+    async def aclose(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()
