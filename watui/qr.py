@@ -1,0 +1,169 @@
+"""QR codes for linking a phone: payload → module matrix → terminal text, PNG, data URL.
+
+One place turns WhatsApp's pairing payload into pixels, so the console's half-block
+drawing and the server's ``qr_data`` PNG always show the same code.
+
+Everything is cached per payload: the console redraws the same code many times a second
+while it is up, and every SSE subscriber of a session asks for the same data URL.
+
+The terminal drawing uses only ``▀`` (upper half block) with an explicit foreground *and*
+background colour in every cell, so two matrix rows fit in one terminal line and the code
+scans the same way on dark and light terminal themes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import lru_cache
+from typing import Final
+
+import qrcode
+import qrcode.constants
+import qrcode.exceptions
+from PIL import Image
+from rich.style import Style
+from rich.text import Text
+
+__all__ = [
+    "DARK",
+    "ERROR_CORRECTION",
+    "HALF_BLOCK",
+    "LIGHT",
+    "QUIET_ZONE",
+    "HalfBlockCell",
+    "half_block_cells",
+    "half_block_text",
+    "png_bytes",
+    "png_data_url",
+    "qr_matrix",
+    "terminal_size",
+]
+
+#: Modules of light border on every side; ISO/IEC 18004 asks for 4, and phones need it
+#: to find the finder patterns against a busy terminal around the code.
+QUIET_ZONE: Final = 4
+
+#: Level L keeps the code as small as possible (a ~230-character WhatsApp payload is a
+#: version 9 code, 61 columns × 31 lines with the quiet zone) so it fits a small terminal.
+#: A screen is never torn or smudged, so the extra redundancy of M/Q/H buys little.
+ERROR_CORRECTION: Final = qrcode.constants.ERROR_CORRECT_L
+
+HALF_BLOCK: Final = "▀"
+DARK: Final = "#000000"
+LIGHT: Final = "#ffffff"
+
+#: ``(top_is_dark, bottom_is_dark)`` for one terminal cell.
+HalfBlockCell = tuple[bool, bool]
+
+_CACHE_SIZE: Final = 1024
+
+_STYLES: Final[dict[HalfBlockCell, Style]] = {
+    (top, bottom): Style(color=DARK if top else LIGHT, bgcolor=DARK if bottom else LIGHT)
+    for top in (False, True)
+    for bottom in (False, True)
+}
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _matrix(payload: str, quiet_zone: int) -> tuple[tuple[bool, ...], ...]:
+    """Immutable, cached matrix; the public function hands out copies."""
+    if quiet_zone < 0:
+        raise ValueError(f"quiet_zone must be >= 0, got {quiet_zone}")
+    code = qrcode.QRCode(version=None, error_correction=ERROR_CORRECTION, border=quiet_zone)
+    code.add_data(payload)
+    try:
+        code.make(fit=True)
+    except (qrcode.exceptions.DataOverflowError, ValueError) as exc:
+        # qrcode 8 reports "needs version 41" as a plain ValueError, older ones overflow.
+        raise ValueError(f"payload of {len(payload)} characters is too long for a QR code") from exc
+    return tuple(tuple(bool(module) for module in row) for row in code.get_matrix())
+
+
+def qr_matrix(payload: str, *, quiet_zone: int = QUIET_ZONE) -> list[list[bool]]:
+    """The QR modules for ``payload``, ``True`` = dark, quiet zone included.
+
+    Returns a fresh list each call (callers may mutate it); the work behind it is cached.
+    Raises :class:`ValueError` if the payload does not fit in a version 40 code.
+    """
+    return [list(row) for row in _matrix(payload, quiet_zone)]
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def half_block_cells(payload: str) -> tuple[tuple[HalfBlockCell, ...], ...]:
+    """The terminal drawing as plain data: one tuple per line, one ``(top, bottom)`` per cell.
+
+    Two matrix rows per line; an odd last row is paired with a light row, which just
+    widens the bottom quiet zone by one module.
+    """
+    rows = _matrix(payload, QUIET_ZONE)
+    width = len(rows[0])
+    light_row = (False,) * width
+    lines: list[tuple[HalfBlockCell, ...]] = []
+    for y in range(0, len(rows), 2):
+        top = rows[y]
+        bottom = rows[y + 1] if y + 1 < len(rows) else light_row
+        lines.append(tuple(zip(top, bottom, strict=True)))
+    return tuple(lines)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _half_block_text(payload: str) -> Text:
+    text = Text(no_wrap=True, overflow="crop", end="")
+    for index, line in enumerate(half_block_cells(payload)):
+        if index:
+            text.append("\n")
+        # One span per run of equal cells: far fewer spans for Textual to render.
+        start = 0
+        for x in range(1, len(line) + 1):
+            if x == len(line) or line[x] != line[start]:
+                text.append(HALF_BLOCK * (x - start), _STYLES[line[start]])
+                start = x
+    return text
+
+
+def half_block_text(payload: str) -> Text:
+    """The code as a :class:`rich.text.Text` of ``▀`` cells, lines joined with ``"\\n"``.
+
+    Every cell has an explicit foreground (top module) and background (bottom module) of
+    exactly ``#000000`` or ``#ffffff``, so the terminal's theme colours never leak in.
+    It does not wrap (a wrapped code would not scan). Returns a copy of a cached Text,
+    because Text is mutable.
+    """
+    return _half_block_text(payload).copy()
+
+
+def terminal_size(payload: str) -> tuple[int, int]:
+    """``(columns, lines)`` needed to draw :func:`half_block_text` without cropping."""
+    cells = half_block_cells(payload)
+    return len(cells[0]), len(cells)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def png_bytes(payload: str, *, scale: int = 8) -> bytes:
+    """A black-on-white 1-bit PNG of the code, ``scale`` pixels per module, quiet zone included.
+
+    Cached because ``GET /sessions/{id}/qr`` with ``Accept: image/png`` serves the same
+    bytes to every poller of a session.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    rows = _matrix(payload, QUIET_ZONE)
+    size = len(rows)
+    image = Image.new("1", (size, size))
+    # Mode "1": 0 is black, 1 is white.
+    image.putdata([0 if dark else 1 for row in rows for dark in row])
+    if scale != 1:
+        image = image.resize((size * scale, size * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def png_data_url(payload: str) -> str:
+    """``data:image/png;base64,…`` of :func:`png_bytes`, as sent in the ``qr`` event's ``qr_data``.
+
+    Built lazily and cached: every subscriber of a session receives the same string object.
+    """
+    return "data:image/png;base64," + base64.b64encode(png_bytes(payload)).decode("ascii")
