@@ -1,0 +1,41 @@
+"""Shared fixtures: a manager on the simulated engine, driven by a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from watui.clock import FakeClock
+from watui.config import Settings
+from watui.engines.simulated import SimulatedEngine
+from watui.manager import ScopedService, SessionManager
+from watui.models import Caller
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", engine="simulated", sqlite_synchronous="NORMAL")
+
+
+@pytest.fixture
+def engine(clock: FakeClock) -> SimulatedEngine:
+    return SimulatedEngine(clock=clock, seed=7)
+
+
+@pytest.fixture
+async def manager(settings: Settings, engine: SimulatedEngine, clock: FakeClock) -> AsyncIterator[SessionManager]:
+    manager = await SessionManager.open(settings, engine=engine, clock=clock)
+    yield manager
+    await manager.aclose()
+
+
+@pytest.fixture
+def admin(manager: SessionManager) -> ScopedService:
+    return manager.service(Caller.local_admin())

@@ -1,0 +1,584 @@
+"""The neonize engine against the real neonize library (its Go core included).
+
+WhatsApp's servers are not reachable from the test machines, so the live tests exercise what
+can be real here: dial failures (DNS, a refused proxy, a proxy that never answers), the thread
+and shutdown behaviour around the blocking Go call, the auth databases neonize creates, and
+the event mapping fed with neonize's own protobuf events as they come off the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from neonize.events import EVENT_TO_INT, INT_TO_EVENT
+from neonize.proto import Neonize_pb2 as pb
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    ExtendedTextMessage,
+    ImageMessage,
+)
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    Message as E2EMessage,
+)
+
+from watui.engines.base import (
+    EngineEvent,
+    IncomingMessage,
+    LoggedOut,
+    PairSuccess,
+    QrCodeIssued,
+    SessionConnected,
+    SessionDisconnected,
+    SessionError,
+)
+from watui.engines.neonize_engine import (
+    NeonizeEngine,
+    NeonizeEngineError,
+    _Run,
+    map_event,
+    map_login_status,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Recorder:
+    """A ``report`` callable that also checks it is called on the loop's thread."""
+
+    def __init__(self) -> None:
+        self.events: list[EngineEvent] = []
+        self.threads: set[int] = set()
+        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+    def __call__(self, event: EngineEvent) -> None:
+        self.threads.add(threading.get_ident())
+        self.events.append(event)
+        self._queue.put_nowait(event)
+
+    async def next(self, timeout: float = 15.0) -> EngineEvent:
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+
+def run_threads(session_id: str) -> list[threading.Thread]:
+    return [
+        t for t in threading.enumerate() if t.name == f"watui-neonize-{session_id}" and t.is_alive()
+    ]
+
+
+def non_daemon_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if not t.daemon and t.is_alive()}
+
+
+@pytest.fixture
+def silent_proxy() -> Iterator[str]:
+    """A TCP listener that never answers: a proxy on a network that swallows packets."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def refused_proxy() -> str:
+    """A proxy URL on a local port nobody listens on: the dial is refused at once."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"socks5://127.0.0.1:{port}"
+
+
+def seed_device(db: Path, user: str = "4915112345678") -> None:
+    """Write a device row into a whatsmeow database that neonize created (the real schema)."""
+    rnd = os.urandom
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO whatsmeow_device (jid, registration_id, noise_key, identity_key,"
+            " signed_pre_key, signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details,"
+            " adv_account_sig, adv_account_sig_key, adv_device_sig, push_name)"
+            " VALUES (?, 1, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, 'Ada')",
+            (
+                f"{user}:7@s.whatsapp.net",
+                rnd(32),
+                rnd(32),
+                rnd(32),
+                rnd(64),
+                rnd(32),
+                rnd(16),
+                rnd(64),
+                rnd(32),
+                rnd(64),
+            ),
+        )
+
+
+async def make_auth_db(tmp_path: Path, session_id: str, proxy: str) -> Path:
+    """Let neonize create a session's auth db for real (a connect that fails to dial)."""
+    engine = NeonizeEngine(proxy=proxy)
+    report = Recorder()
+    path = tmp_path / "auth" / f"{session_id}.db"
+    session = engine.session(session_id, report, auth_path=path)
+    await session.connect()
+    assert isinstance(await report.next(), SessionError)
+    await session.close()
+    return path
+
+
+# --------------------------------------------------------------------------- live: dialing
+
+
+@pytest.mark.slow
+async def test_offline_connect_reports_the_dial_error_then_closes_cleanly(tmp_path: Path) -> None:
+    before = non_daemon_threads()
+    engine = NeonizeEngine()
+    report = Recorder()
+    auth = tmp_path / "auth" / "s1.db"
+    session = engine.session("s1", report, auth_path=auth)
+
+    started = time.monotonic()
+    await session.connect()
+    assert session._run is not None and session._run.new_device  # no auth yet: a fresh link
+    event = await report.next(timeout=20)
+    if isinstance(event, QrCodeIssued):  # pragma: no cover - only where WhatsApp is reachable
+        await session.close()
+        pytest.skip("web.whatsapp.com is reachable here; this test is about the offline path")
+    assert isinstance(event, SessionError)
+    assert event.code == "connect_failed"
+    assert "failed to dial whatsapp web websocket" in event.message
+    assert "web.whatsapp.com" in event.message
+    assert time.monotonic() - started < 15
+
+    t0 = time.monotonic()
+    await session.close()
+    await engine.aclose()
+    assert time.monotonic() - t0 < 2.5
+    assert run_threads("s1") == []
+    assert non_daemon_threads() <= before
+    # Reports only ever ran on the event loop's thread.
+    assert report.threads == {threading.get_ident()}
+    # neonize created the session's own db at the given path, without a linked device.
+    assert auth.is_file()
+    assert not engine.has_auth("s1", auth)
+    await asyncio.sleep(0.2)
+    assert report.events == [event]  # nothing more after the failure and the close
+
+
+async def test_refused_dial_fails_fast_with_whatsmeows_message(
+    tmp_path: Path, refused_proxy: str
+) -> None:
+    engine = NeonizeEngine(proxy=refused_proxy)
+    report = Recorder()
+    session = engine.session("r1", report, auth_path=tmp_path / "r1.db")
+    await session.connect()
+    event = await report.next(timeout=10)
+    assert isinstance(event, SessionError)
+    assert event.code == "connect_failed"
+    assert "connection refused" in event.message
+    await session.close()
+    assert run_threads("r1") == []
+
+
+async def test_watchdog_fails_an_attempt_on_a_silent_network(
+    tmp_path: Path, silent_proxy: str
+) -> None:
+    """whatsmeow waits 60 s on a silent network; the engine gives up after connect_timeout."""
+    engine = NeonizeEngine(proxy=silent_proxy, connect_timeout=1.0)
+    report = Recorder()
+    session = engine.session("w1", report, auth_path=tmp_path / "w1.db")
+    started = time.monotonic()
+    await session.connect()
+    event = await report.next(timeout=10)
+    assert isinstance(event, SessionError)
+    assert event.code == "connect_timeout"
+    assert 0.9 < time.monotonic() - started < 5
+    t0 = time.monotonic()
+    await session.close()
+    assert time.monotonic() - t0 < 1.0  # even though the Go dial is still waiting
+    await asyncio.sleep(0.3)
+    assert report.events == [event]
+
+
+async def test_a_session_can_reconnect_after_a_failure(tmp_path: Path, refused_proxy: str) -> None:
+    engine = NeonizeEngine(proxy=refused_proxy)
+    report = Recorder()
+    session = engine.session("again", report, auth_path=tmp_path / "again.db")
+    for _ in range(3):
+        await session.connect()
+        assert isinstance(await report.next(), SessionError)
+        await session.disconnect()
+    await session.close()
+    assert len(report.events) == 3
+    assert run_threads("again") == []
+    with pytest.raises(NeonizeEngineError):
+        await session.connect()  # closed for good
+
+
+async def test_many_sessions_start_at_once_without_crashing_neonize(
+    tmp_path: Path, refused_proxy: str
+) -> None:
+    """neonize's Go maps are unlocked; concurrent start-ups must be serialised by the engine."""
+    engine = NeonizeEngine(proxy=refused_proxy)
+    reports = {f"m{i}": Recorder() for i in range(12)}
+    sessions = [
+        engine.session(sid, rep, auth_path=tmp_path / "auth" / f"{sid}.db")
+        for sid, rep in reports.items()
+    ]
+    await asyncio.gather(*(s.connect() for s in sessions))
+    events = await asyncio.gather(*(rep.next() for rep in reports.values()))
+    assert all(isinstance(e, SessionError) and e.code == "connect_failed" for e in events)
+    await engine.aclose()
+    # Each session got its own database, and nothing else was created.
+    assert sorted(p.name for p in (tmp_path / "auth").iterdir()) == sorted(
+        f"{sid}.db" for sid in reports
+    )
+    assert all(run_threads(sid) == [] for sid in reports)
+
+
+async def test_a_linked_session_resumes_its_device_instead_of_pairing(
+    tmp_path: Path, refused_proxy: str
+) -> None:
+    """With a device in its db, connect() resumes it (neonize would otherwise show QR codes)."""
+    path = await make_auth_db(tmp_path, "linked", refused_proxy)
+    seed_device(path)
+    engine = NeonizeEngine(proxy=refused_proxy)
+    assert engine.has_auth("linked", path)
+    report = Recorder()
+    session = engine.session("linked", report, auth_path=path)
+    await session.connect()
+    assert session._run is not None and not session._run.new_device  # resume, don't re-pair
+    event = await report.next()
+    assert isinstance(event, SessionError) and "connection refused" in event.message
+    await session.close()
+    # Resuming must not have added a second, fresh device next to the linked one.
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT jid FROM whatsmeow_device").fetchall() == [
+            ("4915112345678:7@s.whatsapp.net",)
+        ]
+
+
+@pytest.mark.slow
+def test_a_process_using_the_engine_exits_promptly(tmp_path: Path) -> None:
+    """The strongest shutdown check: nothing neonize left behind may hold the process open.
+
+    The second session is abandoned by the watchdog while its Go dial is still waiting (for
+    up to 60 s); the interpreter must exit regardless.
+    """
+    script = textwrap.dedent(
+        """
+        import asyncio, socket, sys
+        from pathlib import Path
+        from watui.engines.neonize_engine import NeonizeEngine
+
+        # Module-global, so the listener stays open until the interpreter itself goes away.
+        srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
+
+        async def main(root):
+            results = []
+            for sid, engine in (
+                ("plain", NeonizeEngine()),
+                ("silent", NeonizeEngine(proxy=f"http://127.0.0.1:{srv.getsockname()[1]}",
+                                         connect_timeout=1.0)),
+            ):
+                queue = asyncio.Queue()
+                session = engine.session(sid, queue.put_nowait, auth_path=root / f"{sid}.db")
+                await session.connect()
+                event = await asyncio.wait_for(queue.get(), 20)
+                results.append(f"{sid}:{type(event).__name__}:{getattr(event, 'code', '')}")
+                await session.close()
+                await engine.aclose()
+            print("RESULT", " ".join(results), flush=True)
+
+        asyncio.run(main(Path(sys.argv[1])))
+        """
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=45,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    assert "silent:SessionError:connect_timeout" in result
+    assert "plain:SessionError:connect_failed" in result or "plain:QrCodeIssued" in result
+    assert elapsed < 20, f"took {elapsed:.1f} s to exit"
+
+
+# --------------------------------------------------------------------------- auth databases
+
+
+def test_has_auth_is_false_for_missing_and_foreign_files(tmp_path: Path) -> None:
+    engine = NeonizeEngine()
+    assert not engine.has_auth("x", tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()  # looking must not create it
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    assert not engine.has_auth("x", junk)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    assert not engine.has_auth("x", other)
+
+
+async def test_has_auth_needs_a_device_and_remove_auth_deletes_everything(
+    tmp_path: Path, refused_proxy: str
+) -> None:
+    path = await make_auth_db(tmp_path, "a1", refused_proxy)
+    engine = NeonizeEngine()
+    assert path.is_file() and not engine.has_auth("a1", path)  # schema, but no device
+    seed_device(path)
+    assert engine.has_auth("a1", path)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).write_bytes(b"x")
+    sibling = await make_auth_db(tmp_path, "a2", refused_proxy)
+    seed_device(sibling, user="33600000000")
+
+    await engine.remove_auth("a1", path)
+    assert not engine.has_auth("a1", path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a2.db"]  # only a1's files went
+    assert engine.has_auth("a2", sibling)
+    await engine.remove_auth("a1", path)  # idempotent
+
+
+# --------------------------------------------------------------------------- API guards
+
+
+async def test_send_and_pair_refuse_clearly_without_a_connection(tmp_path: Path) -> None:
+    engine = NeonizeEngine()
+    session = engine.session("g1", Recorder(), auth_path=tmp_path / "g1.db")
+    with pytest.raises(NeonizeEngineError, match="not connected"):
+        await session.send_text("4915112345678", "hi")
+    with pytest.raises(NeonizeEngineError, match="not started"):
+        await session.pair_phone("4915112345678")
+    with pytest.raises(NeonizeEngineError, match="phone number"):
+        await session.send_text("not-a-number", "hi")
+    with pytest.raises(NeonizeEngineError, match="phone number"):
+        await session.pair_phone("+12")
+    await session.logout()  # nothing to unlink: still idempotent and quiet
+    await session.close()
+
+
+async def test_pair_phone_gives_up_when_pairing_never_starts(
+    tmp_path: Path, silent_proxy: str
+) -> None:
+    engine = NeonizeEngine(proxy=silent_proxy, connect_timeout=0.5)
+    report = Recorder()
+    session = engine.session("p1", report, auth_path=tmp_path / "p1.db")
+    await session.connect()
+    with pytest.raises(NeonizeEngineError):
+        await session.pair_phone("+49 151 1234-5678")
+    await session.close()
+
+
+# --------------------------------------------------------------------------- event mapping
+
+
+def complete(message: Any) -> Any:
+    """Fill every unset proto2 *required* field with its default, as neonize's Go encoders do
+    (they always set every field), so the event serialises exactly like one off the wire."""
+    for field in message.DESCRIPTOR.fields:
+        if field.is_repeated:
+            if field.message_type is not None:
+                for item in getattr(message, field.name):
+                    complete(item)
+            continue
+        if field.message_type is not None:
+            if field.is_required or message.HasField(field.name):
+                sub = getattr(message, field.name)
+                sub.SetInParent()
+                complete(sub)
+        elif field.is_required and not message.HasField(field.name):
+            setattr(message, field.name, field.default_value)
+    return message
+
+
+def wire(event: Any) -> Any:
+    """Serialise and parse back the way neonize's callback does (code -> class -> FromString)."""
+    code = EVENT_TO_INT[type(event)]
+    return INT_TO_EVENT[code].FromString(complete(event).SerializeToString())
+
+
+ME = pb.Device(
+    JID=pb.JID(User="4915112345678", Device=12, Server="s.whatsapp.net"),
+    PushName="Ada",
+)
+
+
+def test_pair_status_success_and_error() -> None:
+    ok = pb.PairStatus(
+        ID=pb.JID(User="4915112345678", Device=3, Server="s.whatsapp.net"),
+        Platform="android",
+        Status=pb.PairStatus.SUCCESS,
+    )
+    assert map_event(wire(ok)) == PairSuccess(
+        jid="4915112345678:3@s.whatsapp.net", phone_number="4915112345678", platform="android"
+    )
+    bad = pb.PairStatus(Status=pb.PairStatus.ERROR, Error="invalid device signature")
+    mapped = map_event(wire(bad))
+    assert isinstance(mapped, SessionError) and mapped.code == "pair_error"
+    assert "invalid device signature" in mapped.message
+
+
+def test_connected_takes_its_identity_from_the_device_event() -> None:
+    connected = wire(pb.Connected(status=True))
+    assert map_event(connected, ME) == SessionConnected(
+        jid="4915112345678:12@s.whatsapp.net", phone_number="4915112345678", push_name="Ada"
+    )
+    assert map_event(connected, None) == SessionConnected(jid="", phone_number="")
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (pb.Disconnected(status=True), SessionDisconnected(reason="connection_lost")),
+        (pb.StreamReplaced(), SessionDisconnected(reason="stream_replaced")),
+        (
+            pb.KeepAliveTimeout(ErrorCount=3, LastSuccess=1),
+            SessionDisconnected("keepalive_timeout"),
+        ),
+        (pb.LoggedOut(OnConnect=True, Reason=pb.MAIN_DEVICE_GONE), LoggedOut(reason="logged_out")),
+        (pb.QR(Codes=["2@abc,def,ghi", "2@second"]), QrCodeIssued(code="2@abc,def,ghi")),
+        (pb.QR(), None),
+        (pb.Receipt(), None),  # not a session fact
+    ],
+)
+def test_connection_events(event: Any, expected: EngineEvent | None) -> None:
+    assert map_event(wire(event), ME) == expected
+
+
+def test_temporary_ban_and_connect_failure_are_errors_with_their_details() -> None:
+    ban = map_event(wire(pb.TemporaryBan(Code=pb.TemporaryBan.BLOCKED_BY_USERS, Expire=3600)))
+    assert isinstance(ban, SessionError) and ban.code == "temporary_ban"
+    assert "BLOCKED_BY_USERS" in ban.message and "3600" in ban.message
+    failure = map_event(wire(pb.ConnectFailure(Reason=pb.SERVICE_UNAVAILABLE, Message="try later")))
+    assert isinstance(failure, SessionError) and failure.code == "connect_failure"
+    assert "SERVICE_UNAVAILABLE" in failure.message and "try later" in failure.message
+    outdated = map_event(wire(pb.ClientOutdated()))
+    assert isinstance(outdated, SessionError) and outdated.code == "client_outdated"
+
+
+def _message(body: E2EMessage, *, ts: int = 1_700_000_000_123, from_me: bool = False) -> Any:
+    return wire(
+        pb.Message(
+            Info=pb.MessageInfo(
+                ID="3EB0ABCDEF",
+                Pushname="Bob",
+                Timestamp=ts,
+                MessageSource=pb.MessageSource(
+                    Chat=pb.JID(User="4917000000001", Server="s.whatsapp.net"),
+                    Sender=pb.JID(User="4917000000001", Server="s.whatsapp.net"),
+                    IsFromMe=from_me,
+                ),
+            ),
+            Message=body,
+        )
+    )
+
+
+def test_text_messages_become_incoming_messages() -> None:
+    got = map_event(_message(E2EMessage(conversation="hello")))
+    assert got == IncomingMessage(
+        chat="4917000000001@s.whatsapp.net",
+        text="hello",
+        message_id="3EB0ABCDEF",
+        timestamp=datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
+        sender="4917000000001@s.whatsapp.net",
+        from_me=False,
+        extra={"push_name": "Bob"},
+    )
+    extended = map_event(
+        _message(
+            E2EMessage(extendedTextMessage=ExtendedTextMessage(text="see https://x.y")),
+            from_me=True,
+        )
+    )
+    assert isinstance(extended, IncomingMessage)
+    assert extended.text == "see https://x.y" and extended.from_me
+    caption = map_event(_message(E2EMessage(imageMessage=ImageMessage(caption="a cat"))))
+    assert isinstance(caption, IncomingMessage) and caption.text == "a cat"
+    seconds = map_event(_message(E2EMessage(conversation="old"), ts=1_700_000_000))
+    assert isinstance(seconds, IncomingMessage)
+    assert seconds.timestamp == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+def test_messages_without_text_are_not_reported() -> None:
+    assert map_event(_message(E2EMessage(imageMessage=ImageMessage()))) is None
+    assert map_event(_message(E2EMessage())) is None
+
+
+def test_login_statuses() -> None:
+    assert map_login_status("success") is None
+    assert map_login_status("timeout") is None  # the manager times QR expiry itself
+    outdated = map_login_status("err-client-outdated")
+    assert isinstance(outdated, SessionError) and outdated.code == "client_outdated"
+    assert isinstance(map_login_status("error"), SessionError)
+
+
+# --------------------------------------------------------------------------- the thread hop
+
+
+async def test_callbacks_from_a_foreign_thread_reach_report_on_the_loop(tmp_path: Path) -> None:
+    """Drive the run's ctypes callbacks the way Go does: raw bytes, from another thread."""
+    engine = NeonizeEngine()
+    report = Recorder()
+    session = engine.session("hop", report, auth_path=tmp_path / "hop.db")
+    run = _Run(session, asyncio.get_running_loop(), new_device=True, options=engine.options)
+    keep: list[object] = []
+
+    def call_event(event: Any) -> None:
+        data = complete(event).SerializeToString()
+        buf = ctypes.create_string_buffer(data, len(data))
+        keep.append(buf)
+        code = 0 if isinstance(event, pb.Device) else EVENT_TO_INT[type(event)]
+        run._on_event(0, ctypes.addressof(buf), len(data), code)
+
+    def go_side() -> None:
+        qr = ctypes.create_string_buffer(b"2@first-code,keys")
+        run._on_qr(0, ctypes.addressof(qr))
+        call_event(ME)
+        call_event(pb.Connected(status=True))
+        call_event(pb.Receipt())
+        call_event(pb.LoggedOut(OnConnect=False))
+
+    # Stop() is a real Go call: with no client registered under the run's id it is a no-op.
+    worker = threading.Thread(target=go_side)
+    worker.start()
+    await asyncio.to_thread(worker.join)
+    for _ in range(3):
+        await report.next(timeout=5)
+    assert report.events == [
+        QrCodeIssued(code="2@first-code,keys"),
+        SessionConnected(
+            jid="4915112345678:12@s.whatsapp.net", phone_number="4915112345678", push_name="Ada"
+        ),
+        LoggedOut(),
+    ]
+    assert report.threads == {threading.get_ident()}
+    assert run.first_qr.is_set() and run.in_loop
+
+    # Once abandoned (what disconnect() does), late callbacks are dropped.
+    run.abandoned = True
+    await asyncio.to_thread(call_event, pb.Disconnected(status=True))
+    await asyncio.sleep(0.1)
+    assert len(report.events) == 3
