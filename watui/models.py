@@ -21,12 +21,16 @@ def isoformat(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-PHONE_RE = re.compile(r"^\+?[1-9]\d{6,14}$")
+PHONE_SEPARATORS = " ().-"
+"""What people type between digits; dropped before the check. (The server's OpenAPI pattern
+is built from this, so the two cannot drift.)"""
+PHONE_SEPARATORS_RE = re.compile(f"[{PHONE_SEPARATORS}]")  # "-" last: a literal in a class
+PHONE_RE = re.compile(r"^\+?[1-9][0-9]{6,14}$")  # ASCII digits only: "\d" takes any script's
 
 
 def normalize_phone(value: str) -> str:
     """E.164 digits without the plus: what WhatsApp uses as a JID's user part."""
-    cleaned = re.sub(r"[\s().-]", "", value or "")
+    cleaned = PHONE_SEPARATORS_RE.sub("", value or "")
     if not PHONE_RE.fullmatch(cleaned):
         raise ValueError(
             "phone number must be in international format, 7 to 15 digits, e.g. +14155550123"

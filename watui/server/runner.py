@@ -1,0 +1,221 @@
+"""Running the server: ``watui serve`` in the foreground, or a server in a background thread.
+
+Shutdown order matters: on SIGTERM uvicorn stops accepting, this module's server ends every
+SSE stream (so uvicorn does not wait on them), uvicorn lets running requests finish, and the
+app's lifespan then closes the manager (engine tasks stop, running sessions are parked so the
+next start resumes them, the store is flushed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import uvicorn
+
+from watui.config import Settings
+from watui.server.app import ServerState, create_app
+from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
+
+if TYPE_CHECKING:
+    from watui.engines.base import Engine
+    from watui.manager import SessionManager
+
+T = TypeVar("T")
+
+GRACEFUL_SHUTDOWN_TIMEOUT = 10
+
+
+class WatuiServer(uvicorn.Server):
+    """uvicorn's server, ending the SSE streams as soon as shutdown begins."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        state: ServerState,
+        on_ready: Callable[[WatuiServer], None] | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.watui = state
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready(self)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.watui.stop_streams()
+        await super().shutdown(sockets)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        for server in getattr(self, "servers", []):
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening yet")
+
+
+def _config(app: Any, settings: Settings, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
+        # Browsers and proxies keep SSE connections open; HTTP/1.1 keep-alive for the rest.
+        timeout_keep_alive=30,
+        access_log=log_level == "debug",
+        proxy_headers=False,
+    )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    manager: SessionManager | None = None,
+    engine: Engine | None = None,
+    log_level: str = "info",
+    on_ready: Callable[[WatuiServer], None] | None = None,
+    announce: bool = True,
+    send_timeout: float = 30.0,
+) -> None:
+    """Open the manager (unless given), make the first admin key if needed, and serve until
+    told to stop. A manager given here is closed by the server's shutdown as well."""
+    from watui.manager import SessionManager
+
+    if manager is None:
+        manager = await SessionManager.open(settings, engine=engine)
+    try:
+        secret = await ensure_admin_key(manager.store, settings)
+    except BaseException:
+        await manager.aclose()
+        raise
+    if secret and announce:
+        print(
+            "No API key existed, so an admin key was created. It is shown once here and saved "
+            f"(mode 0600) to {settings.data_dir / ADMIN_KEY_FILE}:\n{secret}",
+            flush=True,
+        )
+    app = create_app(manager, settings, owns_manager=True, send_timeout=send_timeout)
+
+    def ready(server: WatuiServer) -> None:
+        if announce:
+            print(f"watui serving on http://{settings.host}:{server.port} "
+                  f"(engine {settings.engine}, data in {settings.data_dir})", flush=True)
+        if on_ready is not None:
+            on_ready(server)
+
+    server = WatuiServer(_config(app, settings, log_level), app.state.watui, ready)
+    try:
+        await server.serve()
+    finally:
+        # If uvicorn never started (port in use, …) the lifespan did not close the manager.
+        await manager.aclose()
+
+
+def run_server(settings: Settings) -> None:
+    """``watui serve``: serve in the foreground until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
+        sys.exit(130)
+
+
+class BackgroundServer:
+    """A real server on a loopback port, in a thread with its own event loop.
+
+    For tests and benchmarks: ``start()`` returns once it listens; ``call(coro_fn)`` runs a
+    coroutine on the server's loop (to reach the manager or the store); ``stop()`` shuts it
+    down the way SIGTERM would.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine_factory: Callable[[], Engine] | None = None,
+        log_level: str = "warning",
+        port: int = 0,
+        send_timeout: float = 30.0,
+    ) -> None:
+        self.settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
+        self.engine_factory = engine_factory
+        self.log_level = log_level
+        self.send_timeout = send_timeout
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: WatuiServer | None = None
+        self.manager: SessionManager | None = None
+        self._thread: threading.Thread | None = None
+        self._ready: Future[None] = Future()
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.settings.data_dir / ADMIN_KEY_FILE).read_text().strip()
+
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
+        self._thread = threading.Thread(target=self._run, name="watui-server", daemon=True)
+        self._thread.start()
+        self._ready.result(timeout)
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            from watui.manager import SessionManager
+
+            self.loop = asyncio.get_running_loop()
+            engine = self.engine_factory() if self.engine_factory else None
+            self.manager = await SessionManager.open(self.settings, engine=engine)
+
+            def ready(server: WatuiServer) -> None:
+                self.server = server
+                self._ready.set_result(None)
+
+            await serve(self.settings, manager=self.manager, log_level=self.log_level,
+                        on_ready=ready, announce=False, send_timeout=self.send_timeout)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    def call(self, factory: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
+        """Run ``factory()`` on the server's loop and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(factory(), self.loop).result(timeout)
+
+    def create_key(self, owner: str, *, admin: bool = False) -> str:
+        assert self.manager is not None
+        manager = self.manager
+        _, secret = self.call(lambda: manager.store.create_api_key(owner, admin=admin))
+        return secret
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # pragma: no cover - a hang is a bug worth seeing
+                raise RuntimeError("the server did not stop in time")
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

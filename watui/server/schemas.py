@@ -1,0 +1,114 @@
+"""Response models and error documentation for the HTTP API.
+
+Request bodies use the models of :mod:`watui.models` as they are (``SessionCreate``,
+``SessionUpdate``, ``SendMessage``, ``SimulateRequest``). Responses need their own models
+where what goes over the wire differs from the internal one: a session's webhook secret is
+masked (``Session.public()``), and a masked secret would fail ``SessionSettings``'s format
+check, so :class:`SessionSettingsView` carries the same fields without the validators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from watui.machine import EventType
+from watui.models import PhoneNumber, Session, SessionSettings, Strict
+
+
+class SessionSettingsView(BaseModel):
+    """``SessionSettings`` as returned: the webhook secret is masked as ``whsec_…``."""
+
+    auto_reconnect: bool = True
+    max_reconnect_attempts: int = 10
+    webhook_url: str | None = Field(default=None, description="where events are POSTed (Standard Webhooks)")
+    webhook_secret: str | None = Field(default=None, description="`whsec_…` when a secret is set; never echoed")
+    webhook_events: list[EventType] | None = Field(default=None, description="event types delivered; null = all")
+
+
+# The view must list exactly the fields of the model it shows; a test checks it too.
+assert set(SessionSettingsView.model_fields) == set(SessionSettings.model_fields)
+
+
+class SessionView(Session):
+    """A session as clients see it (``Session.public()``)."""
+
+    settings: SessionSettingsView = Field(default_factory=lambda: SessionSettingsView())  # type: ignore[assignment]
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    stream_url: str = Field(..., description="absolute URL of this session's SSE stream")
+    session: SessionView
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionView]
+    total: int = Field(..., description="sessions matching the filter, before paging")
+
+
+class PairCodeRequest(Strict):
+    """``POST /sessions/{id}/pair-code``: link by phone number instead of a QR code."""
+
+    phone_number: PhoneNumber = Field(..., description="international format, e.g. +14155550123")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    version: str
+    engine: str = Field(..., description="neonize (real WhatsApp) or simulated")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(..., description="stable, machine-readable: SESSION_NOT_FOUND, …")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+# Every code the server can answer with, by status: what /docs shows for each route.
+ERROR_CODES: dict[int, dict[str, str]] = {
+    400: {"BAD_REQUEST": "the request cannot be read (bad header, bad encoding)"},
+    401: {"UNAUTHORIZED": "no API key, an unknown one or a revoked one"},
+    404: {
+        "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
+        "NOT_FOUND": "no such route (also /simulate with the real engine)",
+    },
+    405: {"METHOD_NOT_ALLOWED": "the route exists but not with this method"},
+    406: {"NOT_ACCEPTABLE": "the Accept header asks for a type this route cannot give"},
+    409: {
+        "INVALID_TRANSITION": "the session's status does not allow this action",
+        "SESSION_NOT_CONNECTED": "sending needs a connected session",
+        "QR_NOT_AVAILABLE": "no QR code is up right now",
+        "SESSION_LIMIT_REACHED": "the owner already runs its maximum of sessions",
+        "CONFLICT": "the request conflicts with the session's state",
+    },
+    413: {"PAYLOAD_TOO_LARGE": "the body is larger than the server accepts"},
+    415: {"UNSUPPORTED_MEDIA_TYPE": "the body must be application/json"},
+    422: {"VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value"},
+    500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
+    502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
+}
+
+ERROR_CODE_FOR_STATUS: dict[int, str] = {
+    **{status: next(iter(codes)) for status, codes in ERROR_CODES.items()},
+    404: "NOT_FOUND",
+}
+"""The code for an HTTP error raised outside the service (unknown route, wrong method, …)."""
+
+
+def error_responses(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given statuses, each listing its error codes.
+
+    Every authenticated route can also answer 401, and every route 422 and 500.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, *((401,) if auth else ()), 422, 500}):
+        codes = ERROR_CODES[status]
+        listing = "; ".join(f"`{code}`: {why}" for code, why in codes.items())
+        out[status] = {"model": ErrorResponse, "description": listing}
+    return out

@@ -1,0 +1,321 @@
+"""Server-Sent Events: the per-session stream and the all-sessions ``/v1/events`` stream.
+
+The bus does the hard part (replay from the log, then live, with no gap and no duplicate;
+a bounded queue per subscriber). Here each event becomes one frame, encoded once however
+many clients receive it, and each stream ends cleanly: after its closing event, when the
+client goes away, when a send stalls for longer than ``send_timeout``, or when the server
+shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
+from starlette.types import Message, Receive, Scope, Send
+
+from watui.errors import QrNotAvailable, ValidationFailed
+from watui.machine import EventType, Status
+from watui.models import Event, Session, isoformat
+from watui.qr import png_data_url
+from watui.service import SessionService, Subscription
+
+log = logging.getLogger(__name__)
+
+CLOSING_EVENTS: frozenset[EventType] = frozenset({EventType.CONNECTED, EventType.ERROR, EventType.DELETED})
+"""A session stream ends right after one of these: linking is over, one way or the other."""
+
+_NEUTRAL_TARGETS = frozenset({Status.CONNECTED.value, Status.FAILED.value})
+"""Status changes that come just before a closing event and so do not reopen a stream."""
+
+MAX_LAST_EVENT_ID = 2**63 - 1
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    """The resume point from ``Last-Event-ID`` (or ``?last_event_id=``); 422 if not a number."""
+    raw = header if header not in (None, "") else query
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    if not text.isdigit() or not text.isascii() or len(text) > 19 or int(text) > MAX_LAST_EVENT_ID:
+        raise ValidationFailed(
+            "Last-Event-ID must be a non-negative integer (the id: of an event)",
+            details={"last_event_id": raw[:40]},
+        )
+    return int(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return isoformat(value)
+    return str(value)
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def frame(event_id: int, event_type: str, data: dict[str, Any]) -> bytes:
+    """One SSE frame. ``json.dumps`` escapes newlines, so ``data:`` is always one line."""
+    return f"id: {event_id}\nevent: {event_type}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """The ``data:`` object of an event; a ``qr`` event also gets its PNG as ``qr_data``."""
+    data = event.data()
+    if event.type is EventType.QR and isinstance(data.get("qr_text"), str):
+        try:
+            data["qr_data"] = png_data_url(data["qr_text"])
+        except ValueError:  # a payload too long for any QR code: send the text alone
+            log.warning("cannot draw the QR code of event %s", event.id)
+    return data
+
+
+def encode(event: Event) -> bytes:
+    return frame(event.id, event.type.value, event_data(event))
+
+
+class FrameCache:
+    """Encoded frames by event id, so a fan-out to N clients encodes each event once.
+
+    A ``qr`` frame needs its PNG drawn first (~15 ms of pure Python, once per code). Drawing
+    it in a worker thread was tried: under load the thread starves for the GIL and QR
+    frames come out later, not sooner; so it is drawn here, on first use.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._frames: OrderedDict[int, bytes] = OrderedDict()
+
+    def _keep(self, event_id: int, encoded: bytes) -> bytes:
+        self._frames[event_id] = encoded
+        if len(self._frames) > self._size:
+            self._frames.popitem(last=False)
+        return encoded
+
+    def get(self, event: Event) -> bytes:
+        """The frame, encoded here and now if needed."""
+        cached = self._frames.get(event.id)
+        return cached if cached is not None else self._keep(event.id, encode(event))
+
+
+PING = ServerSentEvent(comment="ping", sep="\n")
+SHUTDOWN_GRACE = 3.0
+"""Seconds a stream gets to end by itself once shutdown begins, before it is cancelled."""
+
+
+class EventStream(EventSourceResponse):
+    """sse-starlette's response, tuned for many long-lived clients.
+
+    - Shutdown: sse-starlette watches a process-wide flag; several servers in one process (the
+      tests) need their own, so the exit listener waits on the server's ``stopping`` event. On
+      shutdown the server first closes every stream's subscription, so a stream ends with a
+      proper last chunk; one still stuck after the grace period is cancelled.
+    - Stalled clients: instead of a timeout scope around every send (a timer armed and
+      cancelled per frame per client), one watchdog per stream checks now and then whether a
+      send has been waiting longer than ``send_timeout``, and if so drops the client.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        stopping: asyncio.Event,
+        ping: float,
+        send_timeout: float,
+    ) -> None:
+        super().__init__(
+            content,
+            ping=ping,
+            sep="\n",
+            ping_message_factory=lambda: PING,
+            headers={"Cache-Control": "no-store"},
+            shutdown_grace_period=SHUTDOWN_GRACE,
+            data_sender_callable=self._watchdog,
+        )
+        self._stopping = stopping
+        self._stall_limit = send_timeout
+        self._in_flight: dict[object, float] = {}
+
+    async def _listen_for_exit_signal(self) -> None:  # type: ignore[override]
+        await self._stopping.wait()
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        token = object()
+        self._in_flight[token] = time.monotonic()
+        try:
+            await send(message)
+        finally:
+            del self._in_flight[token]
+
+    async def _watchdog(self) -> None:
+        while True:
+            await anyio.sleep(self._stall_limit / 4)
+            if self._in_flight and time.monotonic() - min(self._in_flight.values()) > self._stall_limit:
+                raise SendTimeoutError()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # The client stopped reading: let it go. Returning mid-response makes the ASGI
+            # server close the connection; the subscription was closed on the way out.
+            client = scope.get("client")
+            log.warning("dropped an SSE client that stopped reading: %s", client)
+
+
+async def _close_quietly(subscription: Subscription) -> None:
+    # Shielded: the stream is usually being cancelled when this runs.
+    with anyio.CancelScope(shield=True):
+        try:
+            await subscription.aclose()
+        except Exception:  # pragma: no cover - cleanup must not mask the real outcome
+            log.exception("closing a subscription failed")
+
+
+MAX_BATCH_BYTES = 256 * 1024
+"""Frames already waiting for a client go out together, up to this much per write."""
+
+
+async def pump(
+    subscription: Subscription,
+    cache: FrameCache,
+    *,
+    first: Iterable[bytes] = (),
+    close_on: frozenset[EventType] = frozenset(),
+    registry: set[Subscription] | None = None,
+) -> AsyncIterator[bytes]:
+    """Frames for ``first`` then for every event of ``subscription``, ending after ``close_on``.
+
+    Events that are already waiting when one is taken (a status change and its QR code,
+    or a backlog after a busy moment) are sent in one write: under load that is what keeps
+    a thousand clients from costing a thousand writes per event.
+
+    The subscription sits in ``registry`` while the stream is open: closing it from outside
+    ends the stream cleanly (that is how a shutdown ends every stream).
+    """
+    if registry is not None:
+        registry.add(subscription)
+    ready = getattr(subscription, "get_nowait", None)
+    try:
+        for chunk in first:
+            yield chunk
+        async for event in subscription:
+            batch = [cache.get(event)]
+            size = len(batch[0])
+            closing = event.type in close_on
+            while ready is not None and not closing and size < MAX_BATCH_BYTES:
+                more: Event | None = ready()
+                if more is None:
+                    break
+                batch.append(cache.get(more))
+                size += len(batch[-1])
+                closing = more.type in close_on
+            yield batch[0] if len(batch) == 1 else b"".join(batch)
+            if closing:
+                return
+    finally:
+        if registry is not None:
+            registry.discard(subscription)
+        await _close_quietly(subscription)
+
+
+def _now() -> str:
+    return isoformat(datetime.now(UTC))
+
+
+async def snapshot_frames(
+    service: SessionService, session: Session, event_id: int
+) -> tuple[list[bytes], bool]:
+    """The current state of a session as frames (all with ``id: event_id``), and whether the
+    stream ends right after them (the session is already connected or failed)."""
+    sid = session.id
+    frames = [
+        frame(
+            event_id,
+            EventType.STATUS.value,
+            {"session_id": sid, "from": None, "to": session.status.value, "reason": session.reason,
+             "timestamp": isoformat(session.updated_at)},
+        )
+    ]
+    if session.status is Status.QR_READY:
+        try:
+            qr = await service.get_qr(sid)
+        except QrNotAvailable:
+            pass
+        else:
+            frames.append(
+                frame(
+                    event_id,
+                    EventType.QR.value,
+                    {"session_id": sid, "qr_data": qr.qr_data or png_data_url(qr.qr_text),
+                     "qr_text": qr.qr_text, "generation": qr.generation,
+                     "expires_at": isoformat(qr.expires_at), "timestamp": _now()},
+                )
+            )
+        expires = session.pair_code_expires_at
+        if session.pair_code and (expires is None or expires > datetime.now(UTC)):
+            frames.append(
+                frame(
+                    event_id,
+                    EventType.PAIR_CODE.value,
+                    {"session_id": sid, "code": session.pair_code,
+                     "expires_at": isoformat(expires) if expires else None, "timestamp": _now()},
+                )
+            )
+    if session.status is Status.CONNECTED:
+        frames.append(
+            frame(
+                event_id,
+                EventType.CONNECTED.value,
+                {"session_id": sid, "phone_number": session.phone_number,
+                 "push_name": session.push_name, "timestamp": _now()},
+            )
+        )
+        return frames, True
+    if session.status is Status.FAILED:
+        reason = session.reason or "failed"
+        frames.append(
+            frame(event_id, EventType.ERROR.value,
+                  {"session_id": sid, "code": reason, "message": reason, "timestamp": _now()})
+        )
+        return frames, True
+    return frames, False
+
+
+ReadEvents = Callable[[int, int], Awaitable[list[Event]]]
+"""``(after_id, limit) -> events``: one session's status, connected, error and deleted events."""
+
+STREAM_STATE_EVENTS: frozenset[EventType] = CLOSING_EVENTS | {EventType.STATUS}
+
+
+async def closed_as_of(read_events: ReadEvents, last_id: int, page: int = 500) -> bool:
+    """Whether a session stream resumed after ``last_id`` has already ended.
+
+    It has if, among the session's events up to ``last_id``, the latest one that matters is a
+    closing event (``connected``, ``error``) rather than a status change that starts a new
+    round (back to stopped, initializing, …). Such a reconnect gets ``204 No Content``.
+    """
+    closed = False
+    cursor = 0
+    while cursor < last_id:
+        events = await read_events(cursor, page)
+        for event in events:
+            if event.id > last_id:
+                return closed
+            if event.type in CLOSING_EVENTS:
+                closed = True
+            elif event.type is EventType.STATUS and event.payload.get("to") not in _NEUTRAL_TARGETS:
+                closed = False
+        if len(events) < page:
+            break
+        cursor = events[-1].id
+    return closed
