@@ -1,0 +1,150 @@
+"""Snapshot tests: what each screen looks like, stored as SVGs under ``snapshots/console/``.
+
+Every scene is built through the service with the simulated engine on a fake clock, fixed
+session ids and a fixed engine seed, so an SVG changes only when the UI does. Regenerate
+with ``make snapshots-update`` and look at the result before committing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from watui.clock import FakeClock
+from watui.models import Session
+
+from .conftest import AppFactory, act, find, spec, sync
+
+Pilot = Any
+SnapCompare = Callable[..., bool]
+
+LARGE = (120, 40)
+SMALL = (80, 24)
+
+
+async def every_status(pilot: Pilot, clock: FakeClock) -> dict[str, Session]:
+    """One session in each status, with some history, as an admin would see a busy table."""
+    app = pilot.app
+    await app.ready.wait()
+    svc = app.service
+    sales = await svc.create_session(spec("sales-desk", description="main sales line"))
+    support = await svc.create_session(spec("support", description="customer support"))
+    warehouse = await svc.create_session(spec("warehouse", description="delivery updates",
+                                              settings={"auto_reconnect": False}))
+    await clock.advance(0.5)
+    for session in (sales, support, warehouse):
+        await svc.simulate(session.id, act("scan"))
+    await clock.advance(1.0)
+    for n in range(3):
+        await svc.simulate(sales.id, act("message", chat="14155550100", text=f"Is order #{n + 1} ready?"))
+    await clock.advance(150)
+    await svc.simulate(support.id, act("message", chat="14155550111", text="Thanks, it works now"))
+    await svc.simulate(warehouse.id, act("disconnect", reason="stream error"))
+    failed = await svc.create_session(spec("ops-alerts", description="on-call alerts"))
+    await svc.create_session(spec("front-desk", description="reception"))
+    linking = await svc.create_session(spec("billing", description="invoices"))
+    await clock.advance(0.5)
+    await svc.simulate(failed.id, act("fail", reason="websocket closed: 503 from the server"))
+    await svc.simulate(linking.id, act("scan"))  # connecting: the link takes a second
+    await svc.create_session(spec("archive", description="old number", start=False))
+    await svc.create_session(spec("kiosk", description="lobby tablet"))  # initializing
+    await sync(pilot)
+    return {s.name: s for s in app.state.sessions.values()}
+
+
+def scene(clock: FakeClock, *keys: str, build: bool = True, select: str = "sales-desk",
+          then: Callable[[Pilot], Awaitable[None]] | None = None) -> Callable[[Pilot], Awaitable[None]]:
+    """Build the every-status table (unless ``build`` is false), highlight ``select``, press ``keys``."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.app.ready.wait()
+        if build:
+            sessions = await every_status(pilot, clock)
+            pilot.app.go_to_session(sessions[select].id)
+            await sync(pilot)
+        if keys:
+            await pilot.press(*keys)
+        if then is not None:
+            await then(pilot)
+        await sync(pilot)
+
+    return run_before
+
+
+def test_empty_state(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, build=False))
+
+
+def test_table_every_status(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock))
+
+
+def test_detail_pane_failed_session(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, select="ops-alerts"))
+
+
+def test_narrow_terminal(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=scene(clock, select="warehouse"))
+
+
+def test_filter_active(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "slash", *"conn"))
+
+
+def test_confirm_delete(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "d", select="support"))
+
+
+def test_error_toast(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    async def wait_toast(pilot: Pilot) -> None:
+        for _ in range(50):
+            if pilot.app._notifications:
+                return
+            await pilot.pause()
+
+    # ``x`` on the stopped "archive" row: the service refuses and the toast says why.
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "x", select="archive", then=wait_toast))
+
+
+def test_help(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "question_mark", build=False))
+
+
+def test_new_session_modal(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "n", build=False))
+
+
+def _open_qr(clock: FakeClock) -> Callable[[Pilot], Awaitable[None]]:
+    async def run_before(pilot: Pilot) -> None:
+        sessions = await every_status(pilot, clock)
+        pilot.app.open_session(sessions["front-desk"].id)
+        await sync(pilot)
+
+    return run_before
+
+
+def test_qr_screen_large(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=_open_qr(clock))
+
+
+def test_qr_screen_small_fallback(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_open_qr(clock))
+
+
+def test_pairing_code(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await app.ready.wait()
+        session = await app.service.create_session(spec("front-desk", start=False))
+        await sync(pilot)
+        app.link_by_phone(session.id)
+        await sync(pilot)
+        await pilot.press(*"+14155550123", "enter")
+        await sync(pilot, clock, 0.5)
+        for _ in range(20):
+            if find(app, "front-desk").pair_code:
+                break
+            await sync(pilot)
+        await sync(pilot, clock, 5)
+
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=run_before)

@@ -1,0 +1,1 @@
+"""Screens of the Textual console: main table, QR, pairing code, modals, help."""

@@ -1,0 +1,235 @@
+"""The QR screen: the live code for one session, replaced in place as WhatsApp rotates it.
+
+It follows one session's events (forwarded by the app): a new ``qr`` event swaps the code, a
+``connected`` closes the screen with a success toast, a failure shows the reason and offers a
+retry. When the terminal is too small to draw the code, it says how big it must be and
+offers linking by phone number instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Middle, Vertical
+from textual.widgets import Footer, Static
+
+from watui.errors import QrNotAvailable, WatuiError
+from watui.machine import EventType, Status
+from watui.screens.common import FollowerScreen, linked_notice
+from watui.widgets.messages import SessionEvent, StateChanged
+from watui.widgets.qr_view import QrView
+from watui.widgets.status_badge import seconds_left, status_badge
+
+CHROME_LINES = 4
+"""Lines the screen needs besides the code: title, status line, hint, footer."""
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class QrScreen(FollowerScreen):
+    """Full-screen QR code for linking one session's phone."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="qr.back", tooltip="Back to the sessions (linking goes on)"),
+        Binding("r", "retry", "Retry", id="qr.retry", tooltip="Start pairing again with fresh codes"),
+        Binding("p", "link_phone", "Link by phone", id="qr.phone", tooltip="Get an 8-character code to type on the phone instead"),
+        Binding("c", "demo_scan", "DEMO: scan", id="qr.demo_scan", tooltip="Demo only: play the phone scanning this code"),
+    ]
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id, classes="link-screen")
+        self.qr_text: str | None = None
+        self.generation = 0
+        self.attempt = 1
+        self.expires_at: datetime | None = None
+        self.failure: str | None = None
+        self.scanned = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="qr-body"):
+            yield Static("", id="qr-title", classes="link-title")
+            with Middle(id="qr-middle"):
+                with Center():
+                    yield QrView(id="qr-code")
+                with Center():
+                    yield Static("", id="qr-message")
+            yield Static("", id="qr-status", classes="link-status")
+        yield Footer()
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def session(self) -> Any:
+        return self.wapp.state.sessions.get(self.session_id)
+
+    @property
+    def codes_per_attempt(self) -> int:
+        return int(getattr(self.app, "codes_per_attempt", 6))
+
+    def on_mount(self) -> None:
+        session = self.session
+        if session is not None and session.status == Status.FAILED:
+            self.failure = session.reason or "pairing failed"
+        self._load_code()
+        self._draw()
+        self.set_interval(1.0, self.refresh_times, name="qr-countdown")
+
+    @work(exclusive=True, group="qr-load")
+    async def _load_code(self) -> None:
+        try:
+            code = await self.wapp.service.get_qr(self.session_id)
+        except QrNotAvailable:
+            return
+        except WatuiError:
+            return
+        if self.qr_text is None:
+            self._show_code(code.qr_text, code.generation, code.expires_at, code.attempt)
+
+    def _show_code(self, qr_text: str, generation: int, expires_at: datetime | None, attempt: int = 1) -> None:
+        self.qr_text = qr_text
+        self.generation = generation
+        self.attempt = attempt
+        self.expires_at = expires_at
+        self.failure = None
+        self.scanned = False
+        self._draw()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_scan":
+            return bool(getattr(self.wapp.service, "simulated", False))
+        if action == "retry":
+            session = self.session
+            return self.failure is not None or (
+                session is not None and session.status in (Status.FAILED, Status.STOPPED, Status.DISCONNECTED)
+            )
+        return True
+
+    # -- drawing ----------------------------------------------------------------------
+
+    def fits(self) -> tuple[bool, tuple[int, int]]:
+        """Whether the code fits the terminal, and the terminal size it needs."""
+        if self.qr_text is None:
+            return True, (0, 0)
+        cols, lines = QrView.size_needed(self.qr_text)
+        need = (cols + 2, lines + CHROME_LINES)
+        return self.size.width >= need[0] and self.size.height >= need[1], need
+
+    def _draw(self) -> None:
+        session = self.session
+        name = session.name if session else self.session_id
+        title = Text.assemble(("Link a phone  ", "bold"), (name, "bold"))
+        if session is not None:
+            title.append("  ")
+            title.append_text(status_badge(session.status, width=None))
+        if self.wapp.service.simulated:
+            title.append("  DEMO", style="bold reverse")
+        self.query_one("#qr-title", Static).update(title)
+
+        view = self.query_one(QrView)
+        message = self.query_one("#qr-message", Static)
+        fits, need = self.fits()
+        if self.failure:
+            view.display = False
+            message.update(Text.assemble(("Pairing failed\n", "bold red"), (self.failure, "red"),
+                                         ("\n\nPress r to try again, escape to go back.", "")))
+        elif self.scanned or (session is not None and session.status == Status.CONNECTING):
+            view.display = False
+            message.update(Text("Code scanned. Linking the phone…", style="bold"))
+        elif self.qr_text is None:
+            view.display = False
+            message.update(Text("Waiting for WhatsApp to issue a QR code…", style="dim"))
+        elif not fits:
+            view.display = False
+            message.update(Text.assemble(
+                ("The terminal is too small for the QR code.\n", "bold"),
+                f"It needs {need[0]}×{need[1]} cells; this one is {self.size.width}×{self.size.height}.\n",
+                "Enlarge the window (or zoom out), or press ", ("p", "bold"), " to link by phone number instead.",
+            ))
+        else:
+            view.display = True
+            view.show(self.qr_text)
+            message.update("")
+        self._draw_status()
+
+    def refresh_times(self) -> None:
+        """The countdown to the code's expiry."""
+        self._draw_status()
+
+    def _draw_status(self) -> None:
+        status = Text()
+        if self.qr_text and not self.failure and not self.scanned:
+            left = seconds_left(self.expires_at, self.wapp.now())
+            status.append(f"Code {self.generation}/{self.codes_per_attempt}", style="bold")
+            if self.attempt > 1:
+                status.append(f" (round {self.attempt})")
+            status.append("  ·  ")
+            status.append(f"expires in {left}s" if left else "expired, next code coming", style="bold" if left > 5 else "bold red")
+            status.append("  ·  WhatsApp → Settings → Linked devices → Link a device, then scan.")
+        self.query_one("#qr-status", Static).update(status)
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    # -- events -----------------------------------------------------------------------
+
+    def on_session_event(self, message: SessionEvent) -> None:
+        event = message.event
+        if event.session_id != self.session_id:
+            return
+        payload = event.payload
+        if event.type == EventType.QR:
+            self._show_code(str(payload["qr_text"]), int(payload.get("generation", 0)),
+                            _parse_ts(payload.get("expires_at")), int(payload.get("attempt") or 1))
+        elif event.type == EventType.CONNECTED:
+            linked_notice(self.app, self.session_id, payload)
+            self.close()
+        elif event.type == EventType.ERROR:
+            self.failure = str(payload.get("message") or payload.get("code") or "pairing failed")
+            self._draw()
+            self.refresh_bindings()
+        elif event.type == EventType.STATUS:
+            to = payload.get("to")
+            if to == Status.CONNECTING:
+                self.scanned = True
+            elif to == Status.FAILED:
+                self.failure = str(payload.get("reason") or "pairing failed")
+            elif to in (Status.STOPPED, Status.DISCONNECTED):
+                self.qr_text = None
+                self.failure = f"The session is {to} ({payload.get('reason') or 'stopped'})."
+            elif to == Status.INITIALIZING:
+                self.failure = None
+                self.qr_text = None
+            self._draw()
+            self.refresh_bindings()
+        elif event.type == EventType.PAIR_CODE:
+            # Linking by phone number instead: the pairing code screen takes this one's place.
+            self.wapp.open_pair_code(self.session_id, payload.get("code"), _parse_ts(payload.get("expires_at")))
+
+    def on_state_changed(self, message: StateChanged) -> None:
+        if self.session_id in message.removed:
+            self.close()
+        elif message.everything or self.session_id in message.changed:
+            self._draw()  # the status badge in the title
+
+    # -- actions ----------------------------------------------------------------------
+
+    def action_retry(self) -> None:
+        self.failure = None
+        self.qr_text = None
+        self._draw()
+        self.wapp.run_action_on(self.session_id, "restart_or_start")
+
+    def action_link_phone(self) -> None:
+        self.wapp.link_by_phone(self.session_id)
+
+    def action_demo_scan(self) -> None:
+        self.wapp.simulate(self.session_id, "scan")

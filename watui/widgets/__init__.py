@@ -1,0 +1,1 @@
+"""Widgets of the Textual console, and the view state they draw from."""
