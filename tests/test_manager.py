@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -408,5 +409,5 @@ async def test_every_event_carries_owner_and_status_events_chain(manager: Sessio
     rows = await manager.store.read_events(session_id=session.id)
     assert {e.owner for e in rows} == {"alice"}
     chain = [e.payload for e in rows if e.type is EventType.STATUS]
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert before["to"] == after["from"]

@@ -71,6 +71,7 @@ from watui.models import (
     normalize_phone,
 )
 from watui.store import NewMessage, Store
+from watui.webhooks import WebhookDeliveryPage, WebhookDispatcher, list_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Runtime:
         self.engine_session: EngineSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.handling = False
-        self.timers: dict[str, TimerHandle] = {}
+        self.timers: dict[str, tuple[TimerHandle, int]] = {}
         self.token = 0
         self.qr_attempt = 1
         self.qr_codes = 0
@@ -169,7 +170,9 @@ class SessionManager:
         self._rng = random.Random()
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
+        self._handling = 0
         self.on_session_change: list[Callable[[Session], None]] = []
+        self.webhooks: WebhookDispatcher | None = None
 
     # ================================================================ lifecycle
 
@@ -193,6 +196,9 @@ class SessionManager:
             clock.idle = manager.drain_all
         for session in await store.load_sessions():
             manager._sessions[session.id] = session
+        # Before anything is written: every event from here on is queued for its webhook.
+        manager.webhooks = WebhookDispatcher(store, settings, sessions=manager._sessions, clock=clock)
+        manager.webhooks.start()
         if restore:
             await manager._restore()
         return manager
@@ -236,6 +242,8 @@ class SessionManager:
         await self.bus.close()
         with contextlib.suppress(Exception):
             await self.engine.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
         await self.store.close()
 
     def service(self, caller: Caller) -> ScopedService:
@@ -307,8 +315,10 @@ class SessionManager:
             for kind in result.events
         ]
         if result.target is None:
-            self._sessions.pop(session.id, None)
+            # Removed from memory only after the write, so hooks (the webhook outbox) that run
+            # while the transaction is assembled still see the session's settings.
             await self.store.write(events=events, deleted=[session.id])
+            self._sessions.pop(session.id, None)
         else:
             self._sessions[session.id] = new
             await self.store.write(events=events, sessions=[new])
@@ -353,7 +363,7 @@ class SessionManager:
                 owners.discard(session_id)
                 if not owners:
                     del self._active[session.owner]
-        for timer in runtime.timers.values():
+        for timer, _ in runtime.timers.values():
             timer.cancel()
         runtime.timers.clear()
         for waiter in runtime.pair_waiters:
@@ -375,17 +385,16 @@ class SessionManager:
             task.cancel()
 
     def _arm(self, runtime: Runtime, kind: str, delay: float) -> None:
-        old = runtime.timers.pop(kind, None)
-        if old is not None:
-            old.cancel()
+        self._disarm(runtime, kind)
         runtime.token += 1
         item = _Timer(kind, runtime.token)
-        runtime.timers[kind] = self.clock.call_later(delay, lambda: runtime.inbox.put_nowait(item))
+        handle = self.clock.call_later(delay, lambda: runtime.inbox.put_nowait(item))
+        runtime.timers[kind] = (handle, item.token)
 
     def _disarm(self, runtime: Runtime, kind: str) -> None:
-        timer = runtime.timers.pop(kind, None)
-        if timer is not None:
-            timer.cancel()
+        armed = runtime.timers.pop(kind, None)
+        if armed is not None:
+            armed[0].cancel()
 
     async def _run(self, runtime: Runtime) -> None:
         while True:
@@ -397,22 +406,28 @@ class SessionManager:
                     item.future.set_result(None)
                 continue
             runtime.handling = True
-            async with self._lock(runtime.session_id):
-                if self._runtimes.get(runtime.session_id) is not runtime:
-                    return
-                try:
-                    if isinstance(item, _Timer):
-                        if runtime.timers.get(item.kind) is None:
-                            continue
-                        await self._on_timer(runtime, item)
-                    else:
-                        await self._on_engine(runtime, item)
-                except InvalidTransition as exc:
-                    log.debug("ignored %r for %s: %s", item, runtime.session_id, exc.message)
-                except Exception:
-                    log.exception("session %s failed to handle %r", runtime.session_id, item)
-                finally:
-                    runtime.handling = False
+            self._handling += 1
+            try:
+                async with self._lock(runtime.session_id):
+                    if self._runtimes.get(runtime.session_id) is not runtime:
+                        return
+                    await self._handle(runtime, item)
+            finally:
+                runtime.handling = False
+                self._handling -= 1
+
+    async def _handle(self, runtime: Runtime, item: Any) -> None:
+        try:
+            if isinstance(item, _Timer):
+                armed = runtime.timers.get(item.kind)
+                if armed is not None and armed[1] == item.token:  # else re-armed or disarmed since
+                    await self._on_timer(runtime, item)
+            else:
+                await self._on_engine(runtime, item)
+        except InvalidTransition as exc:
+            log.debug("ignored %r for %s: %s", item, runtime.session_id, exc.message)
+        except Exception:
+            log.exception("session %s failed to handle %r", runtime.session_id, item)
 
     async def drain(self, session_id: str) -> None:
         """Wait until the session's runtime has handled everything queued so far."""
@@ -425,11 +440,15 @@ class SessionManager:
 
     async def drain_all(self) -> None:
         """Wait until no runtime has anything left to handle (tests and benchmarks)."""
-        for _ in range(1000):
+        while True:
             busy = [i for i, r in self._runtimes.items() if r.handling or not r.inbox.empty()]
-            if not busy and not self._background:
+            if busy or self._background:
+                await asyncio.gather(*(self.drain(i) for i in busy), *tuple(self._background))
+            elif self._handling:
+                # A handler whose runtime just ended (teardown) is still writing.
+                await asyncio.sleep(0.001)
+            else:
                 return
-            await asyncio.gather(*(self.drain(i) for i in busy), *tuple(self._background))
 
     # ================================================================ engine facts
 
@@ -538,7 +557,15 @@ class SessionManager:
         # decide what happens next.
 
     def _after_connection_lost(self, runtime: Runtime, session: Session) -> None:
-        if session.settings.auto_reconnect and session.linked and session.settings.max_reconnect_attempts > 0:
+        # Another client took over this device's stream: reconnecting would only kick it off
+        # again, and the two would fight for ever.
+        replaced = session.reason == "stream_replaced"
+        if (
+            session.settings.auto_reconnect
+            and session.linked
+            and session.settings.max_reconnect_attempts > 0
+            and not replaced
+        ):
             self._schedule_reconnect(runtime, session)
         else:
             # No reconnect: the runtime ends here; ``start`` brings the session back.
@@ -586,8 +613,6 @@ class SessionManager:
     # ================================================================ timers
 
     async def _on_timer(self, runtime: Runtime, timer: _Timer) -> None:
-        if runtime.timers.get(timer.kind) is None or timer.token != runtime.token and timer.kind != "pairing":
-            pass
         runtime.timers.pop(timer.kind, None)
         session = self._sessions[runtime.session_id]
         if timer.kind == "qr":
@@ -842,6 +867,10 @@ class SessionManager:
                 changes["description"] = patch.description
             if patch.settings is not None:
                 given = patch.settings.model_dump(exclude_unset=True)
+                # null clears a webhook field; for the two flags it can only mean "no change".
+                for flag in ("auto_reconnect", "max_reconnect_attempts"):
+                    if given.get(flag, 0) is None:
+                        del given[flag]
                 merged = {**session.settings.model_dump(), **given}
                 settings = SessionSettings.model_validate(merged)
                 if settings.webhook_url is not None and settings.webhook_secret is None:
@@ -935,9 +964,10 @@ class SessionManager:
         except Exception as exc:
             error = str(exc) or type(exc).__name__
         async with self._lock(session_id):
-            session = self._sessions.get(session_id)
-            if session is None:
+            current = self._sessions.get(session_id)
+            if current is None:
                 raise SessionNotFound(session_id)
+            session = current
             now = self.clock.now()
             status = MessageStatus.FAILED if error else MessageStatus.SENT
             counters = (
@@ -1025,7 +1055,12 @@ class ScopedService:
         key = _SORT_KEYS.get(sort)
         if key is None:
             raise ValidationFailed(f"cannot sort by {sort!r}", details={"sort": sort})
-        sessions.sort(key=key, reverse=descending)
+        if sort == "created_at":
+            # The dict keeps creation order already (loaded by rowid, new ones appended).
+            if descending:
+                sessions.reverse()
+        else:
+            sessions.sort(key=key, reverse=descending)
         total = len(sessions)
         page = sessions[offset : None if limit is None else offset + limit]
         return SessionPage(sessions=page, total=total)
@@ -1068,6 +1103,12 @@ class ScopedService:
         messages, total = await self.manager.store.list_messages(session_id, limit=limit, offset=offset)
         return MessagePage(messages=messages, total=total)
 
+    async def list_webhook_deliveries(
+        self, session_id: str, *, limit: int = 50, offset: int = 0
+    ) -> WebhookDeliveryPage:
+        self.manager.visible(self.caller, session_id)
+        return await list_deliveries(self.manager.store, session_id, limit=limit, offset=offset)
+
     async def list_events(
         self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[Event]:
@@ -1077,6 +1118,10 @@ class ScopedService:
         return await self.manager.store.read_events(
             after_id=after_id, owner=owner, session_id=session_id, limit=limit
         )
+
+    async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
+        self.manager.visible(self.caller, session_id)
+        return await self.manager.store.recent_events(session_id, limit=limit)
 
     def subscribe(
         self,

@@ -27,6 +27,7 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
+from watui.webhooks import WebhookDeliveryPage
 
 SortKey = Literal["name", "status", "phone_number", "last_activity_at", "created_at"]
 
@@ -86,6 +87,14 @@ class SessionService(Protocol):
         self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[Event]:
         """Past events in id order."""
+
+    async def list_webhook_deliveries(
+        self, session_id: str, *, limit: int = 50, offset: int = 0
+    ) -> WebhookDeliveryPage:
+        """The session's webhook deliveries, newest first, each with its attempts log."""
+
+    async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
+        """A session's latest ``limit`` events, oldest first (the detail pane's log)."""
 
     def subscribe(
         self,
