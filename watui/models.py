@@ -146,10 +146,11 @@ class Session(BaseModel):
 
         return self.status in RUNNING
 
-    def public(self) -> dict[str, Any]:
-        """JSON for clients: the webhook secret is never echoed back."""
+    def public(self, *, reveal_secret: bool = False) -> dict[str, Any]:
+        """JSON for clients. The webhook secret is masked, except in the one response that
+        generated it (``reveal_secret``): the client cannot verify signatures without it."""
         data = self.model_dump(mode="json")
-        if data["settings"].get("webhook_secret"):
+        if data["settings"].get("webhook_secret") and not reveal_secret:
             data["settings"]["webhook_secret"] = "whsec_…"
         return data
 

@@ -86,6 +86,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_session ON messages(session_id, id);
     """,
+    # 1 -> 2: the webhook outbox (watui/webhooks.py) and its attempts log.
+    """
+    CREATE TABLE webhook_deliveries (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id         INTEGER NOT NULL,
+        session_id       TEXT NOT NULL,
+        webhook_id       TEXT NOT NULL UNIQUE,
+        url              TEXT NOT NULL,
+        secret           TEXT,
+        status           TEXT NOT NULL
+                         CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT,
+        last_status_code INTEGER,
+        last_error       TEXT,
+        created_at       TEXT NOT NULL,
+        delivered_at     TEXT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at, id)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_session ON webhook_deliveries(session_id, id);
+    CREATE TABLE webhook_attempts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+        attempt     INTEGER NOT NULL,
+        ts          TEXT NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        duration_ms REAL NOT NULL
+    );
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -172,11 +204,15 @@ class Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await aiosqlite.connect(path, isolation_level=None)
-        await writer.execute("PRAGMA journal_mode=WAL")
-        await writer.execute(f"PRAGMA synchronous={synchronous}")
-        await writer.execute("PRAGMA foreign_keys=ON")
-        await writer.execute("PRAGMA busy_timeout=5000")
-        await cls._migrate(writer)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute(f"PRAGMA synchronous={synchronous}")
+            await writer.execute("PRAGMA foreign_keys=ON")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            await cls._migrate(writer)
+        except BaseException:
+            await writer.close()
+            raise
         reader = await aiosqlite.connect(path, isolation_level=None)
         await reader.execute("PRAGMA busy_timeout=5000")
         reader.row_factory = aiosqlite.Row
@@ -372,7 +408,7 @@ class Store:
     # ---------------------------------------------------------------- reads
 
     async def load_sessions(self) -> list[Session]:
-        rows = await self._r.execute_fetchall("SELECT doc FROM sessions ORDER BY rowid")
+        rows = await self._fetch("SELECT doc FROM sessions ORDER BY rowid")
         return [Session.model_validate_json(row[0]) for row in rows]
 
     async def read_events(
@@ -398,7 +434,7 @@ class Store:
             where.append(f"type IN ({','.join('?' * len(wanted))})")
             params.extend(wanted)
         params.append(limit)
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             f"SELECT id, type, session_id, owner, ts, payload FROM events WHERE {' AND '.join(where)}"
             " ORDER BY id LIMIT ?",
             params,
@@ -411,7 +447,7 @@ class Store:
 
     async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
         """A session's latest events, oldest first."""
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             "SELECT id, type, session_id, owner, ts, payload FROM events WHERE session_id = ?"
             " ORDER BY id DESC LIMIT ?",
             (session_id, limit),
@@ -423,21 +459,21 @@ class Store:
         ]
 
     async def max_event_id(self) -> int:
-        rows = await self._r.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM events")
+        rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM events")
         return int(rows[0][0])
 
     async def count_events(self) -> int:
-        rows = await self._r.execute_fetchall("SELECT COUNT(*) FROM events")
+        rows = await self._fetch("SELECT COUNT(*) FROM events")
         return int(rows[0][0])
 
     async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> tuple[list[Message], int]:
         """A session's messages, newest first, and how many there are in all."""
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             "SELECT id, session_id, direction, chat, text, message_id, status, error, ts FROM messages"
             " WHERE session_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (session_id, limit, offset),
         )
-        total = await self._r.execute_fetchall(
+        total = await self._fetch(
             "SELECT COUNT(*) FROM messages WHERE session_id = ?", (session_id,)
         )
         messages = [
@@ -449,6 +485,9 @@ class Store:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """A read on the reader connection, for modules that own their own tables."""
+        return await self._fetch(sql, params)
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(await self._r.execute_fetchall(sql, params))
 
     # ---------------------------------------------------------------- API keys
@@ -473,7 +512,7 @@ class Store:
         return key, secret
 
     async def find_api_key(self, secret: str) -> ApiKey | None:
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             "SELECT id, owner, role, prefix, created_at, revoked_at FROM api_keys"
             " WHERE key_hash = ? AND revoked_at IS NULL",
             (hash_key(secret),),
@@ -481,13 +520,13 @@ class Store:
         return self._key(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             "SELECT id, owner, role, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at"
         )
         return [self._key(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        rows = await self._r.execute_fetchall(
+        rows = await self._fetch(
             "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)
         )
         if not rows:
@@ -499,7 +538,7 @@ class Store:
         return True
 
     async def count_api_keys(self) -> int:
-        rows = await self._r.execute_fetchall("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
+        rows = await self._fetch("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
         return int(rows[0][0])
 
     @staticmethod

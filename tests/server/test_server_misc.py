@@ -92,3 +92,25 @@ def test_head_on_a_stream_answers_at_once(client: httpx.Client) -> None:
     # A 405 names every method the path takes, not just the first route's.
     assert client.request("OPTIONS", "/v1/sessions").headers["allow"] == "GET, POST"
     assert client.put("/v1/sessions/ses_1").headers["allow"] == "DELETE, GET, PATCH"
+
+
+def test_a_generated_webhook_secret_is_shown_once(client: httpx.Client) -> None:
+    created = client.post(
+        "/v1/sessions", json={"name": "hooked", "start": False, "settings": {"webhook_url": "http://127.0.0.1:9/h"}}
+    )
+    assert created.status_code == 201, created.text
+    secret = created.json()["session"]["settings"]["webhook_secret"]
+    assert secret.startswith("whsec_") and len(secret) > 30
+    session_id = created.json()["session_id"]
+    assert client.get(f"/v1/sessions/{session_id}").json()["settings"]["webhook_secret"] == "whsec_…"
+    # A secret the client chose is not echoed back.
+    mine = "whsec_" + "B" * 32
+    own = client.post("/v1/sessions", json={"name": "own", "start": False,
+                                            "settings": {"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": mine}})
+    assert own.json()["session"]["settings"]["webhook_secret"] == "whsec_…"
+    # Setting a URL on a session without one generates a secret, shown in that PATCH's answer only.
+    plain = client.post("/v1/sessions", json={"name": "plain", "start": False}).json()["session_id"]
+    patched = client.patch(f"/v1/sessions/{plain}", json={"settings": {"webhook_url": "http://127.0.0.1:9/h"}})
+    assert patched.json()["settings"]["webhook_secret"].startswith("whsec_") and "…" not in patched.json()["settings"]["webhook_secret"]
+    again = client.patch(f"/v1/sessions/{plain}", json={"description": "x"})
+    assert again.json()["settings"]["webhook_secret"] == "whsec_…"

@@ -237,8 +237,10 @@ def _router(state: ServerState) -> APIRouter:
         it: the QR codes to scan arrive there."""
         session = await service.create_session(spec)
         stream_url = str(request.url_for("session_stream", session_id=session.id))
+        generated = spec.settings.webhook_secret is None and session.settings.webhook_secret is not None
         return JSONResponse(
-            {"session_id": session.id, "stream_url": stream_url, "session": session.public()},
+            {"session_id": session.id, "stream_url": stream_url,
+             "session": session.public(reveal_secret=generated)},
             status_code=201,
             headers={"Location": str(request.url_for("get_session", session_id=session.id))},
         )
@@ -270,7 +272,12 @@ def _router(state: ServerState) -> APIRouter:
     async def update_session(session_id: SessionId, patch: SessionUpdate, service: Service) -> JSONResponse:
         """Rename, describe, or change settings (only the fields given change; `null` for
         `auto_reconnect` or `max_reconnect_attempts` leaves them as they are)."""
-        return session_json(await service.update_session(session_id, _nulls_unchanged(patch)))
+        before = await service.get_session(session_id)
+        after = await service.update_session(session_id, _nulls_unchanged(patch))
+        # A secret the server generated just now (a webhook URL was set without one) is
+        # shown in this response, once.
+        generated = after.settings.webhook_secret not in (None, before.settings.webhook_secret)
+        return JSONResponse(after.public(reveal_secret=generated))
 
     @router.delete("/sessions/{session_id}", status_code=204, response_class=Response,
                    tags=["sessions"], responses=error_responses(404, 409))

@@ -23,7 +23,7 @@ class SessionSettingsView(BaseModel):
     auto_reconnect: bool = True
     max_reconnect_attempts: int = 10
     webhook_url: str | None = Field(default=None, description="where events are POSTed (Standard Webhooks)")
-    webhook_secret: str | None = Field(default=None, description="`whsec_…` when a secret is set; never echoed")
+    webhook_secret: str | None = Field(default=None, description="masked as `whsec_…`, except in the create/PATCH response that generated it")
     webhook_events: list[EventType] | None = Field(default=None, description="event types delivered; null = all")
 
 
