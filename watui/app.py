@@ -32,7 +32,7 @@ from watui.clock import Clock, RealClock
 from watui.config import Settings
 from watui.errors import SessionNotFound, WatuiError
 from watui.machine import RUNNING, EventType, Status
-from watui.models import Caller, Event, LinkMethod, Session, SessionCreate, SimulateRequest
+from watui.models import Caller, LinkMethod, Session, SessionCreate, SimulateRequest
 from watui.screens.commands import SessionCommands
 from watui.screens.confirm import ConfirmScreen
 from watui.screens.details import DetailScreen
@@ -60,12 +60,6 @@ DELIVERIES_EVERY = 1.0
 
 STOP_ALL_BATCH = 100
 """Sessions stopped concurrently by "stop all"."""
-
-EVENTS_BACKLOG = 500
-"""Past events read per page for a session's detail pane the first time it is shown."""
-
-EVENTS_BACKLOG_PAGES = 10
-"""At most this many pages: a very chatty session shows its live events, not its whole past."""
 
 VERB_DONE = {
     "start": "Started",
@@ -265,17 +259,8 @@ class WatuiApp(App[None]):
 
     @work(group="events", exit_on_error=False)
     async def _load_events(self, session_id: str) -> None:
-        # The protocol reads events oldest first: page forward (a bounded number of pages)
-        # and keep the tail, which is what the pane shows.
-        tail: list[Event] = []
-        after = 0
         try:
-            for _ in range(EVENTS_BACKLOG_PAGES):
-                page = await self.service.list_events(session_id=session_id, after_id=after, limit=EVENTS_BACKLOG)
-                tail = (tail + page)[-RECENT_EVENTS:]
-                if len(page) < EVENTS_BACKLOG:
-                    break
-                after = page[-1].id
+            tail = await self.service.recent_events(session_id, limit=RECENT_EVENTS)
         except WatuiError:
             return
         self.state.seed_events(session_id, tail)
