@@ -555,6 +555,8 @@ async def _run_console(settings: Settings, demo: bool) -> None:
     from watui.manager import SessionManager
 
     _log_to_file(settings.data_dir)
+    if settings.engine == "neonize":
+        _keep_native_output_off_screen(settings.data_dir / "watui.log")
     manager = await SessionManager.open(settings)
     app = WatuiApp(manager, demo=demo, freeze_heap=True)
     loop = asyncio.get_running_loop()
@@ -577,6 +579,22 @@ async def _run_console(settings: Settings, demo: bool) -> None:
         await manager.aclose()
     if demo:
         _say(f"watui demo data is in {settings.data_dir}")
+
+
+def _keep_native_output_off_screen(log_path: Path) -> None:
+    """neonize's Go runtime prints straight to file descriptors 1 and 2, which would tear
+    Textual's screen. Point those descriptors at the log, and hand Python (and so Textual,
+    which writes to ``sys.__stderr__`` and sizes the screen from ``sys.__stdout__``) new
+    descriptors on the terminal."""
+    if not (os.isatty(1) and os.isatty(2)):
+        return
+    terminal_out, terminal_err = os.dup(1), os.dup(2)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdout = sys.__stdout__ = os.fdopen(terminal_out, "w", buffering=1)  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = os.fdopen(terminal_err, "w", buffering=1)  # type: ignore[misc]
 
 
 HANGUP_GRACE = 5.0
