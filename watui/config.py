@@ -38,7 +38,9 @@ class Settings(BaseSettings):
 
     # Store.
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "FULL"
-    commit_max_batch: int = Field(2000, ge=1)
+    commit_max_batch: int = Field(256, ge=1)
+    """Writes per transaction. Kept below ``subscriber_queue_size`` so that one commit cannot
+    overflow a live subscriber, and small enough that assembling a batch is a short step."""
 
     # Headless server.
     host: str = "127.0.0.1"

@@ -164,6 +164,8 @@ class SessionManager:
         self.clock = clock
         self.bus = EventBus(store, queue_size=settings.subscriber_queue_size)
         self._sessions: dict[str, Session] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        """(owner, name) -> session id: names are unique per owner, checked in O(1)."""
         self._runtimes: dict[str, Runtime] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._active: dict[str, set[str]] = {}
@@ -196,6 +198,7 @@ class SessionManager:
             clock.idle = manager.drain_all
         for session in await store.load_sessions():
             manager._sessions[session.id] = session
+            manager._names[(session.owner, session.name)] = session.id
         # Before anything is written: every event from here on is queued for its webhook.
         manager.webhooks = WebhookDispatcher(store, settings, sessions=manager._sessions, clock=clock)
         manager.webhooks.start()
@@ -319,6 +322,7 @@ class SessionManager:
             # while the transaction is assembled still see the session's settings.
             await self.store.write(events=events, deleted=[session.id])
             self._sessions.pop(session.id, None)
+            self._release_name(session)
         else:
             self._sessions[session.id] = new
             await self.store.write(events=events, sessions=[new])
@@ -745,12 +749,18 @@ class SessionManager:
         await self._engine_connect(runtime, session)
         return self._sessions.get(session.id, session)
 
+    def _claim_name(self, owner: str, name: str, session_id: str) -> None:
+        """Reserve ``name`` for ``session_id`` (synchronously, so two creates cannot both pass)."""
+        other = self._names.get((owner, name))
+        if other is not None and other != session_id:
+            raise Conflict(f"A session named {name!r} already exists", details={"session_id": other})
+        self._names[(owner, name)] = session_id
+
+    def _release_name(self, session: Session) -> None:
+        if self._names.get((session.owner, session.name)) == session.id:
+            del self._names[(session.owner, session.name)]
+
     async def create(self, caller: Caller, spec: SessionCreate) -> Session:
-        for other in self._sessions.values():
-            if other.owner == caller.owner and other.name == spec.name:
-                raise Conflict(
-                    f"A session named {spec.name!r} already exists", details={"session_id": other.id}
-                )
         if spec.link_method is LinkMethod.PHONE and spec.start and not spec.phone_number:
             raise ValidationFailed("link_method=phone needs phone_number", details={"field": "phone_number"})
         settings = spec.settings
@@ -770,6 +780,7 @@ class SessionManager:
         async with self._lock(session.id):
             if spec.start:
                 self._check_limit(session, caller)
+            self._claim_name(session.owner, session.name, session.id)
             self._sessions[session.id] = session
             await self.store.write(
                 sessions=[session],
@@ -858,10 +869,8 @@ class SessionManager:
             session = self.visible(caller, session_id)
             changes: dict[str, Any] = {}
             if patch.name is not None and patch.name != session.name:
-                for other in self._sessions.values():
-                    if other.owner == session.owner and other.name == patch.name:
-                        raise Conflict(f"A session named {patch.name!r} already exists",
-                                       details={"session_id": other.id})
+                self._claim_name(session.owner, patch.name, session.id)
+                self._release_name(session)
                 changes["name"] = patch.name
             if patch.description is not None:
                 changes["description"] = patch.description

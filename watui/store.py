@@ -199,7 +199,7 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, synchronous: str = "FULL", max_batch: int = 2000
+        cls, path: Path | str, *, synchronous: str = "FULL", max_batch: int = 256
     ) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

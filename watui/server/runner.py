@@ -26,6 +26,7 @@ from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
 if TYPE_CHECKING:
     from watui.engines.base import Engine
     from watui.manager import SessionManager
+    from watui.tuning import tune_gc
 
 T = TypeVar("T")
 
@@ -94,6 +95,7 @@ async def serve(
 
     if manager is None:
         manager = await SessionManager.open(settings, engine=engine)
+        tune_gc()  # after the restore: the sessions loaded now live as long as the server
     try:
         secret = await ensure_admin_key(manager.store, settings)
     except BaseException:
