@@ -411,3 +411,19 @@ async def test_every_event_carries_owner_and_status_events_chain(manager: Sessio
     chain = [e.payload for e in rows if e.type is EventType.STATUS]
     for before, after in itertools.pairwise(chain):
         assert before["to"] == after["from"]
+
+
+async def test_concurrent_creates_cannot_share_a_name_and_renames_free_it(manager: SessionManager) -> None:
+    alice = manager.service(Caller(owner="alice"))
+    results = await asyncio.gather(
+        *(alice.create_session(SessionCreate(name="same", start=False)) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception))
+    first = next(r for r in results if not isinstance(r, BaseException))
+    await alice.update_session(first.id, SessionUpdate(name="renamed"))
+    await alice.create_session(SessionCreate(name="same", start=False))  # the old name is free again
+    with pytest.raises(Conflict):
+        await alice.create_session(SessionCreate(name="renamed", start=False))
+    await alice.delete(first.id)
+    await alice.create_session(SessionCreate(name="renamed", start=False))
