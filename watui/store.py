@@ -130,6 +130,12 @@ def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+def _event(row: Any) -> Event:
+    """An ``events`` row (id, type, session_id, owner, ts, payload) as an Event."""
+    return Event(id=row[0], type=EventType(row[1]), session_id=row[2], owner=row[3],
+                 timestamp=_parse_ts(row[4]), payload=json.loads(row[5]))
+
+
 def hash_key(secret: str) -> str:
     # API keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching).
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -439,11 +445,7 @@ class Store:
             " ORDER BY id LIMIT ?",
             params,
         )
-        return [
-            Event(id=r[0], type=EventType(r[1]), session_id=r[2], owner=r[3],
-                  timestamp=_parse_ts(r[4]), payload=json.loads(r[5]))
-            for r in rows
-        ]
+        return [_event(row) for row in rows]
 
     async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
         """A session's latest events, oldest first."""
@@ -452,11 +454,7 @@ class Store:
             " ORDER BY id DESC LIMIT ?",
             (session_id, limit),
         )
-        return [
-            Event(id=r[0], type=EventType(r[1]), session_id=r[2], owner=r[3],
-                  timestamp=_parse_ts(r[4]), payload=json.loads(r[5]))
-            for r in reversed(rows)
-        ]
+        return [_event(row) for row in reversed(rows)]
 
     async def max_event_id(self) -> int:
         rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM events")
