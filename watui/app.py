@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -30,10 +29,11 @@ from textual.screen import Screen
 
 from watui.clock import Clock, RealClock
 from watui.config import Settings
-from watui.errors import SessionNotFound, WatuiError
+from watui.errors import EngineFailure, SessionNotFound, WatuiError
 from watui.machine import RUNNING, EventType, Status
 from watui.models import Caller, LinkMethod, Session, SessionCreate, SimulateRequest
 from watui.screens.commands import SessionCommands
+from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.confirm import ConfirmScreen
 from watui.screens.details import DetailScreen
 from watui.screens.help import HelpScreen
@@ -42,8 +42,10 @@ from watui.screens.new_session import NewSessionScreen
 from watui.screens.pair_code import PairCodeScreen, PhonePrompt
 from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
+from watui.tuning import tune_gc
 from watui.widgets.messages import SessionEvent, StateChanged
-from watui.widgets.state import RECENT_EVENTS, ConsoleState
+from watui.widgets.state import RECENT_EVENTS, RECENT_MESSAGES, ConsoleState
+from watui.widgets.status_badge import STATUS_LOOKS, phone
 
 if TYPE_CHECKING:
     from watui.manager import SessionManager
@@ -119,6 +121,7 @@ class WatuiApp(App[None]):
         self._flushing = False
         self._events_loaded: set[str] = set()
         self._deliveries_loaded: dict[str, float] = {}
+        self._last_recipient = ""
         self.pending_actions = 0
         self.ready = asyncio.Event()
         self.flushes = 0
@@ -160,7 +163,7 @@ class WatuiApp(App[None]):
             # Thousands of session snapshots and widgets live as long as the app: leave them
             # out of the cyclic GC, whose full passes over them would otherwise stall frames
             # (a 10,000-session heap took 100-300 ms per full collection).
-            gc.freeze()
+            tune_gc()
         self._pump_events()
         if self.demo:
             self._seed_demo()
@@ -295,6 +298,23 @@ class WatuiApp(App[None]):
         if session_id not in self._events_loaded:
             self._events_loaded.add(session_id)
             self._load_events(session_id)
+
+    def ensure_messages(self, session_id: str) -> None:
+        """Read a session's latest messages for its detail pane, once; ``message`` events keep them current."""
+        if self.state.follow_messages(session_id):
+            self._load_messages(session_id)
+
+    @work(group="messages", exit_on_error=False)
+    async def _load_messages(self, session_id: str) -> None:
+        try:
+            page = await self.service.list_messages(session_id, limit=RECENT_MESSAGES)
+        except WatuiError:
+            self.state.forget_messages(session_id)  # gone, or not ours: the next look tries again
+            return
+        self.state.seed_messages(session_id, page.messages)
+        message = StateChanged(frozenset({session_id}))
+        for screen in self.screen_stack:
+            screen.post_message(message)
 
     # ================================================================ helpers for screens
 
@@ -489,6 +509,46 @@ class WatuiApp(App[None]):
                 screen.code, screen.expires_at = code.code, code.expires_at
                 screen.refresh_code()
 
+    def compose_message(self, session_id: str) -> None:
+        """``m``: the compose box for a connected session; any other status is told, not opened."""
+        session = self.state.sessions.get(session_id)
+        if session is None:
+            return
+        if session.status != Status.CONNECTED:
+            self.notify(
+                f"{session.name!r} is {STATUS_LOOKS[session.status].label}, not connected: only a connected "
+                "session can send messages.",
+                title="Cannot send", severity="warning", timeout=5,
+            )
+            return
+
+        def composed(draft: Draft | None) -> None:
+            if draft is not None:
+                self._last_recipient = phone(draft.to)
+                self._send_message(session_id, draft)
+
+        self.push_screen(ComposeScreen(session.name, session.phone_number, self._last_recipient), composed)
+
+    @work(group="actions", exit_on_error=False)
+    async def _send_message(self, session_id: str, draft: Draft) -> None:
+        """Send; the ``message`` event (sent or failed) puts it in the log, the toast says how it went."""
+        name = self._session_name(session_id)
+        self.pending_actions += 1
+        try:
+            message = await self.service.send_message(session_id, draft.to, draft.text)
+        except EngineFailure as exc:
+            # The manager stored the failed message too: it shows in the log with this reason.
+            self.notify(exc.message, title=f"Message to {phone(draft.to)} failed", severity="error", timeout=8)
+        except WatuiError as exc:
+            self.notify(exc.message, title="Message not sent", severity="error", timeout=8)
+        except Exception as exc:  # an engine bug must not take the console down
+            log.exception("sending from %s failed", session_id)
+            self.notify(f"{type(exc).__name__}: {exc}", title="Message not sent", severity="error", timeout=8)
+        else:
+            self.notify(f"From {name!r} to {phone(message.chat)}", title="Message sent", timeout=3)
+        finally:
+            self.pending_actions -= 1
+
     def simulate(self, session_id: str, action: str) -> None:
         self._simulate(session_id, action)
 
@@ -506,6 +566,8 @@ class WatuiApp(App[None]):
             ("Moving around", [*self._table_bindings()]),
             ("QR screen", [*QrScreen.BINDINGS]),
             ("Pairing code screen", [*PairCodeScreen.BINDINGS]),
+            ("Message box", [*ComposeScreen.BINDINGS,
+                             Binding("enter", "send", "Send", tooltip="In the text field; in To, goes on to the text")]),
             ("Everywhere", [*self.BINDINGS,
                             Binding("ctrl+p", "command_palette", "Command palette",
                                     tooltip="Find a session or an action by name")]),

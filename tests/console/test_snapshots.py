@@ -7,10 +7,13 @@ with ``make snapshots-update`` and look at the result before committing it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from watui.clock import FakeClock
+from watui.engines.simulated import SimulatedEngine
+from watui.errors import EngineFailure
 from watui.models import Session
 
 from .conftest import AppFactory, act, find, spec, sync
@@ -148,3 +151,49 @@ def test_pairing_code(snap_compare: SnapCompare, make_app: AppFactory, clock: Fa
         await sync(pilot, clock, 5)
 
     assert snap_compare(make_app(), terminal_size=LARGE, run_before=run_before)
+
+
+def _conversation(clock: FakeClock, engine: SimulatedEngine, *keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    """sales-desk answers its three customers' questions (one send fails), then ``keys``."""
+
+    async def then(pilot: Pilot) -> None:
+        app = pilot.app
+        sales = find(app, "sales-desk")
+        await sync(pilot)  # its log is read from the store first
+        await clock.advance(30)
+        await app.service.send_message(sales.id, "+14155550100", "Yes: orders #1 and #2 leave today, #3 on Monday")
+        engine.fail_sends = "recipient 14155550199 is not on WhatsApp"
+        with contextlib.suppress(EngineFailure):
+            await app.service.send_message(sales.id, "+14155550199", "Your invoice is attached")
+        engine.fail_sends = None
+        await clock.advance(20)
+        await app.service.simulate(sales.id, act("message", chat="14155550100", text="Great, thanks!"))
+        await sync(pilot)
+        if keys:
+            await pilot.press(*keys)
+
+    return then
+
+
+def test_detail_pane_message_log(
+    snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock, engine: SimulatedEngine
+) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, then=_conversation(clock, engine)))
+
+
+def test_details_screen_message_log(
+    snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock, engine: SimulatedEngine
+) -> None:
+    # Full width: one line per message.
+    assert snap_compare(make_app(), terminal_size=LARGE,
+                        run_before=scene(clock, then=_conversation(clock, engine, "enter")))
+
+
+def test_compose_modal_small(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    # 80x24: the box fits, the number typed, on to the text.
+    assert snap_compare(make_app(), terminal_size=SMALL,
+                        run_before=scene(clock, "m", *"+14155550100", "enter", *"Is the order ready?"))
+
+
+def test_compose_modal_invalid_number(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "m", *"555-01", "enter"))

@@ -47,6 +47,8 @@ class SessionCommands(Provider):
             (f"Delete {name}", partial(app.confirm_then, current.id, "delete", "Delete session?",
                                        f"Delete {name!r} and its auth data?", "Delete"), "asks first"),
             (f"Link {name} by phone number", partial(app.link_by_phone, current.id), "pairing code"),
+            (f"Send a message from {name}", partial(app.compose_message, current.id),
+             "a test message; connected sessions only"),
         ]
 
     async def discover(self) -> Hits:

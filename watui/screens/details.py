@@ -12,16 +12,24 @@ from watui.widgets.messages import StateChanged
 
 
 class DetailScreen(FollowerScreen):
-    BINDINGS = [Binding("escape", "back", "Back", id="details.back", tooltip="Back to the sessions")]
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="details.back", tooltip="Back to the sessions"),
+        Binding("m", "compose", "Message", id="details.message",
+                tooltip="Send a test message from this session (connected only)"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="details-title", classes="link-title")
-        yield DetailPane(self.wapp.now, id="details-pane")
+        yield DetailPane(self.wapp.now, send_key="m", id="details-pane")
         yield Footer()
 
     def on_mount(self) -> None:
         self._draw()
         self.wapp.ensure_events(self.session_id)
+        self.wapp.ensure_messages(self.session_id)
+
+    def action_compose(self) -> None:
+        self.wapp.compose_message(self.session_id)
 
     def _draw(self) -> None:
         session = self.wapp.state.sessions.get(self.session_id)
@@ -29,7 +37,10 @@ class DetailScreen(FollowerScreen):
             f" Session details: {session.name}" if session else " Session deleted"
         )
         state = self.wapp.state
-        self.query_one(DetailPane).show(session, state.recent(self.session_id), state.deliveries.get(self.session_id))
+        self.query_one(DetailPane).show(
+            session, state.recent(self.session_id), state.deliveries.get(self.session_id),
+            state.messages_of(self.session_id),
+        )
         self.wapp.refresh_deliveries(self.session_id)
 
     def on_state_changed(self, message: StateChanged) -> None:

@@ -42,6 +42,8 @@ class MainScreen(WatuiScreen):
         Binding("r", "session('restart')", "Restart", id="main.restart", tooltip="Stop then start the highlighted session"),
         Binding("l", "logout", "Log out", id="main.logout", tooltip="Unlink the phone (asks first)"),
         Binding("d", "delete", "Delete", id="main.delete", tooltip="Delete the session and its auth data (asks first)"),
+        Binding("m", "compose", "Message", id="main.message", show=False,
+                tooltip="Send a test message from the highlighted session (connected only)"),
         Binding("p", "link_phone", "Link by phone", id="main.phone", show=False,
                 tooltip="Link the highlighted session with a pairing code instead of a QR code"),
         Binding("slash", "filter", "Filter", id="main.filter", tooltip="Filter by name, phone or status"),
@@ -65,7 +67,7 @@ class MainScreen(WatuiScreen):
             with Vertical(id="table-area"):
                 yield SessionsTable(self.wapp.now, id="sessions")
                 yield Static(EMPTY_STATE, id="empty-state")
-            yield DetailPane(self.wapp.now, id="detail")
+            yield DetailPane(self.wapp.now, send_key="m", id="detail")
         yield Input(placeholder="filter: name, phone or status (escape clears)", id="filter")
         yield Footer()
 
@@ -144,9 +146,11 @@ class MainScreen(WatuiScreen):
         session = self.wapp.state.sessions.get(session_id) if session_id else None
         state = self.wapp.state
         self.detail.show(session, state.recent(session_id) if session_id else [],
-                         state.deliveries.get(session_id) if session_id else None)
+                         state.deliveries.get(session_id) if session_id else None,
+                         state.messages_of(session_id) if session_id else None)
         if session_id:
             self.wapp.ensure_events(session_id)
+            self.wapp.ensure_messages(session_id)
             self.wapp.refresh_deliveries(session_id)
 
     def on_state_changed(self, message: StateChanged) -> None:
@@ -226,7 +230,7 @@ class MainScreen(WatuiScreen):
     # -- actions ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("session", "logout", "delete", "link_phone", "open"):
+        if action in ("session", "logout", "delete", "link_phone", "open", "compose"):
             # Greyed out in the footer without a highlighted session; the service explains
             # any other refusal in a toast.
             return True if self.is_mounted and self._current() is not None else None
@@ -266,6 +270,11 @@ class MainScreen(WatuiScreen):
                 current.id, "delete", "Delete session?",
                 f"Delete {current.name!r}, its history and its auth data? This cannot be undone.", "Delete",
             )
+
+    def action_compose(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.wapp.compose_message(current.id)
 
     def action_link_phone(self) -> None:
         current = self._current()

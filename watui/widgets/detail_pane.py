@@ -1,4 +1,4 @@
-"""The detail pane: every field of the highlighted session, its settings and recent events.
+"""The detail pane: every field of the highlighted session, its settings, messages and recent events.
 
 Built from independent sections (``DetailSection`` subclasses) stacked in a scrollable
 column, so a later section (a message log, a compose box) is one more widget in
@@ -7,20 +7,21 @@ column, so a later section (a message log, a compose box) is one more widget in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from watui.machine import EventType
-from watui.models import Event, Session
+from watui.machine import EventType, Status
+from watui.models import Event, MessageDirection, MessageStatus, Session
 from watui.webhooks import DeliveryStatus, WebhookDelivery
+from watui.widgets.state import LoggedMessage
 from watui.widgets.status_badge import STATUS_LOOKS, ago, phone, stamp, status_badge, until
 
 
@@ -60,12 +61,18 @@ def describe_event(event: Event) -> Text:
 
 @dataclass(frozen=True, slots=True)
 class DetailContext:
-    """Everything a section may draw: the snapshot, its recent events and webhook deliveries."""
+    """Everything a section may draw: the snapshot, its recent events, webhook deliveries and messages.
+
+    ``deliveries`` and ``messages`` are ``None`` while they are still being read.
+    """
 
     session: Session
     events: list[Event]
     now: datetime
     deliveries: list[WebhookDelivery] | None = None
+    messages: list[LoggedMessage] | None = None
+    send_key: str | None = None
+    """The key that sends a message from where the pane is shown, if there is one."""
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -153,6 +160,113 @@ class EventsSection(DetailSection):
         return Group(*lines)
 
 
+def party(chat: str) -> str:
+    """The other side of a chat: ``+14155550100`` for a number, a group's JID as it is."""
+    return chat if "@" in chat else phone(chat)
+
+
+MESSAGE_LOOK: dict[MessageStatus, str] = {
+    MessageStatus.SENT: "green",
+    MessageStatus.RECEIVED: "cyan",
+    MessageStatus.FAILED: "bold red",
+}
+
+
+class MessageLog:
+    """A session's latest messages, newest first, laid out for the width they are given.
+
+    Wide (the full-screen details): one line per message. Narrow (the pane beside the table):
+    who, status and time on one line, the text under it, and a failed send's error under that.
+    The text is cut with an ellipsis to fit; an error is never cut, it is the point of the line.
+    """
+
+    WIDE = 64
+    """Cells from which one line per message leaves the text enough room."""
+
+    def __init__(self, messages: list[LoggedMessage], now: datetime) -> None:
+        self.messages = messages
+        self.now = now
+
+    @staticmethod
+    def _arrow(message: LoggedMessage) -> Text:
+        if message.direction == MessageDirection.IN:
+            return Text("←", style="bold cyan")
+        return Text("→", style="bold red" if message.status == MessageStatus.FAILED else "bold green")
+
+    @staticmethod
+    def _status(message: LoggedMessage) -> Text:
+        look = MESSAGE_LOOK.get(message.status, "")
+        if message.status == MessageStatus.FAILED and message.error:
+            return Text(f"failed: {message.error}", style=look)
+        return Text(str(message.status), style=look)
+
+    @staticmethod
+    def _body(message: LoggedMessage) -> Text:
+        # One line per message: a text's own line breaks would break the layout.
+        return Text(" ".join(message.text.split()), no_wrap=True, overflow="ellipsis")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        newest_first = list(reversed(self.messages))
+        if options.max_width >= self.WIDE:
+            yield self._wide(newest_first, options.max_width)
+            return
+        for message in newest_first:
+            yield from self._narrow(message)
+
+    def _wide(self, messages: list[LoggedMessage], width: int) -> Table:
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(no_wrap=True, justify="right", style="dim", min_width=8)
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(max_width=max(12, width // 3), overflow="fold")
+        for message in messages:
+            grid.add_row(ago(message.timestamp, self.now), self._arrow(message), party(message.chat),
+                         self._body(message), self._status(message))
+        return grid
+
+    def _narrow(self, message: LoggedMessage) -> Iterator[RenderableType]:
+        head = Table.grid(padding=(0, 1), expand=True)
+        head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        head.add_column(no_wrap=True, justify="right", style="dim")
+        who = Text.assemble(self._arrow(message), " ", party(message.chat), " ",
+                            (str(message.status), MESSAGE_LOOK.get(message.status, "")))
+        head.add_row(who, ago(message.timestamp, self.now))
+        yield head
+        yield Text.assemble("  ", self._body(message), no_wrap=True, overflow="ellipsis")
+        if message.status == MessageStatus.FAILED and message.error:
+            # Wrapped, and under the text rather than the margin.
+            error = Table.grid(padding=(0, 1, 0, 0))
+            error.add_column(width=1)
+            error.add_column(no_wrap=True, style="red")
+            error.add_column(ratio=1, style="red", overflow="fold")
+            error.add_row("", "✖", message.error)
+            yield error
+
+
+class MessagesSection(DetailSection):
+    """The session's latest messages, kept current from ``message`` events."""
+
+    TITLE = "Messages"
+
+    @staticmethod
+    def _can_send(ctx: DetailContext) -> bool:
+        return ctx.send_key is not None and ctx.session.status == Status.CONNECTED
+
+    def show(self, ctx: DetailContext) -> None:
+        # The key to send one, where it works.
+        self.border_subtitle = f"{ctx.send_key}: send" if self._can_send(ctx) else ""
+        super().show(ctx)
+
+    def render_session(self, ctx: DetailContext) -> RenderableType:
+        if ctx.messages is None:
+            return Text("Loading…", style="dim")
+        if not ctx.messages:
+            hint = f" Press {ctx.send_key} to send a test message." if self._can_send(ctx) else ""
+            return Text(f"No messages yet.{hint}", style="dim")
+        return MessageLog(ctx.messages, ctx.now)
+
+
 DELIVERY_LOOK: dict[DeliveryStatus, tuple[str, str]] = {
     DeliveryStatus.DELIVERED: ("✓", "green"),
     DeliveryStatus.PENDING: ("↻", "yellow"),
@@ -203,9 +317,11 @@ class DetailPane(VerticalScroll):
 
     can_focus = False
 
-    def __init__(self, now: Callable[[], datetime], *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, now: Callable[[], datetime], *, send_key: str | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._now = now
+        self.send_key = send_key
         self.session_id: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -213,15 +329,28 @@ class DetailPane(VerticalScroll):
         yield FieldsSection(id="detail-fields")
         yield SettingsSection(id="detail-settings")
         yield WebhooksSection(id="detail-webhooks")
+        yield MessagesSection(id="detail-messages")
         yield EventsSection(id="detail-events")
 
     def show(self, session: Session | None, events: list[Event],
-             deliveries: list[WebhookDelivery] | None = None) -> None:
+             deliveries: list[WebhookDelivery] | None = None,
+             messages: list[LoggedMessage] | None = None) -> None:
+        """Redraw for ``session``; ``messages`` not given are read from the console's state."""
         self.session_id = session.id if session else None
         self.query_one("#detail-empty").display = session is None
-        ctx = DetailContext(session, events, self._now(), deliveries) if session is not None else None
+        if session is not None and messages is None:
+            messages = self._messages_in_state(session.id)
+        ctx = (DetailContext(session, events, self._now(), deliveries, messages, self.send_key)
+               if session is not None else None)
         for section in self.query(DetailSection):
             if ctx is None:
                 section.display = False
             else:
                 section.show(ctx)
+
+    def _messages_in_state(self, session_id: str) -> list[LoggedMessage] | None:
+        # Screens that show a pane without passing its messages (the full-screen details) still
+        # get the log the app keeps; outside the console app there is none.
+        state = getattr(self.app, "state", None)
+        messages_of = getattr(state, "messages_of", None)
+        return messages_of(session_id) if messages_of is not None else None

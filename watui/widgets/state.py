@@ -1,4 +1,4 @@
-"""The console's view state: every visible session and its recent events, outside any widget.
+"""The console's view state: every visible session, its recent events and messages, outside any widget.
 
 The app owns one :class:`ConsoleState`. Events from the service mark sessions dirty; the app
 refreshes the dirty ones in one batch and the widgets redraw from here. Keeping this free of
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from watui.machine import Status
-from watui.models import Event, Session
+from watui.machine import EventType, Status
+from watui.models import Event, Message, MessageDirection, MessageStatus, Session
 from watui.webhooks import WebhookDelivery
 
 RECENT_EVENTS = 30
 """Events kept per session for the detail pane."""
+
+RECENT_MESSAGES = 20
+"""Messages kept per session for the detail pane's message log."""
 
 SORT_COLUMNS: tuple[str, ...] = ("name", "status", "phone", "activity", "messages", "reconnects")
 """Columns the table can sort by, in the order ``o`` cycles through them."""
@@ -58,6 +62,50 @@ def haystack(session: Session) -> str:
     return f"{session.name.casefold()}\n{number}\n+{number}\n{status}\n{status.replace('_', ' ')}"
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedMessage:
+    """One line of a session's message log: a stored :class:`Message` or a live ``message`` event."""
+
+    direction: MessageDirection
+    chat: str
+    text: str
+    status: MessageStatus
+    timestamp: datetime
+    message_id: str | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """The same message read from the store and heard as an event gives the same key.
+
+        Sent and received messages carry WhatsApp's id. A failed send has none; the manager
+        stamps its row and its event with the same time, so what, to whom and when tell it apart.
+        """
+        if self.message_id:
+            return (self.message_id,)
+        return (self.direction, self.chat, self.text, self.timestamp)
+
+    @classmethod
+    def from_message(cls, message: Message) -> LoggedMessage:
+        return cls(message.direction, message.chat, message.text, message.status, message.timestamp,
+                   message.message_id, message.error)
+
+    @classmethod
+    def from_event(cls, event: Event) -> LoggedMessage | None:
+        """The log line a ``message`` event stands for (``None`` for any other event, or a malformed one)."""
+        p = event.payload
+        if event.type != EventType.MESSAGE:
+            return None
+        try:
+            direction = MessageDirection(str(p.get("direction")))
+            status = MessageStatus(p.get("status") or (
+                MessageStatus.RECEIVED if direction == MessageDirection.IN else MessageStatus.SENT))
+        except ValueError:
+            return None
+        return cls(direction, str(p.get("chat") or ""), str(p.get("text") or ""), status, event.timestamp,
+                   p.get("message_id") or None, p.get("error") or None)
+
+
 def matches(session: Session, query: str) -> bool:
     """Filter on name, phone number and status (case-insensitive substring)."""
     q = query.strip().casefold()
@@ -65,11 +113,17 @@ def matches(session: Session, query: str) -> bool:
 
 
 class ConsoleState:
-    """Sessions by id plus each one's recent events; a change counter tells views to redraw."""
+    """Sessions by id plus each one's recent events; a change counter tells views to redraw.
+
+    Messages are kept only for the sessions the console has shown (``follow_messages``): their
+    log is read from the store once, then kept current from ``message`` events.
+    """
 
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
         self.events: dict[str, deque[Event]] = {}
+        self.messages: dict[str, deque[LoggedMessage]] = {}
+        self._messages_seeded: set[str] = set()
         self.deliveries: dict[str, list[WebhookDelivery]] = {}
         self.version = 0
         # Sorting 10,000 sessions on every filter keystroke is most of the work: keep the
@@ -88,6 +142,7 @@ class ConsoleState:
     def remove(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
         self.events.pop(session_id, None)
+        self.forget_messages(session_id)
         self.deliveries.pop(session_id, None)
         self._haystacks.pop(session_id, None)
         self.version += 1
@@ -99,6 +154,8 @@ class ConsoleState:
         if log and log[-1].id >= event.id:
             return
         log.append(event)
+        if event.type == EventType.MESSAGE and event.session_id in self.messages:
+            self.add_message(event.session_id, LoggedMessage.from_event(event))
 
     def seed_events(self, session_id: str, events: Iterable[Event]) -> None:
         """Fill a session's log from the store, keeping anything newer that arrived live."""
@@ -114,6 +171,48 @@ class ConsoleState:
 
     def recent(self, session_id: str) -> list[Event]:
         return list(self.events.get(session_id, ()))
+
+    # -- messages -----------------------------------------------------------------------
+
+    def follow_messages(self, session_id: str) -> bool:
+        """Start keeping a session's messages; ``True`` the first time (the caller loads the past)."""
+        if session_id in self.messages:
+            return False
+        self.messages[session_id] = deque(maxlen=RECENT_MESSAGES)
+        return True
+
+    def forget_messages(self, session_id: str) -> None:
+        """Stop keeping a session's messages (deleted, or its log could not be read)."""
+        self.messages.pop(session_id, None)
+        self._messages_seeded.discard(session_id)
+
+    def add_message(self, session_id: str, message: LoggedMessage | None) -> None:
+        """A live message for a followed session; one the store read already gave is skipped."""
+        log = self.messages.get(session_id)
+        if log is None or message is None:
+            return
+        key = message.key
+        if any(m.key == key for m in log):
+            return
+        log.append(message)
+
+    def seed_messages(self, session_id: str, newest_first: Iterable[Message]) -> None:
+        """Fill a followed session's log from the store, keeping what arrived live meanwhile."""
+        live = self.messages.get(session_id)
+        if live is None:
+            return
+        stored = [LoggedMessage.from_message(m) for m in newest_first]
+        known = {m.key for m in stored}
+        merged = [*reversed(stored), *(m for m in live if m.key not in known)]
+        merged.sort(key=lambda m: m.timestamp)
+        self.messages[session_id] = deque(merged, maxlen=RECENT_MESSAGES)
+        self._messages_seeded.add(session_id)
+
+    def messages_of(self, session_id: str) -> list[LoggedMessage] | None:
+        """A session's latest messages, oldest first; ``None`` until its log has been read."""
+        if session_id not in self._messages_seeded:
+            return None
+        return list(self.messages.get(session_id, ()))
 
     def sorted(self, sort: str = "name", descending: bool = False) -> list[Session]:
         """Every session in table order (cached until the state or the order changes)."""
