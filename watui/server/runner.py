@@ -22,11 +22,11 @@ import uvicorn
 from watui.config import Settings
 from watui.server.app import ServerState, create_app
 from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
+from watui.tuning import tune_gc
 
 if TYPE_CHECKING:
     from watui.engines.base import Engine
     from watui.manager import SessionManager
-    from watui.tuning import tune_gc
 
 T = TypeVar("T")
 
