@@ -42,6 +42,12 @@ NOTES = """\
 - **Pairing codes from `qr_ready`.** Linking by phone number is allowed while QR codes are up
   (the socket must be open first, which is what the first QR code shows); after a pairing code
   is issued, QR codes are no longer shown.
+- **The pairing timeout covers resumes too.** A linked session that does not connect within
+  `WATUI_PAIRING_TIMEOUT` after a start fails with reason `connect_timeout` (an unlinked one
+  with `pairing_timeout`).
+- **Another client took the stream** (`stream_replaced`): the session goes `disconnected`
+  and does not reconnect by itself, or the two clients would take turns kicking each other
+  off.
 - **Errors while connected** (for example a temporary ban) count as a lost connection, so the
   reconnect policy applies.
 - **Logged out from `disconnected`** too: the phone can remove a device while it is offline.

@@ -820,11 +820,8 @@ class SessionManager:
         self.visible(caller, session_id)
         async with self._lock(session_id):
             session = self.visible(caller, session_id)
-            if session.status not in STARTABLE or session.status is Status.DISCONNECTED:
-                if session.status is Status.STOPPED or session.status is Status.FAILED:
-                    pass
-                else:
-                    session = await self._stop_locked(session)
+            if session.status not in (Status.STOPPED, Status.FAILED):
+                session = await self._stop_locked(session)
             return await self._start_locked(session, caller)
 
     async def _logout_locked(self, session: Session) -> Session:
