@@ -205,7 +205,7 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, synchronous: str = "FULL", max_batch: int = 256
+        cls, path: Path | str, *, synchronous: str = "FULL", max_batch: int = 64
     ) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
