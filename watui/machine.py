@@ -136,10 +136,6 @@ def transition(state: Status, trigger: Trigger) -> Transition:
     return Transition(Status(state), target, Trigger(trigger), events)
 
 
-def can(state: Status, trigger: Trigger) -> bool:
-    return (Status(state), Trigger(trigger)) in TRANSITIONS
-
-
 def reachable(start: Status = Status.STOPPED) -> set[Status]:
     """Every status the table can reach from ``start``."""
     seen = {start}

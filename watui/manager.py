@@ -939,12 +939,6 @@ class SessionManager:
             attempt=session.qr_attempt, expires_at=session.qr_expires_at,
         )
 
-    def current_qr_text(self, session_id: str) -> str | None:
-        runtime = self._runtimes.get(session_id)
-        if runtime is None or runtime.qr_expired:
-            return None
-        return runtime.qr_text
-
     async def send_message(self, caller: Caller, session_id: str, to: str, text: str) -> Message:
         try:
             chat = normalize_phone(to)

@@ -114,3 +114,12 @@ def test_a_generated_webhook_secret_is_shown_once(client: httpx.Client) -> None:
     assert patched.json()["settings"]["webhook_secret"].startswith("whsec_") and "…" not in patched.json()["settings"]["webhook_secret"]
     again = client.patch(f"/v1/sessions/{plain}", json={"description": "x"})
     assert again.json()["settings"]["webhook_secret"] == "whsec_…"
+
+
+def test_patch_with_null_flags_changes_nothing_else(client: httpx.Client) -> None:
+    sid = client.post("/v1/sessions", json={"name": "nulls", "start": False,
+                                            "settings": {"auto_reconnect": False, "max_reconnect_attempts": 3}}).json()["session_id"]
+    patched = client.patch(f"/v1/sessions/{sid}", json={"settings": {"auto_reconnect": None, "max_reconnect_attempts": None}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["settings"]["auto_reconnect"] is False
+    assert patched.json()["settings"]["max_reconnect_attempts"] == 3

@@ -33,7 +33,6 @@ from watui.models import (
     Session,
     SessionCreate,
     SessionUpdate,
-    SettingsPatch,
     SimulateRequest,
 )
 from watui.qr import png_bytes
@@ -192,27 +191,6 @@ def strict_json(model: type[BaseModel]) -> Any:
     return Depends(check)
 
 
-NON_NULLABLE_SETTINGS = ("auto_reconnect", "max_reconnect_attempts")
-
-
-def _nulls_unchanged(patch: SessionUpdate) -> SessionUpdate:
-    """An explicit ``null`` for a setting that cannot be null means "no change".
-
-    The manager merges every field the client sent, ``null`` included, and the merged
-    settings then fail validation; a ``SettingsPatch`` built from the other fields only has
-    just those marked as set.
-    """
-    if patch.settings is None:
-        return patch
-    given = patch.settings.model_dump(exclude_unset=True)
-    if not any(key in given and given[key] is None for key in NON_NULLABLE_SETTINGS):
-        return patch
-    for key in NON_NULLABLE_SETTINGS:
-        if key in given and given[key] is None:
-            del given[key]
-    return patch.model_copy(update={"settings": SettingsPatch(**given)})
-
-
 def session_json(session: Session, status_code: int = 200) -> JSONResponse:
     """A session as JSON, without the webhook secret. Returned directly: the response model
     documents it, and skipping a second validation keeps listings fast."""
@@ -273,7 +251,7 @@ def _router(state: ServerState) -> APIRouter:
         """Rename, describe, or change settings (only the fields given change; `null` for
         `auto_reconnect` or `max_reconnect_attempts` leaves them as they are)."""
         before = await service.get_session(session_id)
-        after = await service.update_session(session_id, _nulls_unchanged(patch))
+        after = await service.update_session(session_id, patch)
         # A secret the server generated just now (a webhook URL was set without one) is
         # shown in this response, once.
         generated = after.settings.webhook_secret not in (None, before.settings.webhook_secret)
