@@ -20,13 +20,22 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     engine: Literal["neonize", "simulated"] = "neonize"
 
+    # Engine hosts: where engine sessions run (see docs/engine-hosts.md).
+    engine_isolation: Literal["process", "inline"] | None = None
+    """``process``: in supervised engine host processes; ``inline``: in this process. Unset:
+    ``process`` for neonize, ``inline`` for simulated (see :attr:`isolation`)."""
+    sessions_per_host: int = Field(50, ge=1)
+    host_recycle_connects: int = Field(500, ge=1)
+    restore_concurrency: int = Field(8, ge=1)
+
     # QR codes and pairing (real WhatsApp timing: 60 s, then 20 s, six codes a connection).
     qr_first_ttl: float = Field(60, gt=0)
     qr_next_ttl: float = Field(20, gt=0)
     qr_codes_per_attempt: int = Field(6, ge=1)
     qr_max_retries: int = Field(3, ge=0)
     pairing_timeout: float = Field(300, gt=0)
-    pair_code_ttl: float = Field(180, gt=0)
+    pair_code_ttl: float = Field(160, gt=0)
+    """whatsmeow gives a pairing code 160 s."""
 
     # Reconnects: capped exponential back-off with jitter.
     reconnect_base_delay: float = Field(1, ge=0)
@@ -52,11 +61,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     sse_ping_interval: float = Field(15, gt=0)
     subscriber_queue_size: int = Field(1024, ge=8)
+    max_streams_per_key: int = Field(50, ge=1)
+    max_streams: int = Field(5000, ge=1)
+    metrics_token: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     # Webhooks.
     webhook_url: str | None = None
     webhook_timeout: float = Field(10, gt=0)
     webhook_max_age: float = Field(26 * 3600, gt=0, description="keep retrying for this long")
+    webhook_allow_private: bool = False
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+
+    # Retention.
+    event_retention_days: float = Field(30, gt=0)
+    message_retention_days: float = Field(90, gt=0)
+    webhook_retention_days: float = Field(7, gt=0)
+
+    @property
+    def isolation(self) -> Literal["process", "inline"]:
+        """The engine isolation in force (the setting, or the engine's default)."""
+        if self.engine_isolation is not None:
+            return self.engine_isolation
+        return "process" if self.engine == "neonize" else "inline"
 
     @property
     def db_path(self) -> Path:

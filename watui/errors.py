@@ -29,6 +29,11 @@ class Unauthorized(WatuiError):
     status = 401
 
 
+class Forbidden(WatuiError):
+    code = "FORBIDDEN"
+    status = 403
+
+
 class SessionNotFound(WatuiError):
     code = "SESSION_NOT_FOUND"
     status = 404

@@ -49,6 +49,7 @@ class EventType(StrEnum):
     DISCONNECTED = "disconnected"
     ERROR = "error"
     MESSAGE = "message"
+    MESSAGE_STATUS = "message_status"
     DELETED = "deleted"
 
 

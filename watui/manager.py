@@ -41,6 +41,7 @@ from watui.engines.base import (
 from watui.errors import (
     Conflict,
     EngineFailure,
+    Forbidden,
     InvalidTransition,
     NotFound,
     QrNotAvailable,
@@ -52,6 +53,7 @@ from watui.errors import (
 from watui.machine import RUNNING, STARTABLE, EventType, Status, Trigger, transition
 from watui.models import (
     Caller,
+    EngineHost,
     Event,
     LinkMethod,
     Message,
@@ -61,6 +63,7 @@ from watui.models import (
     NewEvent,
     PairCode,
     QrCode,
+    RestoreProgress,
     Session,
     SessionCreate,
     SessionPage,
@@ -175,6 +178,8 @@ class SessionManager:
         self._handling = 0
         self.on_session_change: list[Callable[[Session], None]] = []
         self.webhooks: WebhookDispatcher | None = None
+        self.restore_progress: RestoreProgress | None = None
+        """Set while start-up restore is under way."""
 
     # ================================================================ lifecycle
 
@@ -1137,6 +1142,15 @@ class ScopedService:
 
     async def simulate(self, session_id: str, request: SimulateRequest) -> Session:
         return await self.manager.simulate(self.caller, session_id, request)
+
+    async def engine_hosts(self) -> list[EngineHost]:
+        if not self.caller.admin:
+            raise Forbidden("only an admin may list engine hosts")
+        return self.manager.engine.hosts()
+
+    @property
+    def restore_progress(self) -> RestoreProgress | None:
+        return self.manager.restore_progress
 
 
 _SORT_KEYS: dict[str, Callable[[Session], Any]] = {

@@ -209,7 +209,10 @@ class MessageDirection(StrEnum):
 
 
 class MessageStatus(StrEnum):
+    PENDING = "pending"
     SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
     RECEIVED = "received"
     FAILED = "failed"
 
@@ -273,3 +276,25 @@ class SimulateRequest(Strict):
     text: str | None = Field(None, max_length=4096, description="with action=message")
     chat: PhoneNumber | None = Field(None, description="with action=message: the sender")
     reason: str | None = Field(None, max_length=200, description="with disconnect/fail")
+
+
+class EngineHost(BaseModel):
+    """One engine host process (``GET /v1/engine/hosts``, the console's hosts view)."""
+
+    id: str
+    pid: int | None
+    sessions: list[str]
+    started_at: datetime
+    connects: int = Field(..., description="connect attempts made by this host")
+    restarts: int = Field(..., description="hosts that ran before this one in its slot")
+
+
+class RestoreProgress(BaseModel):
+    """Start-up restore of running sessions: ``done`` of ``total`` connects made."""
+
+    done: int
+    total: int
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total

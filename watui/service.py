@@ -16,11 +16,13 @@ from typing import Literal, Protocol
 
 from watui.machine import EventType, Status
 from watui.models import (
+    EngineHost,
     Event,
     Message,
     MessagePage,
     PairCode,
     QrCode,
+    RestoreProgress,
     Session,
     SessionCreate,
     SessionPage,
@@ -107,3 +109,10 @@ class SessionService(Protocol):
 
     async def simulate(self, session_id: str, request: SimulateRequest) -> Session:
         """Play the phone (simulated engine only; ``NotFound`` otherwise)."""
+
+    async def engine_hosts(self) -> list[EngineHost]:
+        """The engine host processes (admin only; ``[]`` when engines run inline)."""
+
+    @property
+    def restore_progress(self) -> RestoreProgress | None:
+        """Start-up restore under way (``None`` once every restored session has connected)."""

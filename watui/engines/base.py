@@ -15,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from watui.models import EngineHost
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,9 @@ class Engine(Protocol):
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
         """Delete the session's auth data (after a logout or a delete)."""
+
+    def hosts(self) -> list[EngineHost]:
+        """The engine host processes this engine runs (``[]`` for an inline engine)."""
 
     async def aclose(self) -> None:
         """Shut the engine down; every session was closed before."""

@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from neonize.client import NewClient
     from neonize.proto.Neonize_pb2 import JID, Device
 
+    from watui.models import EngineHost
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -768,6 +770,10 @@ class NeonizeEngine:
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
 
         await _in_thread(remove)
+
+    def hosts(self) -> list[EngineHost]:
+        """Inline: no host processes."""
+        return []
 
     async def aclose(self) -> None:
         """Close whatever sessions are still open (the manager normally closed them all)."""

@@ -24,6 +24,10 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watui.models import EngineHost
 
 from watui.clock import Clock, RealClock, TimerHandle
 from watui.engines.base import (
@@ -311,6 +315,10 @@ class SimulatedEngine:
 
     def release(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
+
+    def hosts(self) -> list[EngineHost]:
+        """Inline: no host processes."""
+        return []
 
     async def aclose(self) -> None:
         for session in list(self.sessions.values()):
