@@ -23,6 +23,15 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**given)
 
 
+isolation_option = click.option(
+    "--engine-isolation",
+    "engine_isolation",
+    type=click.Choice(["process", "inline"]),
+    default=None,
+    help="Run engine sessions in supervised engine host processes, or in this one "
+    "[process for neonize, inline for simulated].",
+)
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -34,10 +43,13 @@ data_dir_option = click.option(
 @click.group(invoke_without_command=True, context_settings={"auto_envvar_prefix": "WATUI"})
 @click.option("--demo", is_flag=True, help="Simulated engine with a few sample sessions.")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@isolation_option
 @data_dir_option
 @click.version_option(__version__, prog_name="watui")
 @click.pass_context
-def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | None) -> None:
+def main(
+    ctx: click.Context, demo: bool, engine: str | None, engine_isolation: str | None, data_dir: Path | None
+) -> None:
     """The watui console: every WhatsApp session in one live table."""
     if ctx.invoked_subcommand is not None:
         return
@@ -47,7 +59,7 @@ def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | No
         engine = engine or "simulated"
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="watui-demo-"))
-    settings = make_settings(engine=engine, data_dir=data_dir)
+    settings = make_settings(engine=engine, engine_isolation=engine_isolation, data_dir=data_dir)
     run_console(settings, demo=demo)
 
 
@@ -55,12 +67,14 @@ def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | No
 @click.option("--host", default=None, help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [8080].")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@isolation_option
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed browser origin (repeatable).")
 @data_dir_option
 def serve(
     host: str | None,
     port: int | None,
     engine: str | None,
+    engine_isolation: str | None,
     cors_origins: tuple[str, ...],
     data_dir: Path | None,
 ) -> None:
@@ -68,7 +82,8 @@ def serve(
     from watui.server import run_server
 
     settings = make_settings(
-        host=host, port=port, engine=engine, data_dir=data_dir, cors_origins=list(cors_origins) or None
+        host=host, port=port, engine=engine, engine_isolation=engine_isolation, data_dir=data_dir,
+        cors_origins=list(cors_origins) or None,
     )
     run_server(settings)
 
