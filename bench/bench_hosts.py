@@ -5,9 +5,10 @@
 Three figures, each with its baseline measured in the same run:
 
 1. Messages per second through the manager, with the simulated engine inline and in one engine
-   host: ``--sessions`` linked sessions, each receiving ``--messages`` messages from the phone
-   one after another (all sessions at once). Every message crosses the pipe as a call and an
-   engine fact, and is stored and published as with the inline engine.
+   host: ``--sessions`` linked sessions, each receiving ``--messages`` messages from the phone,
+   first one after another per session (lockstep: each waits for the previous to be stored, so
+   the pipe's round trip counts in full), then as a burst with 200 in flight. Every message
+   crosses the pipe as a call and an engine fact, and is stored and published as inline.
 2. Memory of a real neonize host (no network: each dial goes to a local port that never
    answers, so every session sits dialling): the host's RSS with one session, then with
    ``--dialling`` sessions; the difference per session, against the watui process's own RSS.
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench._util import Figure, mib, print_table, rss_bytes, wait_until  # noqa: E402
+from bench._util import Figure, mib, print_table, rss_bytes, run_pool, wait_until  # noqa: E402
 from watui.config import Settings  # noqa: E402
 from watui.engines.base import Engine  # noqa: E402
 from watui.engines.factory import EngineSpec, build_inline  # noqa: E402
@@ -43,6 +44,8 @@ from watui.manager import ScopedService, SessionManager  # noqa: E402
 from watui.models import Caller, Session, SessionCreate, SimulateRequest  # noqa: E402
 
 PHONE = {"connect_latency": 0.01, "link_latency": 0.01, "seed": "bench"}
+IN_FLIGHT = 200
+"""Messages in flight at once in the burst run (the phone does not wait for the last one)."""
 
 
 def act(action: str, **fields: str) -> SimulateRequest:
@@ -68,7 +71,10 @@ async def link_all(manager: SessionManager, admin: ScopedService, n: int) -> lis
 # ==================================================================== 1. messages/s
 
 
-async def messages_per_second(engine: Engine, data_dir: Path, sessions: int, messages: int) -> float:
+async def messages_per_second(
+    engine: Engine, data_dir: Path, sessions: int, messages: int
+) -> tuple[float, float]:
+    """(msg/s with one message in flight per session, msg/s with ``IN_FLIGHT`` in flight)."""
     manager = await open_manager(data_dir, engine)
     admin = manager.service(Caller.local_admin())
     try:
@@ -81,10 +87,20 @@ async def messages_per_second(engine: Engine, data_dir: Path, sessions: int, mes
         started = time.perf_counter()
         await asyncio.gather(*(phone(s) for s in linked))
         await manager.drain_all()
-        elapsed = time.perf_counter() - started
-        stored = sum((await admin.list_messages(s.id, limit=1)).total for s in linked)
-        assert stored == sessions * messages, (stored, sessions * messages)
-        return sessions * messages / elapsed
+        lockstep = sessions * messages / (time.perf_counter() - started)
+
+        items = [(s, n) for n in range(messages) for s in linked]
+        started = time.perf_counter()
+        errors = await run_pool(
+            items, lambda item: admin.simulate(item[0].id, act("message", text=f"burst {item[1]}")),
+            concurrency=IN_FLIGHT,
+        )
+        await manager.drain_all()
+        burst = len(items) / (time.perf_counter() - started)
+        assert not errors, errors[:3]
+        stored = sum([(await admin.list_messages(s.id, limit=1)).total for s in linked])
+        assert stored == 2 * sessions * messages, (stored, 2 * sessions * messages)
+        return lockstep, burst
     finally:
         await manager.aclose()
 
@@ -175,9 +191,13 @@ async def run(args: argparse.Namespace) -> None:
     print_table(
         f"Engine hosts ({args.sessions} sessions x {args.messages} messages; {args.dialling} dialling neonize sessions)",
         [
-            Figure("messages/s, simulated inline (baseline)", inline, "msg/s", digits=0),
-            Figure("messages/s, simulated in one host", hosted, "msg/s", digits=0),
-            Figure("hosted / inline", hosted / inline, "x", digits=2),
+            Figure("messages/s, lockstep, inline (baseline)", inline[0], "msg/s", digits=0,
+                   note="one message in flight per session"),
+            Figure("messages/s, lockstep, in one host", hosted[0], "msg/s", digits=0),
+            Figure("hosted / inline, lockstep", hosted[0] / inline[0], "x", digits=2),
+            Figure(f"messages/s, {IN_FLIGHT} in flight, inline (baseline)", inline[1], "msg/s", digits=0),
+            Figure(f"messages/s, {IN_FLIGHT} in flight, in one host", hosted[1], "msg/s", digits=0),
+            Figure(f"hosted / inline, {IN_FLIGHT} in flight", hosted[1] / inline[1], "x", digits=2),
             Figure("neonize host RSS, one session dialling", mib(one), "MiB"),
             Figure("neonize host RSS per more dialling session", per_session / 1024, "KiB", digits=0),
             Figure("watui process RSS (baseline)", mib(watui_rss), "MiB"),

@@ -40,6 +40,7 @@ class Host:
         self._fd_in = fd_in
         self._fd_out = fd_out
         self._out: asyncio.WriteTransport | None = None
+        self._outbox: list[bytes] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
@@ -57,8 +58,15 @@ class Host:
             await self._shutdown()
 
     def _send(self, message: dict[str, Any]) -> None:
+        """Queue a frame; everything queued in one turn of the loop goes out in one write."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(frame(message))
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
         if self._out is not None and not self._out.is_closing():
-            self._out.write(frame(message))
+            self._out.write(data)
 
     def _emit(self, session_id: str, event: EngineEvent) -> None:
         self._send({"t": "event", "sid": session_id, **encode_event(event)})

@@ -79,6 +79,7 @@ class HostProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.ended = asyncio.Event()
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._outbox: list[bytes] = []
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._idle: asyncio.TimerHandle | None = None
@@ -113,13 +114,10 @@ class HostProcess:
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise HostCrashed(f"engine host {self.id} is not running")
         call_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._calls[call_id] = future
-        try:
-            self.proc.stdin.write(frame({"t": "call", "id": call_id, "op": op, "sid": session_id, "args": args}))
-        except (OSError, RuntimeError) as exc:
-            self._calls.pop(call_id, None)
-            raise HostCrashed(f"engine host {self.id} is not running ({exc})") from None
+        self._post({"t": "call", "id": call_id, "op": op, "sid": session_id, "args": args})
         try:
             return await future
         finally:
@@ -127,9 +125,22 @@ class HostProcess:
 
     def send(self, op: str, **args: Any) -> None:
         """A call whose reply nobody waits for (``crash``)."""
-        if self.proc is not None and self.proc.stdin is not None and self.alive:
-            with contextlib.suppress(OSError, RuntimeError):
-                self.proc.stdin.write(frame({"t": "call", "id": 0, "op": op, "sid": "", "args": args}))
+        if self.alive:
+            self._post({"t": "call", "id": 0, "op": op, "sid": "", "args": args})
+
+    def _post(self, message: dict[str, Any]) -> None:
+        """Queue a frame; everything queued in one turn of the loop goes out in one write."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(frame(message))
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        stdin = self.proc.stdin if self.proc is not None else None
+        if stdin is None or not self.alive or stdin.is_closing():
+            return  # a call waiting on a reply is failed when the pipe's end is noticed
+        with contextlib.suppress(OSError, RuntimeError):
+            stdin.write(data)
 
     # ---------------------------------------------------------------- the pipe
 
