@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 5.0
 """Seconds a host gets to close its sessions and exit when stopped, before SIGKILL."""
 
+STDERR_DRAIN = 0.5
+"""Seconds a crashed host's stderr gets to be copied into the log before its sessions are told."""
+
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
            "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
 
@@ -82,6 +85,7 @@ class HostProcess:
         self._outbox: list[bytes] = []
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stderr: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._log = logging.getLogger(f"watui.engines.hosts.{self.id}")
 
@@ -101,10 +105,8 @@ class HostProcess:
             limit=2**20,
         )
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._read(), name=f"watui-{self.id}-pipe"),
-            loop.create_task(self._relay_stderr(), name=f"watui-{self.id}-stderr"),
-        ]
+        self._stderr = loop.create_task(self._relay_stderr(), name=f"watui-{self.id}-stderr")
+        self._tasks = [loop.create_task(self._read(), name=f"watui-{self.id}-pipe"), self._stderr]
         log.info("engine host %s started (pid %s, slot %s)", self.id, self.pid, self.slot)
 
     # ---------------------------------------------------------------- calls
@@ -210,6 +212,10 @@ class HostProcess:
             except TimeoutError:  # the pipe closed but the process lingers: end it
                 self.kill()
                 returncode = await self.proc.wait()
+        if self._stderr is not None:
+            # The host's last words (a Go panic's report) go to the log before its obituary.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._stderr), STDERR_DRAIN)
         why = exit_reason(returncode)
         for future in self._calls.values():
             if not future.done():
