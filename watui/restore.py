@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JITTER = 0.5
+JITTER = 0.25
 """Upper bound of the random delay (seconds) before each linked session's connect."""
 SETTLE_TIMEOUT = 90.0
 """A connect that reports nothing for this long gives its slot up (the engine's own
