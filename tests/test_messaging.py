@@ -7,12 +7,15 @@ session's own ``report`` channel, as the real engine would.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
-from watui.clock import FakeClock
-from watui.engines.base import IncomingMessage, MessageReceipt
-from watui.engines.simulated import SimulatedEngine
-from watui.machine import EventType
+from watui.clock import FakeClock, RealClock
+from watui.config import Settings
+from watui.engines.base import IncomingMessage, MessageReceipt, Report
+from watui.engines.simulated import SimulatedEngine, SimulatedSession
+from watui.machine import EventType, Status
 from watui.manager import ScopedService, SessionManager
 from watui.models import Caller, MessageDirection, MessageStatus, SessionCreate, SimulateRequest
 
@@ -126,3 +129,47 @@ async def test_message_status_events_go_to_webhooks_that_want_them(
     await clock.advance(2 * engine.receipt_delay)
     deliveries = await admin.list_webhook_deliveries(session.id)
     assert sorted(d.event_type.value for d in deliveries.deliveries) == ["message_status", "message_status"]
+
+
+class OvertakingReceipts(SimulatedEngine):
+    """WhatsApp as it sometimes is: the recipient's receipt arrives before the send returns."""
+
+    def session(self, session_id: str, report: Report, *, auth_path: Path) -> SimulatedSession:
+        session = super().session(session_id, report, auth_path=auth_path)
+        send = session.send_text
+
+        async def send_text(to: str, text: str) -> str:
+            message_id = await send(to, text)
+            report(MessageReceipt(chat=to, message_ids=(message_id,), status="delivered"))
+            await asyncio.sleep(0.05)  # the session handles the receipt before the send is stored
+            return message_id
+
+        session.send_text = send_text  # type: ignore[method-assign]
+        return session
+
+
+async def reach(admin: ScopedService, session_id: str, status: Status) -> None:
+    for _ in range(500):
+        if (await admin.get_session(session_id)).status is status:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{session_id} never became {status}")
+
+
+async def test_a_receipt_that_overtakes_its_message_is_not_lost(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, engine="simulated", sqlite_synchronous="OFF")
+    engine = OvertakingReceipts(receipt_delay=None)
+    manager = await SessionManager.open(settings, engine=engine, clock=RealClock())
+    try:
+        admin = manager.service(Caller.local_admin())
+        session = await admin.create_session(SessionCreate(name="fast"))
+        await reach(admin, session.id, Status.QR_READY)
+        await admin.simulate(session.id, SimulateRequest(action="scan"))
+        await reach(admin, session.id, Status.CONNECTED)
+        sent = await admin.send_message(session.id, "14155550100", "quick")
+        assert sent.status is MessageStatus.DELIVERED
+        stored = (await admin.list_messages(session.id)).messages[0]
+        assert stored.status is MessageStatus.DELIVERED
+        assert [p["status"] for p in await status_events(manager, session.id)] == ["delivered"]
+    finally:
+        await manager.aclose()

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -125,6 +126,7 @@ class Runtime:
     """What a running session holds besides its snapshot."""
 
     __slots__ = (
+        "early_receipts",
         "engine_session",
         "handling",
         "inbox",
@@ -160,6 +162,8 @@ class Runtime:
         """Ask for a pairing code for this number as soon as the socket is up."""
         self.pair_code_phone: str | None = None
         """The number the current pairing code is for (a new round asks for it again)."""
+        self.early_receipts: OrderedDict[str, MessageStatus] = OrderedDict()
+        """Receipts that came before their message was stored (see watui/messaging.py)."""
         self.on_settled: Callable[[], None] | None = None
         """Called once at the first outcome of a restore connect (see watui/restore.py)."""
         self.pair_waiters: list[asyncio.Future[PairCode]] = []
@@ -536,7 +540,7 @@ class SessionManager:
             case IncomingMessage():
                 await messaging.on_message(self, session, event)
             case MessageReceipt():
-                await messaging.on_receipt(self, session, event)
+                await messaging.on_receipt(self, session, event, runtime.early_receipts)
 
     async def _on_qr(self, runtime: Runtime, session: Session, code: str) -> None:
         if session.status not in (Status.INITIALIZING, Status.QR_READY) or session.pair_code:
@@ -1057,6 +1061,10 @@ class SessionManager:
                                  timestamp=now, payload=payload)],
             )
             self._notify(new)
+            runtime = self._runtimes.get(session_id)
+            early = runtime.early_receipts.pop(message_id, None) if runtime and message_id else None
+            if early is not None:  # the receipt overtook this write
+                result.messages[0] = await messaging.advance(self, new, result.messages[0], early)
         if error:
             raise EngineFailure(f"Sending failed: {error}", details={"message": result.messages[0].model_dump(mode="json")})
         return result.messages[0]

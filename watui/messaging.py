@@ -7,11 +7,12 @@ the bus, SSE streams and webhooks see exactly what was stored.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from watui.engines.base import IncomingMessage, MessageReceipt
 from watui.machine import EventType
-from watui.models import MessageDirection, MessageStatus, NewEvent, Session
+from watui.models import Message, MessageDirection, MessageStatus, NewEvent, Session
 from watui.store import OUTGOING_PROGRESS, NewMessage
 
 if TYPE_CHECKING:
@@ -56,25 +57,54 @@ async def on_message(manager: SessionManager, session: Session, event: IncomingM
     manager._notify(new)
 
 
-async def on_receipt(manager: SessionManager, session: Session, receipt: MessageReceipt) -> None:
+EARLY_RECEIPTS = 256
+"""Receipts kept per session for messages not stored yet (a receipt can overtake the write
+of the message it is about: the send returns, then waits for the session's lock)."""
+
+
+async def on_receipt(
+    manager: SessionManager, session: Session, receipt: MessageReceipt,
+    early: OrderedDict[str, MessageStatus] | None = None,
+) -> None:
     """Move each message the receipt names forward (delivered, read) and publish the change.
 
-    A receipt for a message this session did not send through watui (sent before it was
-    linked, or from the phone before watui saw it) changes nothing; nor does a late
-    ``delivered`` after ``read``.
+    A receipt for a message that is not stored is kept in ``early`` (bounded) in case its
+    send is about to be stored; one for a message sent before watui saw the account simply
+    ages out. A late ``delivered`` after ``read`` changes nothing.
     """
     status = MessageStatus(receipt.status)
     for message_id in receipt.message_ids:
         message = await manager.store.find_message(session.id, message_id)
-        if message is None or message.direction is not MessageDirection.OUT:
+        if message is None:
+            if early is not None:
+                _hold(early, message_id, status)
             continue
-        if message.status not in OUTGOING_PROGRESS or (
-            OUTGOING_PROGRESS.index(message.status) >= OUTGOING_PROGRESS.index(status)
-        ):
-            continue
-        event = NewEvent(
-            type=EventType.MESSAGE_STATUS, session_id=session.id, owner=session.owner,
-            timestamp=manager.clock.now(),
-            payload={"message_id": message_id, "status": status.value, "chat": message.chat},
-        )
-        await manager.store.update_message_status(session.id, message_id, status, events=[event])
+        await advance(manager, session, message, status)
+
+
+def _hold(early: OrderedDict[str, MessageStatus], message_id: str, status: MessageStatus) -> None:
+    held = early.get(message_id)
+    if held is None or _rank(status) > _rank(held):
+        early[message_id] = status
+    early.move_to_end(message_id)
+    while len(early) > EARLY_RECEIPTS:
+        early.popitem(last=False)
+
+
+def _rank(status: MessageStatus) -> int:
+    return OUTGOING_PROGRESS.index(status) if status in OUTGOING_PROGRESS else -1
+
+
+async def advance(manager: SessionManager, session: Session, message: Message, status: MessageStatus) -> Message:
+    """Move one stored outgoing message forward to ``status`` (else leave it), with its event."""
+    if message.direction is not MessageDirection.OUT or message.message_id is None:
+        return message
+    if message.status not in OUTGOING_PROGRESS or _rank(message.status) >= _rank(status):
+        return message
+    event = NewEvent(
+        type=EventType.MESSAGE_STATUS, session_id=session.id, owner=session.owner,
+        timestamp=manager.clock.now(),
+        payload={"message_id": message.message_id, "status": status.value, "chat": message.chat},
+    )
+    await manager.store.update_message_status(session.id, message.message_id, status, events=[event])
+    return message.model_copy(update={"status": status})
