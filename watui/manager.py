@@ -28,6 +28,7 @@ from watui import messaging
 from watui.bus import BusSubscription, EventBus
 from watui.clock import Clock, FakeClock, RealClock, TimerHandle
 from watui.config import Settings
+from watui.datadir import DataDirLock, open_data_dir
 from watui.engines.base import (
     Engine,
     EngineEvent,
@@ -196,6 +197,8 @@ class SessionManager:
         self.restore_progress: RestoreProgress | None = None
         """Set while start-up restore is under way (``done`` of ``total`` connects made)."""
         self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
+        self.data_lock: DataDirLock | None = None
+        """This process's hold on the data dir (set by :meth:`open`)."""
 
     # ================================================================ lifecycle
 
@@ -214,11 +217,14 @@ class SessionManager:
         hundreds of sessions reconnect a few at a time.
         """
         clock = clock or RealClock()
-        settings.ensure_dirs()
-        store = await Store.open(
-            settings.db_path, synchronous=settings.sqlite_synchronous, max_batch=settings.commit_max_batch
-        )
-        manager = cls(settings, store, engine or build_engine(settings, clock), clock)
+        lock, store = await open_data_dir(settings)
+        try:
+            manager = cls(settings, store, engine or build_engine(settings, clock), clock)
+        except BaseException:
+            await store.close()
+            lock.release()
+            raise
+        manager.data_lock = lock
         if isinstance(clock, FakeClock):
             clock.idle = manager.drain_all
         for session in await store.load_sessions():
@@ -291,7 +297,11 @@ class SessionManager:
             await self.engine.aclose()
         if self.webhooks is not None:
             await self.webhooks.aclose()
-        await self.store.close()
+        try:
+            await self.store.close()
+        finally:
+            if self.data_lock is not None:
+                self.data_lock.release()
 
     def service(self, caller: Caller) -> ScopedService:
         return ScopedService(self, caller)
