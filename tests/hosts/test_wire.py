@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
@@ -11,6 +12,8 @@ from watui.engines.base import (
     EngineEvent,
     IncomingMessage,
     LoggedOut,
+    MessageReceipt,
+    PairingWindowClosed,
     PairSuccess,
     QrCodeIssued,
     SessionConnected,
@@ -37,7 +40,15 @@ FACTS: list[EngineEvent] = [
     IncomingMessage(chat="14155550100", text="[bold]not markup[/] \x1b[31m", message_id="3A0F",
                     timestamp=datetime(2026, 11, 29, 9, 30, 1, 123456, tzinfo=UTC), sender="14155550100",
                     from_me=True, extra={"push_name": "Bo"}),
+    PairingWindowClosed(),
+    MessageReceipt(chat="14155550100", message_ids=("3EB0A", "3EB0B"), status="read",
+                   timestamp=datetime(2026, 11, 29, 9, 31, tzinfo=UTC)),
+    MessageReceipt(chat="120363025@g.us", message_ids=("3EB0C",), status="delivered"),
 ]
+
+
+def test_every_kind_of_fact_is_covered() -> None:
+    assert {type(f) for f in FACTS} == set(get_args(EngineEvent))
 
 
 def reader_of(data: bytes) -> asyncio.StreamReader:

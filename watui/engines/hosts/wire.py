@@ -9,7 +9,7 @@ answers each with a reply carrying the same ``id`` and sends engine facts as the
     host -> watui   {"t": "event", "sid": "ses_…", "kind": "QrCodeIssued", "data": {"code": "2@…"}}
 
 Facts are the dataclasses of :mod:`watui.engines.base`, sent field by field (``datetime`` as
-ISO 8601). One pipe carries both replies and facts, so a session's facts arrive in the order
+ISO 8601, tuples as lists). One pipe carries both replies and facts, so a session's facts arrive in the order
 the engine reported them, and before the reply to any call made after them.
 """
 
@@ -26,6 +26,8 @@ from watui.engines.base import (
     EngineEvent,
     IncomingMessage,
     LoggedOut,
+    MessageReceipt,
+    PairingWindowClosed,
     PairSuccess,
     QrCodeIssued,
     SessionConnected,
@@ -46,7 +48,9 @@ EVENT_KINDS: dict[str, type[Any]] = {
         SessionDisconnected,
         LoggedOut,
         SessionError,
+        PairingWindowClosed,
         IncomingMessage,
+        MessageReceipt,
     )
 }
 
@@ -93,7 +97,11 @@ def decode_event(kind: str, data: dict[str, Any]) -> EngineEvent:
     cls = EVENT_KINDS.get(kind)
     if cls is None:
         raise WireError(f"unknown engine fact {kind!r}")
-    if cls is IncomingMessage:
-        data = {**data, "timestamp": datetime.fromisoformat(data["timestamp"])}
-    event: EngineEvent = cls(**data)
+    values = dict(data)
+    for name, value in data.items():
+        if name == "timestamp" and isinstance(value, str):
+            values[name] = datetime.fromisoformat(value)
+        elif isinstance(value, list):
+            values[name] = tuple(value)
+    event: EngineEvent = cls(**values)
     return event
