@@ -140,6 +140,8 @@ def patch(**values: Any) -> SessionUpdate:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    # Receivers here are on loopback, which webhooks may reach only when the operator allows it.
+    overrides.setdefault("webhook_allow_private", True)
     return Settings(data_dir=data_dir, engine="simulated", sqlite_synchronous="NORMAL", **overrides)
 
 
@@ -531,7 +533,7 @@ CHILD = textwrap.dedent(
     from watui.webhooks import WebhookOptions
 
     async def main():
-        settings = Settings(data_dir=sys.argv[1], engine="simulated")
+        settings = Settings(data_dir=sys.argv[1], engine="simulated", webhook_allow_private=True)
         engine = SimulatedEngine(clock=RealClock(), connect_latency=0.0, link_latency=0.0)
         manager = await SessionManager.open(settings, engine=engine, clock=RealClock())
         manager.webhooks.options = WebhookOptions(base_delay=0.05, max_delay=0.2, poll_interval=0.05)
