@@ -104,7 +104,7 @@ class WebhookGuard:
         if self.host_allowed(host) or any(address in net for net in self._networks):
             return None
         why = refusal_for_address(address)
-        return f"{address} is {why}" if why else None
+        return f"{address} ({why})" if why else None
 
     async def resolve(self, host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
         """Every address ``host`` resolves to (a literal address is itself)."""
