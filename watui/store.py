@@ -421,7 +421,9 @@ class Store:
 
     async def load_sessions(self) -> list[Session]:
         rows = await self._fetch("SELECT doc FROM sessions ORDER BY rowid")
-        return [Session.model_validate_json(row[0]) for row in rows]
+        # Stored values are taken as they are: a rule added later (a stricter secret format)
+        # must not stop a start; what cannot be used is refused where it is used.
+        return [Session.model_validate_json(row[0], context={"stored": True}) for row in rows]
 
     async def read_events(
         self,
