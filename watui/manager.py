@@ -465,7 +465,14 @@ class SessionManager:
         session = self._sessions[runtime.session_id]
         match event:
             case QrCodeIssued(code=code):
-                await self._on_qr(runtime, session, code)
+                # Drawn before the event exists, off the event loop: every SSE frame, webhook
+                # and console view of this code then reads the cached PNG and matrix.
+                from watui.qr import prerender
+
+                await prerender(code)
+                current = self._sessions.get(runtime.session_id)
+                if current is not None:
+                    await self._on_qr(runtime, current, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self._disarm(runtime, "qr")
                 runtime.qr_text = None

@@ -13,6 +13,7 @@ scans the same way on dark and light terminal themes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from functools import lru_cache
@@ -36,6 +37,7 @@ __all__ = [
     "half_block_text",
     "png_bytes",
     "png_data_url",
+    "prerender",
     "qr_matrix",
     "terminal_size",
 ]
@@ -167,3 +169,19 @@ def png_data_url(payload: str) -> str:
     Built lazily and cached: every subscriber of a session receives the same string object.
     """
     return "data:image/png;base64," + base64.b64encode(png_bytes(payload)).decode("ascii")
+
+
+async def prerender(payload: str) -> None:
+    """Draw ``payload``'s matrix and PNG in a worker thread, into the caches above.
+
+    Finding the best mask and encoding the PNG take tens of milliseconds of pure Python: on the
+    event loop that stalls every stream and request at once (it set the tail of SSE fan-out
+    latency). The manager calls this when the engine reports a code, before the ``qr`` event
+    is made, so whoever asks afterwards gets the cached result at once. A payload too long
+    for any QR code is left for the callers to report.
+    """
+    try:
+        await asyncio.to_thread(png_data_url, payload)
+    except ValueError:
+        pass
+

@@ -88,9 +88,9 @@ def encode(event: Event) -> bytes:
 class FrameCache:
     """Encoded frames by event id, so a fan-out to N clients encodes each event once.
 
-    A ``qr`` frame needs its PNG drawn first (~15 ms of pure Python, once per code). Drawing
-    it in a worker thread was tried: under load the thread starves for the GIL and QR
-    frames come out later, not sooner; so it is drawn here, on first use.
+    A ``qr`` frame carries its PNG, which the manager drew in a worker thread before the event
+    existed (:func:`watui.qr.prerender`): here it is a cache lookup, not tens of milliseconds
+    of drawing on the event loop while every other client waits.
     """
 
     def __init__(self, size: int = 4096) -> None:

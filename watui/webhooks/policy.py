@@ -37,9 +37,9 @@ class WebhookOptions:
     max_in_flight: int = 64
     """Requests at once, over all owners. An owner with nothing in flight may always start one
     more, so a full dispatcher never makes an owner wait for another owner's receivers."""
-    per_owner: int = 16
+    per_owner: int = 48
     """Requests at once for one owner's sessions: one owner's slow receivers cannot take every
-    slot."""
+    slot; the rest (and the one an idle owner may always start) are other owners'."""
     per_session: int = 4
     per_receiver: int = 16
     """Concurrent requests to one URL (and the size of its connection pool)."""
