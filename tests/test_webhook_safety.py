@@ -6,6 +6,7 @@ holding up another owner's deliveries."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
@@ -144,5 +145,26 @@ async def test_one_owners_slow_receivers_do_not_delay_another_owner(
             lags.append((request.received_at - sent).total_seconds())
         assert max(lags) < 1.0, lags
         assert len(slow.requests) < 12 * 2, "mallory still gets only her share"
+    finally:
+        await manager.aclose()
+
+
+async def test_a_url_password_never_reaches_the_log(
+    tmp_path: Path, receivers: Callable[..., Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = receivers(respond=lambda request, n: 503 if n == 1 else 204)
+    await receiver.start()
+    manager = await open_manager(make_settings(tmp_path / "data"))
+    try:
+        admin = manager.service(Caller.local_admin())
+        url = receiver.url("/hook").replace("http://", "http://hooker:pa55-w0rd-x@")
+        # INFO: the level `watui serve` logs at (httpx logs every request's URL there).
+        with caplog.at_level(logging.INFO):
+            await admin.create_session(spec("creds", start=False, settings=hooks(webhook_url=url)))
+            await eventually(lambda: len(receiver.requests) >= 2, what="a retry and a delivery")
+            await eventually(lambda: drained(manager), what="the outbox to drain")
+        assert receiver.requests[-1].headers["authorization"].startswith("Basic ")
+        assert "pa55-w0rd-x" not in caplog.text
+        assert "hooker:***@" in caplog.text, "the requests are logged, masked"
     finally:
         await manager.aclose()

@@ -19,7 +19,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from watui.machine import EventType
-from watui.models import Event
+from watui.models import Event, mask_url
 from watui.webhook_guard import ForbiddenAddress
 from watui.webhooks.outbox import Due
 from watui.webhooks.policy import is_retryable, retry_after
@@ -31,6 +31,20 @@ ERROR_SNIPPET = 300
 """How much of a failed response's body the attempts log keeps (admins see it)."""
 MAX_RESPONSE_BODY = 64 * 1024
 """A response body is read (so the connection can be reused) up to this much, then dropped."""
+
+
+class MaskUrlPasswords(logging.Filter):
+    """httpx logs every request's URL at INFO; a webhook URL may carry ``user:password@``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) and a.password for a in record.args):
+            record.args = tuple(mask_url(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    if not any(isinstance(f, MaskUrlPasswords) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(MaskUrlPasswords())
 
 
 def new_secret() -> str:
