@@ -19,6 +19,9 @@ import concurrent.futures
 import concurrent.futures.process
 import io
 import multiprocessing
+import os
+import threading
+import time
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Final
@@ -193,11 +196,27 @@ def _drawer() -> concurrent.futures.Executor:
     if _drawing is None:
         try:
             _drawing = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_detach, initargs=(os.getpid(),),
             )
         except (OSError, NotImplementedError):  # pragma: no cover - no processes here
             _drawing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="watui-qr")
     return _drawing
+
+
+def _detach(parent: int) -> None:
+    """In the drawing process: hold none of the parent's output pipes, and end with the parent
+    (killed with ``kill -9`` it cannot say goodbye; the drawer must not outlive it)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watui-qr-parent", daemon=True).start()
 
 
 async def prerender(payload: str) -> None:
