@@ -475,14 +475,17 @@ class SessionManager:
         session = self._sessions[runtime.session_id]
         match event:
             case QrCodeIssued(code=code):
-                # Drawn before the event exists, off the event loop: every SSE frame, webhook
-                # and console view of this code then reads the cached PNG and matrix.
-                from watui.qr import prerender
+                if runtime.pair_phone is None and session.status in (Status.INITIALIZING, Status.QR_READY):
+                    # A code to show: drawn before its event exists, off the event loop, so
+                    # every SSE frame and webhook of it reads the cached PNG.
+                    from watui.qr import prerender
 
-                await prerender(code)
-                current = self._sessions.get(runtime.session_id)
-                if current is not None:
-                    await self._on_qr(runtime, current, code)
+                    await prerender(code)
+                    current = self._sessions.get(runtime.session_id)
+                    if current is None:
+                        return
+                    session = current
+                await self._on_qr(runtime, session, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self._disarm(runtime, "qr")
                 runtime.qr_text = None
