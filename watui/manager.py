@@ -179,6 +179,10 @@ class SessionManager:
         self._handling = 0
         self.on_session_change: list[Callable[[Session], None]] = []
         self.webhooks: WebhookDispatcher | None = None
+        self.prerender_qr = False
+        """Draw each QR code's PNG in another process before its event is made. The server
+        turns it on (every SSE client and webhook of the code needs the PNG at once); the
+        console alone draws half blocks, not PNGs, and leaves it off."""
         self.restore_progress: RestoreProgress | None = None
         """Set while start-up restore is under way."""
         self.data_lock: DataDirLock | None = None
@@ -475,7 +479,8 @@ class SessionManager:
         session = self._sessions[runtime.session_id]
         match event:
             case QrCodeIssued(code=code):
-                if runtime.pair_phone is None and session.status in (Status.INITIALIZING, Status.QR_READY):
+                if self.prerender_qr and runtime.pair_phone is None and \
+                        session.status in (Status.INITIALIZING, Status.QR_READY):
                     # A code to show: drawn before its event exists, off the event loop, so
                     # every SSE frame and webhook of it reads the cached PNG.
                     from watui.qr import prerender

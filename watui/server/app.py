@@ -48,6 +48,7 @@ def create_app(
     """
     settings = settings or manager.settings
     state = ServerState(manager, settings, send_timeout)
+    manager.prerender_qr = True  # QR PNGs drawn off the event loop, before their events
     logthrottle.install()
 
     @asynccontextmanager
