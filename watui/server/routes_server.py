@@ -28,8 +28,11 @@ def server_router() -> APIRouter:
     @router.get("/v1/health", response_model=Health, tags=["server"],
                 responses=error_responses(auth=False))
     async def health(request: Request) -> Health:
-        """Liveness: answers without a key."""
-        return Health(version=__version__, engine=state_of(request).settings.engine)
+        """Liveness: answers without a key, also while start-up restore is under way
+        (`restoring`)."""
+        state = state_of(request)
+        return Health(version=__version__, engine=state.settings.engine,
+                      restoring=state.manager.restore_progress)
 
     @router.get(
         "/metrics", tags=["server"], response_class=Response,
