@@ -180,6 +180,10 @@ class SessionManager:
         self._handling = 0
         self.on_session_change: list[Callable[[Session], None]] = []
         self.webhooks: WebhookDispatcher | None = None
+        self.prerender_qr = False
+        """Draw each QR code's PNG in another process before its event is made. The server
+        turns it on (every SSE client and webhook of the code needs the PNG at once); the
+        console alone draws half blocks, not PNGs, and leaves it off."""
         self.restore_progress: RestoreProgress | None = None
         """Set while start-up restore is under way (``done`` of ``total`` connects made)."""
         self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
@@ -511,6 +515,17 @@ class SessionManager:
             self._settled(runtime)  # the connect has an outcome: the restore may go on
         match event:
             case QrCodeIssued(code=code):
+                if self.prerender_qr and runtime.pair_phone is None and \
+                        session.status in (Status.INITIALIZING, Status.QR_READY):
+                    # A code to show: drawn before its event exists, off the event loop, so
+                    # every SSE frame and webhook of it reads the cached PNG.
+                    from watui.qr import prerender
+
+                    await prerender(code)
+                    current = self._sessions.get(runtime.session_id)
+                    if current is None:
+                        return
+                    session = current
                 await self._on_qr(runtime, session, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self._disarm(runtime, "qr")

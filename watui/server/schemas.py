@@ -79,7 +79,7 @@ class ErrorResponse(BaseModel):
 ERROR_CODES: dict[int, dict[str, str]] = {
     400: {"BAD_REQUEST": "the request cannot be read (bad header, bad encoding)"},
     401: {"UNAUTHORIZED": "no API key, an unknown one or a revoked one"},
-    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route)"},
+    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route: metrics, engine hosts)"},
     404: {
         "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
         "NOT_FOUND": "no such route (also /simulate with the real engine)",
@@ -95,7 +95,12 @@ ERROR_CODES: dict[int, dict[str, str]] = {
     },
     413: {"PAYLOAD_TOO_LARGE": "the body is larger than the server accepts"},
     415: {"UNSUPPORTED_MEDIA_TYPE": "the body must be application/json"},
-    422: {"VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value"},
+    422: {
+        "VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value",
+        "WEBHOOK_URL_FORBIDDEN": "the webhook URL points at a loopback, private, link-local or "
+                                 "other non-public address",
+    },
+    429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
     502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
 }
