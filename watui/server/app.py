@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from watui import __version__
-from watui.errors import ValidationFailed
+from watui.errors import EventsExpired, ValidationFailed
 from watui.machine import EventType, Status
 from watui.models import (
     Caller,
@@ -376,15 +376,21 @@ def _router(state: ServerState) -> APIRouter:
         return state.pump(subscription, first, close_on=CLOSING_EVENTS)
 
     @router.get("/events", tags=["events"], response_class=Response,
-                responses={**SSE_RESPONSES, **error_responses()})
+                responses={**SSE_RESPONSES, **error_responses(410)})
     async def events(
         service: StreamService,
         last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
         last_event_id: Annotated[str | None, Query(max_length=40)] = None,
     ) -> Response:
         """SSE for every session the caller sees. With `Last-Event-ID` (or `?last_event_id=`) it
-        replays what came after that id first: no gap, no duplicate, across restarts too."""
+        replays what came after that id first: no gap, no duplicate, across restarts too. A
+        resume from before the oldest event still kept (see retention) is `410 EVENTS_EXPIRED`
+        with `details.oldest_id`."""
         resume = state.resume_point(last_event_id_header, last_event_id)
+        if resume is not None:
+            oldest = await state.manager.store.oldest_event_id()
+            if resume < oldest - 1:
+                raise EventsExpired(resume, oldest)
         subscription = service.subscribe(after_id=resume)
         return state.pump(subscription)
 
