@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 LOCK_FILE = "watui.lock"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+OWN_FILES = frozenset({"admin.key", "webhook.secret"})
+"""Files of watui's at the top of a data dir besides ``watui*`` (the database, log, lock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,7 @@ def make_private(data_dir: Path) -> None:
     files in them private: this fixes data dirs made by an older watui (0755/0644 become
     0700/0600).
 
-    Only watui's own files are touched (``watui*``, ``admin.key``, everything under
+    Only watui's own files are touched (``watui*``, :data:`OWN_FILES`, everything under
     ``auth/``), so a data dir pointed at a shared directory does not rewrite its neighbours.
     """
     data_dir = Path(data_dir)
@@ -222,7 +224,7 @@ def make_private(data_dir: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         _chmod(directory)
     for path in data_dir.iterdir():
-        if path.name.startswith("watui") or path.name == "admin.key":
+        if path.name.startswith("watui") or path.name in OWN_FILES:
             _chmod(path)
     for root, dirs, files in os.walk(auth):
         for name in (*dirs, *files):

@@ -188,13 +188,17 @@ class StoreClosed(StoreUnavailable):
         super().__init__(message)
 
 
+_OUTAGES = frozenset({"FULL", "READONLY", "IOERR", "CANTOPEN", "BUSY", "LOCKED", "PERM", "NOLFS", "NOMEM"})
+"""SQLite result codes (``SQLITE_FULL``, ``SQLITE_IOERR_WRITE``, …) that mean the store cannot
+write right now, as opposed to a bad statement (a bug)."""
+
+
 def _unavailable(exc: Exception) -> Exception:
     """A failed write as the service reports it: :class:`StoreUnavailable` when SQLite could
-    not write (disk full, read-only, I/O error, locked), the error itself otherwise (a
-    constraint violated is a bug, not an outage)."""
-    if isinstance(exc, sqlite3.OperationalError) or (
-        isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError)
-    ):
+    not write (disk full, read-only, I/O error, locked), the error itself otherwise (a missing
+    table or a constraint violated is a bug, not an outage)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if isinstance(exc, sqlite3.Error) and name.removeprefix("SQLITE_").split("_")[0] in _OUTAGES:
         unavailable = StoreUnavailable(
             f"The store cannot write right now ({exc}); nothing was changed. Retry later.",
             details={"reason": str(exc)},
