@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from watui.errors import EventsExpired
 from watui.models import Event
 from watui.server.deps import SessionId, StreamService, state_of
 from watui.server.schemas import error_responses
@@ -84,7 +85,7 @@ def streams_router() -> APIRouter:
         return state.pump(subscription, lease, first, close_on=CLOSING_EVENTS)
 
     @router.get("/events", response_class=Response,
-                responses={**SSE_RESPONSES, **error_responses(429)})
+                responses={**SSE_RESPONSES, **error_responses(410, 429)})
     async def events(
         service: StreamService,
         request: Request,
@@ -92,9 +93,15 @@ def streams_router() -> APIRouter:
         last_event_id: LastEventIdQuery = None,
     ) -> Response:
         """SSE for every session the caller sees. With `Last-Event-ID` (or `?last_event_id=`) it
-        replays what came after that id first: no gap, no duplicate, across restarts too."""
+        replays what came after that id first: no gap, no duplicate, across restarts too. A
+        resume from before the oldest event still kept (see retention) is `410 EVENTS_EXPIRED`
+        with `details.oldest_id`."""
         state = state_of(request)
         resume = state.resume_point(last_event_id_header, last_event_id)
+        if resume is not None:
+            oldest = await state.manager.store.oldest_event_id()
+            if resume < oldest - 1:
+                raise EventsExpired(resume, oldest)
         lease = state.lease(request.state.api_key_id, service_caller(request))
         subscription = service.subscribe(after_id=resume)
         return state.pump(subscription, lease)

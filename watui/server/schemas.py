@@ -93,6 +93,8 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "SESSION_LIMIT_REACHED": "the owner already runs its maximum of sessions",
         "CONFLICT": "the request conflicts with the session's state",
     },
+    410: {"EVENTS_EXPIRED": "the resume point is older than the oldest kept event"
+                            " (`details.oldest_id`)"},
     413: {"PAYLOAD_TOO_LARGE": "the body is larger than the server accepts"},
     415: {"UNSUPPORTED_MEDIA_TYPE": "the body must be application/json"},
     422: {
@@ -103,6 +105,8 @@ ERROR_CODES: dict[int, dict[str, str]] = {
     429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
     502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
+    503: {"STORE_UNAVAILABLE": "the store cannot write right now (disk full, read-only);"
+                               " nothing changed, retry after `Retry-After` seconds"},
 }
 
 ERROR_CODE_FOR_STATUS: dict[int, str] = {
@@ -115,10 +119,10 @@ ERROR_CODE_FOR_STATUS: dict[int, str] = {
 def error_responses(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given statuses, each listing its error codes.
 
-    Every authenticated route can also answer 401, and every route 422 and 500.
+    Every authenticated route can also answer 401 and 503, and every route 422 and 500.
     """
     out: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({*statuses, *((401,) if auth else ()), 422, 500}):
+    for status in sorted({*statuses, *((401, 503) if auth else ()), 422, 500}):
         codes = ERROR_CODES[status]
         listing = "; ".join(f"`{code}`: {why}" for code, why in codes.items())
         out[status] = {"model": ErrorResponse, "description": listing}
