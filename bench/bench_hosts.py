@@ -61,9 +61,9 @@ async def open_manager(data_dir: Path, engine: Engine) -> SessionManager:
 async def link_all(manager: SessionManager, admin: ScopedService, n: int) -> list[Session]:
     sessions = [await admin.create_session(SessionCreate(name=f"s{i}")) for i in range(n)]
     for s in sessions:
-        await wait_until(lambda s=s: manager._sessions[s.id].status is Status.QR_READY, timeout=30)
+        await wait_until(lambda s=s: manager.registry.sessions[s.id].status is Status.QR_READY, timeout=30)
         await admin.simulate(s.id, act("scan"))
-    await wait_until(lambda: all(manager._sessions[s.id].status is Status.CONNECTED for s in sessions), timeout=30)
+    await wait_until(lambda: all(manager.registry.sessions[s.id].status is Status.CONNECTED for s in sessions), timeout=30)
     await manager.drain_all()
     return sessions
 
@@ -136,7 +136,7 @@ async def neonize_host_rss(data_dir: Path, dialling: int) -> tuple[float, float,
         for i in range(1, dialling):
             await admin.create_session(SessionCreate(name=f"d{i}"))
         await asyncio.sleep(dialling * 0.2 + 3.0)
-        statuses = {manager._sessions[s].status for s in manager._sessions}
+        statuses = {manager.registry.sessions[s].status for s in manager.registry.sessions}
         assert statuses == {Status.INITIALIZING}, statuses  # all still dialling
         many = pid_rss(pid)
         del first
@@ -169,8 +169,8 @@ async def crash_to_reconnected(data_dir: Path, sessions: int, hosted: bool) -> t
             await asyncio.gather(*(admin.simulate(s.id, act("disconnect", reason="engine_crashed")) for s in linked))
         await first_seen
         noticed = time.perf_counter() - started
-        await wait_until(lambda: all(manager._sessions[s.id].status is Status.CONNECTED
-                                     and manager._sessions[s.id].reconnect_count == 1 for s in linked), timeout=30,
+        await wait_until(lambda: all(manager.registry.sessions[s.id].status is Status.CONNECTED
+                                     and manager.registry.sessions[s.id].reconnect_count == 1 for s in linked), timeout=30,
                          poll=0.005)
         back = time.perf_counter() - started
         await subscription.aclose()

@@ -93,7 +93,7 @@ async def test_qr_rotates_on_whatsapp_schedule_then_retries_then_fails(
     await clock.advance(60 + 5 * 20)
     session = await admin.get_session(session_id)
     assert session.status is Status.FAILED and session.reason == "qr_timeout"
-    assert session_id not in manager._runtimes
+    assert session_id not in manager.supervisor.runtimes
     evs = await events_of(manager, session_id)
     errors = [p for t, p in evs if t == "error"]
     assert errors, evs[-3:]
@@ -156,7 +156,7 @@ async def test_connection_loss_reconnects_with_backoff_and_gives_up(
     await clock.advance(0)
     session = await admin.get_session(session_id)
     assert session.status is Status.FAILED and session.reason == "reconnect_exhausted"
-    assert session_id not in manager._runtimes
+    assert session_id not in manager.supervisor.runtimes
 
 
 async def test_logout_from_phone_clears_auth_and_does_not_reconnect(
@@ -169,7 +169,7 @@ async def test_logout_from_phone_clears_auth_and_does_not_reconnect(
     session = await admin.get_session(session_id)
     assert session.status is Status.DISCONNECTED and session.reason == "logged_out" and not session.linked
     assert not settings.auth_path(session_id).exists()
-    assert session_id not in manager._runtimes
+    assert session_id not in manager.supervisor.runtimes
     # Starting again asks for a new QR code.
     await admin.start(session_id)
     await clock.advance(0)
@@ -181,7 +181,7 @@ async def test_stop_start_restart_logout_delete(
 ) -> None:
     session_id = await link(admin, clock)
     stopped = await admin.stop(session_id)
-    assert stopped.status is Status.STOPPED and session_id not in manager._runtimes
+    assert stopped.status is Status.STOPPED and session_id not in manager.supervisor.runtimes
     with pytest.raises(InvalidTransition):
         await admin.stop(session_id)
     await admin.start(session_id)
@@ -373,7 +373,7 @@ async def test_no_task_leaks(manager: SessionManager, admin: ScopedService, cloc
     assert (await admin.get_session(pairing)).status is Status.FAILED
     await asyncio.sleep(0)
     assert session_tasks() - baseline == set()
-    assert manager._runtimes == {} and manager._active == {}
+    assert manager.supervisor.runtimes == {} and manager.registry.active == {}
 
 
 async def test_simulate_refuses_what_the_phone_cannot_do(admin: ScopedService, clock: FakeClock) -> None:

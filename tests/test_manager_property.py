@@ -43,7 +43,7 @@ async def run(steps: list[tuple[str, object]]) -> None:
         svc = manager.service(Caller(owner="o"))
         names = 0
         for action, arg in steps:
-            ids = list(manager._sessions)
+            ids = list(manager.registry.sessions)
             target = ids[int(arg) % len(ids)] if ids and isinstance(arg, int) and not isinstance(arg, bool) else None
             try:
                 if action == "create":
@@ -75,14 +75,14 @@ async def run(steps: list[tuple[str, object]]) -> None:
 
 async def check(manager: SessionManager) -> None:
     persisted = {s.id: s for s in await manager.store.load_sessions()}
-    assert persisted == manager._sessions
+    assert persisted == manager.registry.sessions
     possible = reachable(Status.STOPPED)
     for session in persisted.values():
         assert session.status in possible
         # Only sessions with a runtime may be running.
         if session.status in (Status.INITIALIZING, Status.QR_READY, Status.CONNECTING, Status.CONNECTED):
-            assert session.id in manager._runtimes, session
-    for session_id in manager._runtimes:
+            assert session.id in manager.supervisor.runtimes, session
+    for session_id in manager.supervisor.runtimes:
         assert session_id in persisted
 
 

@@ -26,7 +26,7 @@ async def test_real_engine_fails_cleanly_with_the_dial_error(tmp_path: Path) -> 
     assert session.reason and ("dial" in session.reason or "connect" in session.reason)
     errors = await admin.list_events(session_id=session.id)
     assert [e.payload["message"] for e in errors if e.type.value == "error"] == [session.reason]
-    assert session.id not in manager._runtimes
+    assert session.id not in manager.supervisor.runtimes
     started = time.monotonic()
     await manager.aclose()
     assert time.monotonic() - started < 5

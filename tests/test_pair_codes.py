@@ -63,7 +63,7 @@ async def test_a_pairing_code_expires_after_160_s_and_a_new_one_replaces_it(
     errors = await manager.store.read_events(session_id=session.id, types=[EventType.ERROR])
     assert [e.payload["code"] for e in errors] == ["pair_code_timeout"]
     assert "pairing code" in str(errors[0].payload["message"])
-    assert session.id not in manager._runtimes
+    assert session.id not in manager.supervisor.runtimes
     await manager.aclose()
 
 

@@ -496,7 +496,7 @@ async def test_kill_9_mid_delivery_loses_nothing(tmp_path: Path, receivers: Call
     manager = await open_manager(make_settings(data_dir), restore=False)  # no new events
     try:
         await eventually(lambda: drained(manager), what="the outbox to drain after restart")
-        secrets = {s.id: s.settings.webhook_secret for s in manager._sessions.values()}
+        secrets = {s.id: s.settings.webhook_secret for s in manager.registry.sessions.values()}
         everything = await manager.store.read_events(limit=100_000)
     finally:
         await manager.aclose()

@@ -1,7 +1,8 @@
 """Chat traffic the engine reports: messages seen on the account, and receipts for ours.
 
-The manager delegates here; every write goes through the store together with its event, so
-the bus, SSE streams and webhooks see exactly what was stored.
+The manager delegates here; every write goes through its journal (watui/manager/journal.py)
+or the store together with its event, so the bus, SSE streams and webhooks see exactly what
+was stored.
 """
 
 from __future__ import annotations
@@ -16,23 +17,23 @@ from watui.models import Message, MessageDirection, MessageStatus, NewEvent, Ses
 from watui.store import OUTGOING_PROGRESS, NewMessage
 
 if TYPE_CHECKING:
-    from watui.manager import SessionManager
+    from watui.manager.journal import Journal
 
 log = logging.getLogger(__name__)
 
 
-async def on_message(manager: SessionManager, session: Session, event: IncomingMessage) -> None:
+async def on_message(journal: Journal, session: Session, event: IncomingMessage) -> None:
     """Store a message seen on the account and publish it.
 
     ``from_me`` messages were typed on the phone (or another linked device): they are stored
     as outgoing (``direction`` out, status ``sent``) in the same chat as the other side's. One
     this session sent itself is already stored, so an echo of it is dropped.
     """
-    now = manager.clock.now()
+    now = journal.clock.now()
     chat = event.chat
-    session = manager._sessions.get(session.id, session)
+    session = journal.registry.sessions.get(session.id, session)
     if event.from_me:
-        if event.message_id and await manager.store.find_message(session.id, event.message_id):
+        if event.message_id and await journal.store.find_message(session.id, event.message_id):
             return
         direction, status = MessageDirection.OUT, MessageStatus.SENT
         counters = {"messages_sent": session.messages_sent + 1}
@@ -47,7 +48,7 @@ async def on_message(manager: SessionManager, session: Session, event: IncomingM
     if event.from_me:
         payload["from_phone"] = True
     # Memory changes with the write, and back if the write fails (the store is unavailable).
-    await manager._write_snapshot(
+    await journal.write_snapshot(
         session, new,
         messages=[NewMessage(session.id, direction, chat, event.text, event.message_id, status,
                              timestamp=event.timestamp)],
@@ -62,7 +63,7 @@ of the message it is about: the send returns, then waits for the session's lock)
 
 
 async def on_receipt(
-    manager: SessionManager, session: Session, receipt: MessageReceipt,
+    journal: Journal, session: Session, receipt: MessageReceipt,
     early: OrderedDict[str, MessageStatus] | None = None,
 ) -> None:
     """Move each message the receipt names forward (delivered, read) and publish the change.
@@ -73,12 +74,12 @@ async def on_receipt(
     """
     status = MessageStatus(receipt.status)
     for message_id in receipt.message_ids:
-        message = await manager.store.find_message(session.id, message_id)
+        message = await journal.store.find_message(session.id, message_id)
         if message is None:
             if early is not None:
                 _hold(early, message_id, status)
             continue
-        await advance(manager, session, message, status)
+        await advance(journal, session, message, status)
 
 
 def _hold(early: OrderedDict[str, MessageStatus], message_id: str, status: MessageStatus) -> None:
@@ -94,7 +95,7 @@ def _rank(status: MessageStatus) -> int:
     return OUTGOING_PROGRESS.index(status) if status in OUTGOING_PROGRESS else -1
 
 
-async def advance(manager: SessionManager, session: Session, message: Message, status: MessageStatus) -> Message:
+async def advance(journal: Journal, session: Session, message: Message, status: MessageStatus) -> Message:
     """Move one stored outgoing message forward to ``status`` (else leave it), with its event."""
     if message.direction is not MessageDirection.OUT or message.message_id is None:
         return message
@@ -102,8 +103,8 @@ async def advance(manager: SessionManager, session: Session, message: Message, s
         return message
     event = NewEvent(
         type=EventType.MESSAGE_STATUS, session_id=session.id, owner=session.owner,
-        timestamp=manager.clock.now(),
+        timestamp=journal.clock.now(),
         payload={"message_id": message.message_id, "status": status.value, "chat": message.chat},
     )
-    await manager.store.update_message_status(session.id, message.message_id, status, events=[event])
+    await journal.store.update_message_status(session.id, message.message_id, status, events=[event])
     return message.model_copy(update={"status": status})

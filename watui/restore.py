@@ -79,7 +79,7 @@ class Restorer:
         try:
             await self._park_crashed()
             sessions = [
-                s for s in manager._sessions.values() if s.autostart and s.status is Status.DISCONNECTED
+                s for s in manager.registry.sessions.values() if s.autostart and s.status is Status.DISCONNECTED
             ]
             # Linked sessions first (they resume without anyone at the phone), oldest first.
             ordered = [s.id for s in sessions if s.linked] + [s.id for s in sessions if not s.linked]
@@ -103,7 +103,7 @@ class Restorer:
 
     async def _park_crashed(self) -> None:
         """Sessions still marked running: the process ended while they ran (a crash)."""
-        crashed = [s.id for s in self.manager._sessions.values() if s.status in RUNNING]
+        crashed = [s.id for s in self.manager.registry.sessions.values() if s.status in RUNNING]
         for start in range(0, len(crashed), 500):
             await asyncio.gather(
                 *(self.manager._park_crashed(i) for i in crashed[start : start + 500]),

@@ -18,7 +18,7 @@ import pytest
 import pytest_textual_snapshot
 from syrupy.location import PyTestLocation
 
-import watui.manager
+import watui.manager.commands
 from watui.app import WatuiApp
 from watui.clock import FakeClock
 from watui.config import Settings
@@ -63,7 +63,7 @@ class _FixedSecrets:
 
 @pytest.fixture(autouse=True)
 def fixed_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(watui.manager, "secrets", _FixedSecrets())
+    monkeypatch.setattr(watui.manager.commands, "secrets", _FixedSecrets())
 
 
 @pytest.fixture

@@ -1,0 +1,123 @@
+"""The only writer of sessions: apply a transition, persist it with its events, then publish.
+
+Memory changes first so hooks that run while the transaction is assembled (the webhook
+outbox) see the new snapshot; a write that fails puts the old snapshot back, so memory and
+disk always agree. The store's commit feeds the bus; ``on_change`` callbacks see each
+snapshot that was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from watui.clock import Clock
+from watui.machine import EventType, Trigger, transition
+from watui.manager.registry import Registry
+from watui.models import NewEvent, Session
+from watui.store import NewMessage, Store, WriteResult
+
+
+def cleared_link_state() -> dict[str, Any]:
+    """The changes that forget a QR code or pairing code once it can no longer be used."""
+    return {"qr_expires_at": None, "qr_generation": 0, "pair_code": None, "pair_code_expires_at": None}
+
+
+class Journal:
+    def __init__(self, store: Store, clock: Clock, registry: Registry) -> None:
+        self.store = store
+        self.clock = clock
+        self.registry = registry
+        self.on_change: list[Callable[[Session], None]] = []
+
+    async def apply(
+        self,
+        session: Session,
+        trigger: Trigger,
+        *,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        before: list[NewEvent] | None = None,
+    ) -> Session:
+        """Apply ``trigger``, persist the new snapshot with its events, then publish them.
+
+        If the write fails, memory is left as it was and the error (``StoreUnavailable``)
+        propagates. ``before``: events written first in the same transaction.
+        """
+        result = transition(session.status, trigger)
+        now = self.clock.now()
+        update: dict[str, Any] = {"updated_at": now, **(changes or {})}
+        if result.target is not None:
+            update["status"] = result.target
+            if result.changes_status or trigger in (Trigger.RECONNECT_FAILED, Trigger.LOGGED_OUT):
+                update["reason"] = reason
+        new = session.model_copy(update=update)
+        events = [
+            NewEvent(
+                type=kind, session_id=session.id, owner=session.owner, timestamp=now,
+                payload=_payload(kind, session, new, reason, extra or {}),
+            )
+            for kind in result.events
+        ]
+        events = [*(before or ()), *events]
+        if result.target is None:
+            # Removed from memory only after the write, so hooks (the webhook outbox) that run
+            # while the transaction is assembled still see the session's settings.
+            await self.store.write(events=events, deleted=[session.id])
+            self.registry.sessions.pop(session.id, None)
+            self.registry.release_name(session)
+        else:
+            await self.write_snapshot(session, new, events=events)
+        return new
+
+    async def save(self, session: Session, **changes: Any) -> Session:
+        """Persist a change that is no transition (counters, settings)."""
+        new = session.model_copy(update={"updated_at": self.clock.now(), **changes})
+        await self.write_snapshot(session, new)
+        return new
+
+    async def write_created(self, session: Session, created: NewEvent) -> None:
+        """Write a new session (already in memory) with its ``created`` event."""
+        await self.store.write(sessions=[session], events=[created])
+        self.notify(session)
+
+    async def write_snapshot(
+        self, old: Session, new: Session, *, events: list[NewEvent] | None = None,
+        messages: list[NewMessage] | None = None,
+    ) -> WriteResult:
+        """Put ``new`` in memory, write it (with ``events`` and ``messages``), then notify.
+
+        A write that fails puts ``old`` back. A cancelled write is not undone: it may still
+        commit.
+        """
+        sessions = self.registry.sessions
+        sessions[new.id] = new
+        try:
+            result = await self.store.write(events=events or (), sessions=[new], messages=messages or ())
+        except Exception:
+            if sessions.get(new.id) is new:
+                sessions[new.id] = old
+            raise
+        self.notify(new)
+        return result
+
+    def notify(self, session: Session) -> None:
+        for callback in self.on_change:
+            callback(session)
+
+
+def _payload(
+    kind: EventType, old: Session, new: Session, reason: str | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    if kind is EventType.STATUS:
+        return {"from": old.status.value, "to": new.status.value, "reason": reason}
+    if kind is EventType.CONNECTED:
+        return {"phone_number": new.phone_number, "push_name": new.push_name, "jid": new.jid}
+    if kind is EventType.DISCONNECTED:
+        return {"reason": reason, **extra}
+    if kind is EventType.ERROR:
+        return {"code": extra.get("code", reason or "error"), "message": extra.get("message", reason or "")}
+    if kind is EventType.DELETED:
+        return {"name": old.name}
+    return dict(extra)

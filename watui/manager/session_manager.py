@@ -1,0 +1,248 @@
+"""The session manager: a thin front that opens, wires and closes its collaborators.
+
+- :class:`~watui.manager.registry.Registry`: sessions, names, locks, per-owner active slots;
+- :class:`~watui.manager.journal.Journal`: the only writer (transition, persist, publish);
+- :class:`~watui.manager.runtime.Supervisor`: runtimes, timers, the inbox loop;
+- :class:`~watui.manager.lifecycle.Lifecycle`: what engine facts and timers do to a session;
+- :class:`~watui.manager.commands.Commands`: create, start, stop, ... (the public commands);
+- start-up restore (watui/restore.py) and chat traffic (watui/messaging.py).
+
+Callers see one object: the service (:class:`~watui.manager.scoped.ScopedService`), the server
+and the console hold a ``SessionManager`` and nothing below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from watui.bus import EventBus
+from watui.clock import Clock, FakeClock, RealClock
+from watui.config import Settings
+from watui.datadir import DataDirLock, open_data_dir
+from watui.engines.base import Engine
+from watui.engines.factory import build_engine
+from watui.machine import RUNNING, Status, Trigger
+from watui.manager.commands import Commands
+from watui.manager.journal import Journal, cleared_link_state
+from watui.manager.lifecycle import Lifecycle
+from watui.manager.registry import Registry
+from watui.manager.runtime import Supervisor
+from watui.manager.scoped import ScopedService
+from watui.models import (
+    Caller,
+    Message,
+    PairCode,
+    QrCode,
+    RestoreProgress,
+    Session,
+    SessionCreate,
+    SessionUpdate,
+    SimulateRequest,
+)
+from watui.restore import Restorer
+from watui.retention import Retention
+from watui.store import Store
+from watui.webhooks import WebhookDispatcher
+
+
+class SessionManager:
+    def __init__(self, settings: Settings, store: Store, engine: Engine, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+        self.bus = EventBus(store, queue_size=settings.subscriber_queue_size)
+        self.registry = Registry(settings.max_active_sessions_per_owner)
+        self.journal = Journal(store, clock, self.registry)
+        self.supervisor = Supervisor(settings, engine, clock, self.registry)
+        self.lifecycle = Lifecycle(settings, engine, clock, self.registry, self.journal, self.supervisor)
+        self.supervisor.handler = self.lifecycle
+        self.commands = Commands(
+            settings, engine, clock, self.registry, self.journal, self.supervisor, self.lifecycle
+        )
+        self.on_session_change: list[Callable[[Session], None]] = self.journal.on_change
+        """Called with each snapshot that was written (the same list as the journal's)."""
+        self.webhooks: WebhookDispatcher | None = None
+        self.restore_progress: RestoreProgress | None = None
+        """Set while start-up restore is under way (``done`` of ``total`` connects made)."""
+        self._closing = False
+        self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
+        self.retention: Retention | None = None
+        self.data_lock: DataDirLock | None = None
+        """This process's hold on the data dir (set by :meth:`open`)."""
+
+    @property
+    def prerender_qr(self) -> bool:
+        """Draw each QR code's PNG in another process before its event is made. The server
+        turns it on (every SSE client and webhook of the code needs the PNG at once); the
+        console alone draws half blocks, not PNGs, and leaves it off."""
+        return self.lifecycle.prerender_qr
+
+    @prerender_qr.setter
+    def prerender_qr(self, value: bool) -> None:
+        self.lifecycle.prerender_qr = value
+
+    # ================================================================ open and close
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        clock: Clock | None = None,
+        restore: bool = True,
+    ) -> SessionManager:
+        """Open the store, then restore the sessions that were running, in the background.
+
+        Returns before the restore is done (see watui/restore.py): a server answers while
+        hundreds of sessions reconnect a few at a time.
+        """
+        clock = clock or RealClock()
+        lock, store = await open_data_dir(settings)
+        try:
+            manager = cls(settings, store, engine or build_engine(settings, clock), clock)
+        except BaseException:
+            await store.close()
+            lock.release()
+            raise
+        manager.data_lock = lock
+        if isinstance(clock, FakeClock):
+            clock.idle = manager.drain_all
+        manager.registry.load(await store.load_sessions())
+        # Before anything is written: every event from here on is queued for its webhook.
+        manager.webhooks = WebhookDispatcher(store, settings, sessions=manager.registry.sessions, clock=clock)
+        manager.webhooks.start()
+        manager.retention = Retention(store, settings, clock)
+        manager.retention.start()
+        if restore:
+            manager._restorer.start()
+        return manager
+
+    async def aclose(self) -> None:
+        """Stop every task, park running sessions so start-up resumes them, flush the store."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._restorer.aclose()
+        ids = list(self.supervisor.runtimes)
+
+        async def park(session_id: str) -> None:
+            async with self.registry.lock(session_id):
+                runtime = self.supervisor.runtimes.get(session_id)
+                if runtime is None:
+                    return
+                await self.supervisor.teardown(runtime)
+                session = self.registry.sessions[session_id]
+                if session.status in RUNNING:
+                    await self.journal.apply(
+                        session, Trigger.SHUTDOWN, reason="shutdown", changes=cleared_link_state(),
+                    )
+
+        for start in range(0, len(ids), 500):
+            await asyncio.gather(*(park(i) for i in ids[start : start + 500]), return_exceptions=True)
+        await self.bus.close()
+        with contextlib.suppress(Exception):
+            await self.engine.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
+        if self.retention is not None:
+            await self.retention.aclose()
+        try:
+            await self.store.close()
+        finally:
+            if self.data_lock is not None:
+                self.data_lock.release()
+
+    # ================================================================ the restorer's hooks
+
+    async def _park_crashed(self, session_id: str) -> None:
+        """A session still marked running at start-up: the process ended while it ran."""
+        async with self.registry.lock(session_id):
+            session = self.registry.sessions.get(session_id)
+            if session is not None and session.status in RUNNING and session_id not in self.supervisor.runtimes:
+                await self.journal.apply(session, Trigger.SHUTDOWN, reason="restart")
+
+    async def _restore_one(self, session_id: str, *, delay: float, on_settled: Callable[[], None]) -> bool:
+        """Bring one parked session back; True if ``on_settled`` will be called at its outcome.
+
+        A linked session reconnects after ``delay`` (the restore's jitter); one that was
+        pairing starts over with fresh codes.
+        """
+        async with self.registry.lock(session_id):
+            session = self.registry.sessions.get(session_id)
+            if (
+                self._closing or session is None or not session.autostart
+                or session.status is not Status.DISCONNECTED or session_id in self.supervisor.runtimes
+            ):
+                return False  # stopped, started or deleted meanwhile
+            if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
+                runtime = self.supervisor.spawn(session)
+                runtime.on_settled = on_settled
+                self.lifecycle.schedule_reconnect(runtime, session, delay=delay)
+                return True
+            await self.commands.start_locked(session, caller=None)
+            started = self.supervisor.runtimes.get(session_id)
+            if started is None:
+                return False  # the start failed at once
+            started.on_settled = on_settled
+            return True
+
+    # ================================================================ what callers use
+
+    def service(self, caller: Caller) -> ScopedService:
+        return ScopedService(self, caller)
+
+    @property
+    def simulated(self) -> bool:
+        """True when the engine can play the phone (the simulated one, inline or hosted)."""
+        return self.engine.plays_phone
+
+    def visible(self, caller: Caller, session_id: str) -> Session:
+        return self.registry.visible(caller, session_id)
+
+    def active_count(self, owner: str) -> int:
+        return self.registry.active_count(owner)
+
+    async def drain(self, session_id: str) -> None:
+        """Wait until the session's runtime has handled everything queued so far."""
+        await self.supervisor.drain(session_id)
+
+    async def drain_all(self) -> None:
+        """Wait until no runtime has anything left to handle (tests and benchmarks)."""
+        await self.supervisor.drain_all(lambda: bool(self._restorer.busy))
+
+    async def create(self, caller: Caller, spec: SessionCreate) -> Session:
+        return await self.commands.create(caller, spec)
+
+    async def start(self, caller: Caller, session_id: str) -> Session:
+        return await self.commands.start(caller, session_id)
+
+    async def stop(self, caller: Caller, session_id: str) -> Session:
+        return await self.commands.stop(caller, session_id)
+
+    async def restart(self, caller: Caller, session_id: str) -> Session:
+        return await self.commands.restart(caller, session_id)
+
+    async def logout(self, caller: Caller, session_id: str) -> Session:
+        return await self.commands.logout(caller, session_id)
+
+    async def delete(self, caller: Caller, session_id: str) -> None:
+        await self.commands.delete(caller, session_id)
+
+    async def update(self, caller: Caller, session_id: str, patch: SessionUpdate) -> Session:
+        return await self.commands.update(caller, session_id, patch)
+
+    async def request_pair_code(self, caller: Caller, session_id: str, phone_number: str) -> PairCode:
+        return await self.commands.request_pair_code(caller, session_id, phone_number)
+
+    async def get_qr(self, caller: Caller, session_id: str) -> QrCode:
+        return await self.commands.get_qr(caller, session_id)
+
+    async def send_message(self, caller: Caller, session_id: str, to: str, text: str) -> Message:
+        return await self.commands.send_message(caller, session_id, to, text)
+
+    async def simulate(self, caller: Caller, session_id: str, request: SimulateRequest) -> Session:
+        return await self.commands.simulate(caller, session_id, request)
