@@ -53,6 +53,8 @@ async def test_a_go_crash_in_one_host_leaves_the_others_running(
             return (await admin.get_session(a.id)).status is Status.FAILED
 
         await wait_for(a_failed, "a to fail", timeout=2.0)
+        # Memory says failed as its write begins; wait for the handler's write to commit.
+        await manager.drain_all()
         events = await admin.list_events(after_id=mark)
         assert [(e.session_id, e.payload.get("code")) for e in events if e.type is EventType.ERROR] == [
             (a.id, "engine_crashed")
