@@ -80,6 +80,8 @@ class SessionActions:
         self.busy: dict[str, Verb] = {}
         """Sessions with a call in flight, and the verb: a second request for one is ignored."""
         self.pending = 0
+        self.deleted: set[str] = set()
+        """Deleted here, still on screen until the next refresh: nothing more to do to them."""
 
     # -- calls ------------------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class SessionActions:
     def _request_one(self, session_id: str, verb: Verb) -> None:
         app = self.app
         session = app.state.sessions.get(session_id)
-        if session is None:
+        if session is None or session_id in self.deleted:
             return
         if session_id in self.busy:
             app.notify(f"{self._name(session_id)} is already {self.busy[session_id].ongoing}; wait for it.",
@@ -170,6 +172,7 @@ class SessionActions:
                        markup=False)
             return
         if verb == Verb.DELETE:
+            self.deleted.add(session_id)
             app.forget(session_id)
         app.notify(f"{verb.done} {name}", timeout=3, markup=False)
 
@@ -189,6 +192,8 @@ class SessionActions:
         ready: list[Session] = []
         refused: list[str] = []
         for session in sessions:
+            if session.id in self.deleted:
+                continue
             if session.id in self.busy:
                 refused.append(f"already {self.busy[session.id].ongoing}")
                 continue
@@ -233,6 +238,7 @@ class SessionActions:
                     if outcome.ok:
                         done += 1
                         if verb == Verb.DELETE:
+                            self.deleted.add(session_id)
                             app.forget(session_id)
                     else:
                         refused.append(outcome.reason)

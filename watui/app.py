@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
@@ -48,6 +48,7 @@ from watui.screens.pair_code import PairCodeScreen, PhonePrompt
 from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
 from watui.tuning import tune_gc
+from watui.typeahead import TypeAhead
 from watui.widgets.activity import Activity
 from watui.widgets.messages import SessionEvent
 from watui.widgets.state import ConsoleState
@@ -106,6 +107,7 @@ class WatuiApp(App[None]):
         self.activity = Activity()
         self.feed = Feed(self)
         self.actions = SessionActions(self)
+        self.typeahead = TypeAhead(self)
         self.config_path = config_path
         self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
         self._service: SessionService | None = None
@@ -204,7 +206,14 @@ class WatuiApp(App[None]):
             self.run_worker(self._seed_demo(), group="demo", exit_on_error=False)
         self.ready.set()
 
+    async def on_event(self, event: events.Event) -> None:
+        # A key read from the terminal waits until the one before it has had its effect.
+        if isinstance(event, events.Key) and not event.is_forwarded and self.typeahead.hold(event):
+            return
+        await super().on_event(event)
+
     async def on_unmount(self) -> None:
+        self.typeahead.cancel()
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.aclose()

@@ -140,3 +140,6 @@ def paths(data_dir: Path | None) -> None:
     click.echo(f"database:   {settings.db_path}")
     click.echo(f"auth dir:   {settings.auth_dir}")
     click.echo(f"admin key:  {settings.data_dir / 'admin.key'}")
+    from watui.console_config import default_config_path
+
+    click.echo(f"console config: {default_config_path()}  (key bindings and theme)")

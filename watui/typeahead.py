@@ -1,0 +1,78 @@
+"""Keys one at a time: a key typed ahead waits until the one before it has had its effect.
+
+Textual hands every key to the widget focused *when the key is read*. Keys that arrive in
+one burst (a fast typist, a laggy SSH link delivering a second's worth at once) are all read
+before the first one has opened its screen or question, so ``n`` + ``billing`` + Enter lost the
+name, and ``d y d y`` answered a question that was not on screen yet. The app passes each key
+it reads here first: while an earlier key is still being handled (its message bubbling, the
+request it posted, the screen it pushed being mounted), later keys wait in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from textual import events
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+QUIET_ROUNDS = 3
+"""Loop turns in a row with every queue on the key's path empty: the key's effect is done."""
+
+MAX_WAIT = 0.25
+"""Seconds a key may hold the next one back; after that it goes anyway (no key is ever lost)."""
+
+
+class TypeAhead:
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self.waiting: deque[events.Key] = deque()
+        self.busy = False
+        self._released: events.Key | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, event: events.Key) -> bool:
+        """``True``: the key waits its turn. ``False``: handle it now (it is then tracked)."""
+        if event is self._released:
+            self._released = None
+        elif self.busy or self.waiting:
+            self.waiting.append(event)
+            return True
+        self.busy = True
+        self._task = asyncio.get_running_loop().create_task(self._settle())
+        return False
+
+    def _quiet(self) -> bool:
+        app = self.app
+        if app.message_queue_size:
+            return False
+        try:
+            screen = app.screen
+        except Exception:
+            return True
+        if not screen.is_mounted or screen.message_queue_size:
+            return False
+        focused = screen.focused
+        if focused is not None:
+            return not any(node.message_queue_size for node in focused.ancestors_with_self)
+        return True
+
+    async def _settle(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_WAIT
+        quiet = 0
+        while quiet < QUIET_ROUNDS and loop.time() < deadline:
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self._quiet() else 0
+        self.busy = False
+        if self.waiting and self.app.is_running:
+            self._released = self.waiting.popleft()
+            self.app.post_message(self._released)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.waiting.clear()
