@@ -98,8 +98,13 @@ class LogView(ScrollView, can_focus=True):
     def _resized(self) -> None:
         self.virtual_size = Size(self.size.width, len(self.shown))
         if self.following:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # The new end is known once the layout has the new virtual size.
+            self.call_after_refresh(self._to_end)
         self.refresh()
+
+    def _to_end(self) -> None:
+        if self.following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     # -- drawing ----------------------------------------------------------------------
 
