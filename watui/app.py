@@ -107,7 +107,7 @@ class WatuiApp(App[None]):
         self.activity = Activity()
         self.feed = Feed(self)
         self.actions = SessionActions(self)
-        self.typeahead = TypeAhead(self)
+        self.typeahead = TypeAhead(self, background=(SessionEvent,))
         self.config_path = config_path
         self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
         self._service: SessionService | None = None
@@ -194,7 +194,8 @@ class WatuiApp(App[None]):
         self._subscription = self.service.subscribe()
         page = await self.service.list_sessions(limit=None)
         self.state.replace_all(page.sessions)
-        self.activity.sample_connected(self.now(), self.state.counts().get(Status.CONNECTED, 0))
+        self.feed.connected = {s.id for s in page.sessions if s.status == Status.CONNECTED}
+        self.activity.sample_connected(self.now(), len(self.feed.connected))
         await self.push_screen(MainScreen())
         if self.freeze_heap:
             # Thousands of session snapshots and widgets live as long as the app: leave them

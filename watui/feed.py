@@ -40,12 +40,23 @@ class Feed:
         self._events_loaded: set[str] = set()
         self._deliveries_loaded: dict[str, float] = {}
         self.flushes = 0
+        self.connected: set[str] = set()
+        """Connected sessions as the events tell it, sampled at each event's own time (so the
+        header's sparkline does not depend on when a refresh happened to run)."""
 
     def event(self, event: Event) -> None:
         app = self.app
         app.state.add_event(event)
         if event.type == EventType.MESSAGE:
             app.activity.message(event.timestamp)
+        elif event.type in (EventType.STATUS, EventType.DELETED):
+            before = len(self.connected)
+            if event.type == EventType.STATUS and event.payload.get("to") == Status.CONNECTED:
+                self.connected.add(event.session_id)
+            else:
+                self.connected.discard(event.session_id)
+            if len(self.connected) != before:
+                app.activity.sample_connected(event.timestamp, len(self.connected))
         if event.type == EventType.DELETED:
             self.removed.add(event.session_id)
             self.dirty.discard(event.session_id)
@@ -99,7 +110,8 @@ class Feed:
             for session_id in removed:
                 app.state.remove(session_id)
             self.flushes += 1
-            app.activity.sample_connected(app.now(), app.state.counts().get(Status.CONNECTED, 0))
+            if everything:
+                self.connected = {s.id for s in app.state.sessions.values() if s.status == Status.CONNECTED}
             app.post_to_screens(StateChanged(frozenset(dirty - removed), frozenset(removed), everything))
         finally:
             self._flushing = False

@@ -15,6 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from textual import events
+from textual.message import Message
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -22,13 +23,15 @@ if TYPE_CHECKING:
 QUIET_ROUNDS = 3
 """Loop turns in a row with every queue on the key's path empty: the key's effect is done."""
 
-MAX_WAIT = 0.25
+MAX_WAIT = 1.0
 """Seconds a key may hold the next one back; after that it goes anyway (no key is ever lost)."""
 
 
 class TypeAhead:
-    def __init__(self, app: App[Any]) -> None:
+    def __init__(self, app: App[Any], *, background: tuple[type[Message], ...] = ()) -> None:
         self.app = app
+        self.background = background
+        """Messages that stream into the app on their own (bus events): not the key's doing."""
         self.waiting: deque[events.Key] = deque()
         self.busy = False
         self._released: events.Key | None = None
@@ -45,9 +48,19 @@ class TypeAhead:
         self._task = asyncio.get_running_loop().create_task(self._settle())
         return False
 
+    def _app_quiet(self) -> bool:
+        app = self.app
+        if not app.message_queue_size:
+            return True
+        # A flood of bus events must not hold keys back: only what the key may have caused counts.
+        queued = getattr(app._message_queue, "_queue", None)
+        if queued is None or not self.background:
+            return False
+        return all(isinstance(message, self.background) for message in list(queued))
+
     def _quiet(self) -> bool:
         app = self.app
-        if app.message_queue_size:
+        if not self._app_quiet():
             return False
         try:
             screen = app.screen

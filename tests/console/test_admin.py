@@ -247,7 +247,7 @@ async def test_header_counts_sparklines_and_restore_progress(make_app: AppFactor
         top = plain(app.screen.query_one("#topbar"))
         assert "3 sessions" in top
         assert "● 1 connected" in top and "⊘ 1 logged out" in top and "■ 1 stopped" in top
-        assert "✉ 3/m" in top and "▁▃▆█" in top
+        assert "msg 3/m" in top and "▁▃▆█" in top
         assert app.manager is not None
         app.manager.restore_progress = RestoreProgress(done=37, total=500)
         await pilot.pause(0.6)

@@ -35,9 +35,12 @@ def keys_table(title: str, bindings: Iterable[Binding], keymap: dict[str, str] |
     table.add_column(style="bold reverse", no_wrap=True, min_width=8)
     table.add_column(no_wrap=True)
     table.add_column(style="dim", ratio=1)
-    table.add_column(style="dim italic", no_wrap=True)
     for binding in bindings:
-        table.add_row(f" {key_label(binding, keymap)} ", binding.description, binding.tooltip, binding.id or "")
+        # The id under the name: what the [keys] table of console.toml remaps.
+        name = Text(binding.description)
+        if binding.id:
+            name.append(f"\n{binding.id}", style="dim italic")
+        table.add_row(f" {key_label(binding, keymap)} ", name, binding.tooltip)
     return table
 
 
@@ -93,7 +96,7 @@ class HelpScreen(ModalScreen[None]):
             parts.append(keys_table(title, _bindings(bindings), keymap))
         parts.append(Text(""))
         parts.append(legend())
-        parts.append(Text("\nEsc closes this and any other screen. Remap a key by its id (last column) "
+        parts.append(Text("\nEsc closes this and any other screen. Remap a key by its id (under its name) "
                           "in the [keys] table of the console config file (watui paths shows where).",
                           style="dim"))
         with VerticalScroll(id="help-dialog", classes="dialog"):

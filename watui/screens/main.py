@@ -29,6 +29,7 @@ from watui.widgets.messages import BulkProgress, StateChanged
 from watui.widgets.sessions_table import SessionsTable
 from watui.widgets.state import SORT_COLUMNS
 from watui.widgets.status_badge import LEGEND, StatusLook, session_look
+from watui.widgets.text import clean
 
 NARROW_WIDTH = 110
 """Below this many columns the detail pane moves under the table."""
@@ -68,7 +69,7 @@ class MainScreen(WatuiScreen):
         Binding("p", "link_phone", "Link by phone", id="main.phone", show=False,
                 tooltip="Link the highlighted session with a pairing code instead of a QR code"),
         Binding("slash", "filter", "Filter", id="main.filter", tooltip="Filter by name, phone or status"),
-        Binding("e", "log('events')", "Log", id="main.log",
+        Binding("e", "log('events')", "Log", id="main.log", show=False,
                 tooltip="Every event of the highlighted session, live"),
         Binding("E", "log_all", "All events", id="main.log_all", show=False,
                 tooltip="Every event of every session, live"),
@@ -176,6 +177,7 @@ class MainScreen(WatuiScreen):
         if self.wapp.service.simulated:
             bar.append(" DEMO ", style="bold black on #f9a825")
         total = len(state.sessions)
+        brand = bar.copy()
         bar.append(f"  {total} session{'s' if total != 1 else ''}", style="bold")
         counts = self.look_counts()
         shown = [key for key in HEADER_ORDER if counts.get(key)]
@@ -187,28 +189,28 @@ class MainScreen(WatuiScreen):
         if marked:
             tail.append(f"  {marked} marked", style="bold reverse")
         if self.query_text:
-            tail.append("  filter “", style="bold")
-            tail.append(self.query_text.translate({c: None for c in range(32)}), style="bold")
-            tail.append(f"”: {len(self.table.rows)} shown", style="bold")
+            tail.append(f"  filter “{clean(self.query_text)}”: {len(self.table.rows)} shown", style="bold")
         width = self.size.width
-        # Labels when they fit, icons and numbers alone on a narrow terminal; sparklines in what is left.
-        for with_label in (True, False):
+        # Labels when they fit, then icons and numbers alone, then without "sessions";
+        # sparklines in what is left.
+        for compact in range(3):
             summary = Text()
             for key in shown:
                 look = LOOKS[key]
-                label = f" {look.label}" if with_label else ""
-                summary.append(f"  {look.icon} {counts[key]}{label}", style=Style(color=look.background, bold=True))
-            if bar.cell_len + summary.cell_len + tail.cell_len + 24 <= width or not with_label:
+                part = f"  {look.icon} {counts[key]} {look.label}" if compact == 0 else f" {look.icon}{counts[key]}"
+                summary.append(part, style=Style(color=look.background, bold=True))
+            head = bar if compact < 2 else Text.assemble(brand, (f"  {total}", "bold"))
+            if head.cell_len + summary.cell_len + tail.cell_len + (24 if compact == 0 else 0) <= width:
                 break
-        used = bar.cell_len + summary.cell_len + tail.cell_len
-        self.query_one("#topbar", Static).update(Text.assemble(bar, summary, tail, self._sparklines(width - used)))
+        used = head.cell_len + summary.cell_len + tail.cell_len
+        self.query_one("#topbar", Static).update(Text.assemble(head, summary, tail, self._sparklines(width - used)))
 
     def _sparklines(self, room: int) -> Text:
         """Connected sessions and messages per minute, the last minutes up to an hour, if they fit."""
         # "  ● 12 ▁▂▃  ✉ 3/m ▁▁▅ " : two labels of up to ~9 cells, two bars, gaps.
         connected, messages = self.wapp.activity.series(self.wapp.now())
-        conn_label = f"  ● {connected[-1]} "
-        msg_label = f"  ✉ {messages[-1]}/m "
+        conn_label = f"  conn {connected[-1]} "
+        msg_label = f"  msg {messages[-1]}/m "
         bars = min(SPARK_MINUTES, (room - len(conn_label) - len(msg_label) - 1) // 2)
         if bars < 6:
             return Text()

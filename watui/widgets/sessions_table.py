@@ -280,12 +280,12 @@ class SessionsTable(ScrollView, can_focus=True):
         if is_cursor:
             name = "sessions-table--cursor" if self.has_focus else "sessions-table--cursor-blurred"
             base = base + self.get_component_rich_style(name)
-        # Only the colour of the dim style: its background would hide the cursor.
-        dim = base + Style(color=self.get_component_rich_style("sessions-table--dim").color)
-        now = self._now()
         marked = session.id in self.marked
         if marked:
             base = base + self.get_component_rich_style("sessions-table--marked")
+        # Only the colour of the dim style: its background would hide the cursor.
+        dim = base + Style(color=self.get_component_rich_style("sessions-table--dim").color)
+        now = self._now()
         segments = [Segment(self.MARK if marked else " ", base)]
         columns = self.columns_for(width)
         for i, (column, w) in enumerate(columns):
