@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 QUIET_ROUNDS = 3
 """Loop turns in a row with every queue on the key's path empty: the key's effect is done."""
 
+POLL_AFTER = 20
+"""Loop turns checked back to back before polling."""
+
+POLL_EVERY = 0.002
+"""Seconds between two checks after that."""
+
 MAX_WAIT = 1.0
 """Seconds a key may hold the next one back; after that it goes anyway (no key is ever lost)."""
 
@@ -77,8 +83,12 @@ class TypeAhead:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MAX_WAIT
         quiet = 0
+        turns = 0
         while quiet < QUIET_ROUNDS and loop.time() < deadline:
-            await asyncio.sleep(0)
+            # A few bare loop turns (most keys settle in them), then a gentle poll: a key whose
+            # effect takes a while (10,000 rows to filter) must not keep the loop spinning.
+            await asyncio.sleep(0 if turns < POLL_AFTER else POLL_EVERY)
+            turns += 1
             quiet = quiet + 1 if self._quiet() else 0
         self.busy = False
         if self.waiting and self.app.is_running:

@@ -20,6 +20,7 @@ from textual.events import Resize
 from textual.widgets import Footer, Input, ProgressBar, Static
 
 from watui import messages as ask
+from watui.machine import Status
 from watui.models import Session
 from watui.screens.common import WatuiScreen
 from watui.verbs import Verb
@@ -91,6 +92,7 @@ class MainScreen(WatuiScreen):
         self.sort_column = "name"
         self.sort_descending = False
         self._had_row = False
+        self._counts: tuple[int, Counter[str]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
@@ -163,11 +165,22 @@ class MainScreen(WatuiScreen):
         self._draw_topbar()
 
     def look_counts(self) -> Counter[str]:
-        """Sessions by how they look (a logged-out session is not counted as a drop)."""
+        """Sessions by how they look (a logged-out session is not counted as a drop).
+
+        Counted once per change of the state: a filter keystroke redraws the header too.
+        """
+        state = self.wapp.state
+        if self._counts is not None and self._counts[0] == state.version:
+            return self._counts[1]
         counts: Counter[str] = Counter()
-        for session in self.wapp.state.sessions.values():
-            look = session_look(session)
-            counts["logged_out" if look is LOOKS["logged_out"] else session.status.value] += 1
+        logged_out = LOOKS["logged_out"]
+        for session in state.sessions.values():
+            status = session.status
+            if status == Status.DISCONNECTED and session_look(session) is logged_out:
+                counts["logged_out"] += 1
+            else:
+                counts[status.value] += 1
+        self._counts = (state.version, counts)
         return counts
 
     def _draw_topbar(self) -> None:
