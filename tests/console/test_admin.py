@@ -66,9 +66,9 @@ async def test_bulk_stop_one_question_progress_and_summary(
     seen: list[tuple[int, int, bool]] = []
     shown = MainScreen.on_bulk_progress
 
-    def record(self: MainScreen, message: BulkProgress) -> None:
+    async def record(self: MainScreen, message: BulkProgress) -> None:
         seen.append((message.done, message.total, message.finished))
-        shown(self, message)
+        await shown(self, message)
 
     monkeypatch.setattr(MainScreen, "on_bulk_progress", record)
     app = make_app()

@@ -96,9 +96,6 @@ class MainScreen(WatuiScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
-        with Horizontal(id="bulk"):
-            yield Static("", id="bulk-label")
-            yield ProgressBar(id="bulk-bar", show_eta=False)
         with Horizontal(id="main-body"):
             with Vertical(id="table-area"):
                 yield SessionsTable(self.wapp.now, id="sessions")
@@ -117,7 +114,6 @@ class MainScreen(WatuiScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        self.query_one("#bulk").display = False
         self.wapp.tune_inputs(self)
         self.refresh_view(everything=True)
         self.table.focus()
@@ -417,11 +413,17 @@ class MainScreen(WatuiScreen):
         self._draw_topbar()
         self.refresh_bindings()
 
-    def on_bulk_progress(self, message: BulkProgress) -> None:
-        box = self.query_one("#bulk")
+    async def on_bulk_progress(self, message: BulkProgress) -> None:
+        """A line under the header while a bulk action runs (built on first use: not in first paint)."""
+        boxes = self.query("#bulk")
         if message.finished:
-            box.display = False
+            for box in boxes:
+                box.display = False
             return
+        if not boxes:
+            await self.mount(Horizontal(Static("", id="bulk-label"), ProgressBar(id="bulk-bar", show_eta=False),
+                                        id="bulk"), after=self.query_one("#topbar"))
+        box = self.query_one("#bulk")
         box.display = True
         self.query_one("#bulk-label", Static).update(
             Text(f" {message.verb.ongoing.capitalize()} {message.done}/{message.total} ", style="bold"))
