@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from watui.machine import EventType
-from watui.models import PhoneNumber, Session, SessionSettings, Strict
+from watui.models import PhoneNumber, RestoreProgress, Session, SessionSettings, Strict
 
 
 class SessionSettingsView(BaseModel):
@@ -58,6 +58,11 @@ class Health(BaseModel):
     status: str = "ok"
     version: str
     engine: str = Field(..., description="neonize (real WhatsApp) or simulated")
+    restoring: RestoreProgress | None = Field(
+        None,
+        description="start-up restore under way: `done` of `total` sessions have had their "
+        "connect (a few at a time); null once it is over",
+    )
 
 
 class ErrorInfo(BaseModel):
