@@ -34,13 +34,14 @@ from watui.config import Settings
 from watui.console_config import ConsoleConfig, default_config_path, save_theme
 from watui.errors import EngineFailure, WatuiError
 from watui.feed import Feed
-from watui.machine import Status
+from watui.machine import EventType, Status
 from watui.models import Caller, LinkMethod, RestoreProgress, Session, SimulateRequest
 from watui.screens.commands import SessionCommands
 from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.copy import CopyScreen
 from watui.screens.details import DetailScreen
 from watui.screens.help import HelpScreen
+from watui.screens.hosts import HostsScreen
 from watui.screens.log import LogScreen
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
@@ -74,6 +75,8 @@ class WatuiApp(App[None]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key, and what each status means"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave watui; sessions keep running state in the store"),
+        Binding("H", "hosts", "Engine hosts", id="app.hosts", show=False,
+                tooltip="The engine host processes and the sessions each one runs"),
         Binding("ctrl+c", "quit", "Quit", id="app.quit_ctrl_c", show=False, priority=True,
                 tooltip="Leave watui"),
     ]
@@ -114,6 +117,7 @@ class WatuiApp(App[None]):
         self._subscription: Subscription | None = None
         self._last_recipient = ""
         self._pair_numbers: dict[str, str] = {}
+        self._crashed: set[str] = set()
         self.ready = asyncio.Event()
 
     # ================================================================ lifecycle
@@ -240,11 +244,27 @@ class WatuiApp(App[None]):
     def on_session_event(self, message: SessionEvent) -> None:
         event = message.event
         self.feed.event(event)
+        if _engine_crashed(event.type, event.payload):
+            self._tell_engine_crash(event.session_id)
         # Screens that follow one session (QR, pairing code) or all of them (the log) react at once.
         for screen in self.screen_stack:
             follows = getattr(screen, "session_id", False)
             if follows == event.session_id or (follows is None and getattr(screen, "follows_all", False)):
                 screen.post_message(SessionEvent(event))
+
+    def _tell_engine_crash(self, session_id: str) -> None:
+        """One toast per host crash, however many of its sessions report it."""
+        if not self._crashed:
+            self.set_timer(0.3, self._crash_toast, name="engine-crash-toast")
+        self._crashed.add(session_id)
+
+    def _crash_toast(self) -> None:
+        count, self._crashed = len(self._crashed), set()
+        self.notify(
+            f"{count} session{'s' if count != 1 else ''} lost {'their' if count != 1 else 'its'} engine; "
+            "linked ones reconnect by themselves. Press H to see the hosts.",
+            title="An engine host process ended", severity="warning", timeout=8,
+        )
 
     def post_to_screens(self, message: Message) -> None:
         for screen in self.screen_stack:
@@ -491,6 +511,10 @@ class WatuiApp(App[None]):
 
     # ================================================================ app keys
 
+    def action_hosts(self) -> None:
+        if not isinstance(self.screen, HostsScreen):
+            self.push_screen(HostsScreen())
+
     async def action_quit(self) -> None:
         """Quit at once when nothing is in flight; ask first when an action is still running."""
         from watui.screens.confirm import ConfirmScreen
@@ -508,6 +532,13 @@ class WatuiApp(App[None]):
                           "Sessions keep their state.", "Quit", danger=False),
             answered,
         )
+
+
+def _engine_crashed(kind: EventType, payload: dict[str, Any]) -> bool:
+    """An event saying a session's engine host process died (see docs/engine-hosts.md)."""
+    return (kind == EventType.DISCONNECTED and payload.get("reason") == "engine_crashed") or (
+        kind == EventType.ERROR and payload.get("code") == "engine_crashed"
+    )
 
 
 # ==================================================================== entry point

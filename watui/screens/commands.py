@@ -44,6 +44,8 @@ class SessionCommands(Provider):
             ("Stop all sessions", self._post(ask.StopAll()), "Stop every running session (asks first)"),
             ("Event log: all sessions", self._post(ask.OpenLog(None)), "Every event, filtered, live"),
             ("Help: keys and statuses", self._post(ask.ShowHelp()), "Every key, and what each status means"),
+            ("Engine hosts", partial(self.app.run_action, "app.hosts"),
+             "The engine host processes and the sessions each runs"),
         ]
 
     def _for_current(self) -> list[tuple[str, Callable[[], object], str]]:

@@ -68,6 +68,7 @@ class HelpScreen(ModalScreen[None]):
         """Every screen's keys, read from the screens' own bindings."""
         from watui.screens.compose import ComposeScreen
         from watui.screens.details import DetailScreen
+        from watui.screens.hosts import HostsScreen
         from watui.screens.log import LogScreen
         from watui.screens.main import MainScreen
         from watui.screens.pair_code import PairCodeScreen
@@ -81,6 +82,7 @@ class HelpScreen(ModalScreen[None]):
             ("Event and message log", [*LogScreen.BINDINGS]),
             ("QR screen", [*QrScreen.BINDINGS]),
             ("Pairing code screen", [*PairCodeScreen.BINDINGS]),
+            ("Engine hosts", [*HostsScreen.BINDINGS]),
             ("Message box", [*ComposeScreen.BINDINGS,
                              Binding("enter", "send", "Send", tooltip="In the text field; in To, goes on to the text")]),
             ("Everywhere", [*app_bindings,
