@@ -24,6 +24,7 @@ start together migrate once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -203,6 +204,7 @@ class PostgresStore:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._writer: asyncpg.Connection | None = None
         self._closed = False
         self.event_hooks: list[EventHook] = []
         self.on_commit: list[Callable[[list[Event]], None]] = []
@@ -271,6 +273,7 @@ class PostgresStore:
         await self._queue.put(None)
         if self._writer_task is not None:
             await self._writer_task
+        await self._drop_writer_connection()
         await self._pool.close()
 
     @property
@@ -319,9 +322,12 @@ class PostgresStore:
     async def _commit(self, batch: list[_Write]) -> None:
         started = time.perf_counter()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            conn = await self._writer_connection()
+            async with conn.transaction():
                 results = await self._apply(conn, batch)
         except Exception as exc:  # the whole batch fails together; nothing is half-written
+            if isinstance(exc, _OUTAGES):
+                await self._drop_writer_connection()
             if len(batch) > 1:  # retry each write alone so one bad write cannot fail its neighbours
                 for write in batch:
                     await self._commit([write])
@@ -345,6 +351,20 @@ class PostgresStore:
         for write, result in zip(batch, results, strict=True):
             if not write.future.done():
                 write.future.set_result(result)
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        """The writer keeps one connection (handing it back to the pool after each commit
+        would cost a reset round trip every time)."""
+        if self._writer is None or self._writer.is_closed():
+            self._writer = await self._pool.acquire()
+        return self._writer
+
+    async def _drop_writer_connection(self) -> None:
+        """After an outage the next commit starts on a fresh connection."""
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn, timeout=1)
 
     def _fail(self, batch: list[_Write], exc: Exception) -> None:
         error = _unavailable(exc)
