@@ -141,6 +141,11 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=64)
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args()
+    try:
+        asyncio.run(admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL is not reachable at {SERVER} ({exc}); set WATUI_BENCH_PG. Skipped.")
+        return
     figures = asyncio.run(run(args))
     print_table("PostgreSQL store: event log writes (commit-ordered ids) vs raw asyncpg", figures)
 

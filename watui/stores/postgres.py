@@ -161,6 +161,7 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.InterfaceError,  # the connection is closed or broken
+    asyncpg.InternalClientError,  # the connection's protocol state is broken (the server hung up)
     asyncpg.PostgresConnectionError,  # class 08
     asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
     asyncpg.OperatorInterventionError,  # class 57: shutting down, cannot connect now
@@ -169,8 +170,10 @@ _OUTAGES: tuple[type[BaseException], ...] = (
 """Errors that mean the database cannot write right now, as opposed to a bad statement (a bug)."""
 
 
-def _unavailable(exc: Exception) -> Exception:
-    if isinstance(exc, _OUTAGES):
+def _unavailable(exc: Exception, *, outage: bool = False) -> Exception:
+    """A failed write as the service reports it: :class:`StoreUnavailable` when the database
+    could not write, the error itself otherwise (a bad statement is a bug, not an outage)."""
+    if outage or isinstance(exc, _OUTAGES):
         unavailable = StoreUnavailable(
             f"The store cannot write right now ({exc}); nothing was changed. Retry later.",
             details={"reason": str(exc)},
@@ -227,18 +230,12 @@ class PostgresStore:
         """Connect, migrate and start the writer. ``schema`` puts the tables in that schema
         (created if missing) instead of ``public``: several stores can share one database."""
         settings = {"search_path": schema} if schema else None
-        if schema:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            finally:
-                await conn.close()
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=max(2, pool_size), server_settings=settings
         )
         try:
             async with pool.acquire() as conn:
-                await cls._migrate(conn)
+                await cls._migrate(conn, schema)
         except BaseException:
             await pool.close()
             raise
@@ -248,9 +245,11 @@ class PostgresStore:
         return store
 
     @staticmethod
-    async def _migrate(conn: asyncpg.Connection) -> None:
+    async def _migrate(conn: asyncpg.Connection, schema: str | None) -> None:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            if schema:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute("CREATE TABLE IF NOT EXISTS watui_schema (version integer NOT NULL)")
             version = await conn.fetchval("SELECT version FROM watui_schema")
             if version is None:
@@ -326,8 +325,12 @@ class PostgresStore:
             async with conn.transaction():
                 results = await self._apply(conn, batch)
         except Exception as exc:  # the whole batch fails together; nothing is half-written
-            if isinstance(exc, _OUTAGES):
+            if isinstance(exc, _OUTAGES) or self._writer is None or self._writer.is_closed():
+                # Refused, not retried: a connection lost during COMMIT leaves its outcome
+                # unknown, and a retry could write the batch twice.
                 await self._drop_writer_connection()
+                self._fail(batch, exc, outage=True)
+                return
             if len(batch) > 1:  # retry each write alone so one bad write cannot fail its neighbours
                 for write in batch:
                     await self._commit([write])
@@ -366,8 +369,8 @@ class PostgresStore:
             with contextlib.suppress(Exception):
                 await self._pool.release(conn, timeout=1)
 
-    def _fail(self, batch: list[_Write], exc: Exception) -> None:
-        error = _unavailable(exc)
+    def _fail(self, batch: list[_Write], exc: Exception, *, outage: bool = False) -> None:
+        error = _unavailable(exc, outage=outage)
         if not isinstance(error, StoreUnavailable):
             log.error("store write failed", exc_info=exc)
         else:
