@@ -58,8 +58,12 @@ def make_events(count: int, sessions: int = 200) -> list[NewEvent]:
     ]
 
 
-async def bench_store(dsn: str, schema: str, events: Sequence[NewEvent], *, writers: int, nodes: int) -> Result:
+async def bench_store(dsn: str, schema: str, events: Sequence[NewEvent], *, writers: int, nodes: int,
+                      hook: bool = False) -> Result:
     stores = [await PostgresStore.open(dsn, schema=schema) for _ in range(nodes)]
+    if hook:  # as the webhook dispatcher does: the batch then needs a transaction block
+        for store in stores:
+            store.event_hooks.append(lambda event: [])
     shares = [events[k::writers] for k in range(writers)]
 
     async def writer(store: PostgresStore, share: Sequence[NewEvent]) -> None:
@@ -78,6 +82,7 @@ async def bench_store(dsn: str, schema: str, events: Sequence[NewEvent], *, writ
     if count != len(events):
         raise RuntimeError(f"store holds {count} events, expected {len(events)}")
     label = "PostgresStore.append" + (f", {nodes} nodes (pools) at once" if nodes > 1 else ", one node")
+    label += ", with an event hook" if hook else ""
     return Result(label, len(events), seconds, commits, share)
 
 
@@ -122,12 +127,13 @@ async def run(args: argparse.Namespace) -> list[Figure]:
         one = await bench_store(dsn, "one_node", events, writers=args.writers, nodes=1)
         batch = max(1, round(one.events / one.commits))
         raw = await bench_raw(dsn, "raw", events, batch=batch)
+        hooked = await bench_store(dsn, "hooked", events, writers=args.writers, nodes=1, hook=True)
         many = await bench_store(dsn, "many_nodes", events, writers=args.writers, nodes=args.nodes)
     finally:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     figures = [Figure("  " + raw.label, raw.rate, "events/s", digits=0,
                       note=f"{raw.events:,} rows in {raw.seconds:.2f} s, {raw.commits:,} commits (baseline)")]
-    for r in (one, many):
+    for r in (one, hooked, many):
         figures.append(Figure(
             r.label, r.rate, "events/s", digits=0,
             note=f"{r.rate / raw.rate:.0%} of raw; {r.events:,} in {r.seconds:.2f} s, {r.commits:,} commits "

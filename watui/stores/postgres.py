@@ -15,7 +15,8 @@ order. PostgreSQL makes a transaction visible to new snapshots before it release
 so a reader that sees id N sees every id below it. An advisory lock would serialize the same
 way; the counter row also remembers the last id ever given (ids never come back after
 retention or a purge) without a ``MAX(id)`` scan. The cost is that event-writing transactions
-of all nodes commit one at a time; group commit makes each of them carry many events.
+of all nodes commit one at a time; group commit makes each of them carry many events, and a
+batch of events alone is a single statement (counter and rows in one ``WITH``), one round trip.
 
 Migrations are versioned in ``watui_schema`` and run under an advisory lock, so nodes that
 start together migrate once.
@@ -153,6 +154,20 @@ PURGE_DELETED_SESSION = [
 ]
 """Run (with the session id and the message event types) in the transaction that deletes a
 session, with its messages: the events carrying their text go, and their deliveries."""
+
+INSERT_EVENTS = """
+WITH seq AS (UPDATE event_seq SET last = last + cardinality($1::text[]) RETURNING last),
+ins AS (
+    INSERT INTO events(id, type, session_id, owner, ts, payload)
+    SELECT (SELECT last FROM seq) - cardinality($1::text[]) + e.n, e.type, e.session_id, e.owner,
+           e.ts, e.payload
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+         WITH ORDINALITY AS e(type, session_id, owner, ts, payload, n)
+)
+SELECT last FROM seq
+"""
+"""A batch's events in one statement: bump the counter (taking its row lock until commit) and
+insert the rows numbered up to its new value, in the order given."""
 
 _EVENT_COLUMNS = "id, type, session_id, owner, ts, payload"
 _MESSAGE_COLUMNS = "id, session_id, direction, chat, text, message_id, status, error, ts"
@@ -322,7 +337,10 @@ class PostgresStore:
         started = time.perf_counter()
         try:
             conn = await self._writer_connection()
-            async with conn.transaction():
+            if self.event_hooks or any(w.messages or w.sessions or w.deleted or w.statements for w in batch):
+                async with conn.transaction():
+                    results = await self._apply(conn, batch)
+            else:  # events alone are one statement, atomic by itself: one round trip
                 results = await self._apply(conn, batch)
         except Exception as exc:  # the whole batch fails together; nothing is half-written
             if isinstance(exc, _OUTAGES) or self._writer is None or self._writer.is_closed():
@@ -382,20 +400,22 @@ class PostgresStore:
                 write.future.set_exception(error)
 
     async def _apply(self, conn: asyncpg.Connection, batch: list[_Write]) -> list[WriteResult]:
-        """Run one batch inside the open transaction; ids are taken here, under its locks."""
-        count = sum(len(write.events) for write in batch)
+        """Run one batch; ids are taken here, under the counter's lock (see the module doc)."""
+        new_events = [new for write in batch for new in write.events]
         next_event = 0
-        if count:
-            # Takes event_seq's row lock until commit: ids are handed out in commit order.
+        if new_events:
             next_event = int(await conn.fetchval(
-                "UPDATE event_seq SET last = last + $1 RETURNING last", count)) - count + 1
+                INSERT_EVENTS,
+                [e.type.value for e in new_events], [e.session_id for e in new_events],
+                [e.owner for e in new_events], [e.timestamp for e in new_events],
+                [_dumps(e.payload) for e in new_events],
+            )) - len(new_events) + 1
         message_count = sum(len(write.messages) for write in batch)
         message_ids: list[int] = []
         if message_count:
             message_ids = [row[0] for row in await conn.fetch(
                 "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)",
                 message_count)]
-        event_rows: list[tuple[Any, ...]] = []
         message_rows: list[tuple[Any, ...]] = []
         session_rows: dict[str, tuple[str, str, str]] = {}
         deleted: list[tuple[str, list[str]]] = []
@@ -408,8 +428,6 @@ class PostgresStore:
                               timestamp=new.timestamp, payload=new.payload)
                 next_event += 1
                 events.append(event)
-                event_rows.append((event.id, event.type.value, event.session_id, event.owner,
-                                   event.timestamp, _dumps(event.payload)))
                 for hook in self.event_hooks:
                     extra.extend(hook(event))
             messages: list[Message] = []
@@ -427,9 +445,6 @@ class PostgresStore:
                 deleted.append((session_id, _MESSAGE_EVENTS))
             extra.extend(write.statements)
             results.append(WriteResult(events, messages))
-        if event_rows:
-            await conn.executemany(
-                f"INSERT INTO events({_EVENT_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6)", event_rows)
         if message_rows:
             await conn.executemany(
                 f"INSERT INTO messages({_MESSAGE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
