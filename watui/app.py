@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.screen import Screen
 
 from watui.clock import Clock, RealClock
@@ -32,6 +33,7 @@ from watui.config import Settings
 from watui.errors import EngineFailure, SessionNotFound, WatuiError
 from watui.machine import RUNNING, EventType, Status
 from watui.models import Caller, LinkMethod, Session, SessionCreate, SimulateRequest
+from watui.remote.link import LinkMonitor, LinkStatus
 from watui.screens.commands import SessionCommands
 from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.confirm import ConfirmScreen
@@ -57,6 +59,9 @@ ManagerFactory = Callable[[], Awaitable["SessionManager"]]
 BULK_RELOAD = 256
 """Above this many changed sessions in one batch, re-list everything instead of one by one."""
 
+FLUSH_RETRY = 1.0
+"""Seconds before re-reading changed sessions after a read failed (the server is away)."""
+
 DELIVERIES_EVERY = 1.0
 """Seconds between two reads of the highlighted session's webhook deliveries."""
 
@@ -74,7 +79,8 @@ VERB_DONE = {
 
 
 class WatuiApp(App[None]):
-    """The console. Give it a running manager, or a factory that opens one in the app's loop."""
+    """The console. Give it a running manager, or a factory that opens one in the app's loop,
+    or a service (``watui attach``: a :class:`watui.remote.RemoteService` and its ``link``)."""
 
     CSS_PATH = "watui.tcss"
     TITLE = "watui"
@@ -88,11 +94,16 @@ class WatuiApp(App[None]):
                 tooltip="Leave watui"),
     ]
 
+    server_link: reactive[LinkStatus | None] = reactive(None, always_update=True)
+    """Attach mode: the server and the state of the link to it (``None`` in-process)."""
+
     def __init__(
         self,
         manager: SessionManager | None = None,
         *,
         open_manager: ManagerFactory | None = None,
+        service: SessionService | None = None,
+        link: LinkMonitor | None = None,
         caller: Caller | None = None,
         clock: Clock | None = None,
         demo: bool = False,
@@ -101,11 +112,12 @@ class WatuiApp(App[None]):
         freeze_heap: bool = False,
     ) -> None:
         super().__init__()
-        if manager is None and open_manager is None:
-            raise ValueError("WatuiApp needs a manager or an open_manager factory")
+        if manager is None and open_manager is None and service is None:
+            raise ValueError("WatuiApp needs a manager, an open_manager factory or a service")
         self.manager: SessionManager | None = manager
         self._open_manager = open_manager
-        self._owns_manager = manager is None
+        self._owns_manager = manager is None and service is None
+        self.link = link
         self.caller = caller or Caller.local_admin()
         self.clock: Clock = clock or (manager.clock if manager is not None else RealClock())
         self.demo = demo
@@ -113,7 +125,8 @@ class WatuiApp(App[None]):
         self.cursor_blink = cursor_blink
         self.freeze_heap = freeze_heap
         self.state = ConsoleState()
-        self._service: SessionService | None = None
+        self._service: SessionService | None = service
+        self._reload_all = False
         self._subscription: Subscription | None = None
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
@@ -149,11 +162,14 @@ class WatuiApp(App[None]):
         return self.clock.now()
 
     async def on_mount(self) -> None:
-        if self.manager is None:
-            assert self._open_manager is not None
-            self.manager = await self._open_manager()
-            self.clock = self.manager.clock
-        self._service = self.manager.service(self.caller)
+        if self._service is None:
+            if self.manager is None:
+                assert self._open_manager is not None
+                self.manager = await self._open_manager()
+                self.clock = self.manager.clock
+            self._service = self.manager.service(self.caller)
+        if self.link is not None:
+            self.link.listen(self._link_changed)
         # Subscribe before listing: an event that lands in between is applied on top.
         self._subscription = self.service.subscribe()
         page = await self.service.list_sessions(limit=None)
@@ -192,6 +208,14 @@ class WatuiApp(App[None]):
         except WatuiError as exc:
             self.notify(f"Demo data: {exc.message}", severity="warning")
 
+    def _link_changed(self, status: LinkStatus) -> None:
+        """Attach mode: show the link; after a resync (events lost) re-read every session."""
+        before = self.server_link
+        self.server_link = status
+        if before is not None and status.resyncs > before.resyncs:
+            self._reload_all = True
+            self._schedule_flush()
+
     # ================================================================ events → state
 
     def on_session_event(self, message: SessionEvent) -> None:
@@ -221,20 +245,32 @@ class WatuiApp(App[None]):
         try:
             dirty, self._dirty = self._dirty, set()
             removed, self._removed = self._removed, set()
-            everything = len(dirty) > BULK_RELOAD
+            everything, self._reload_all = len(dirty) > BULK_RELOAD or self._reload_all, False
             try:
                 if everything:
                     page = await self.service.list_sessions(limit=None)
                     self.state.replace_all(page.sessions)
                 else:
-                    for session_id in dirty:
-                        try:
-                            self.state.put(await self.service.get_session(session_id))
-                        except SessionNotFound:
+                    # Concurrently: over HTTP (attach mode) each read is a round trip.
+                    ids = list(dirty)
+                    reads = await asyncio.gather(*(self.service.get_session(i) for i in ids),
+                                                 return_exceptions=True)
+                    for session_id, read in zip(ids, reads, strict=True):
+                        if isinstance(read, SessionNotFound):
                             removed.add(session_id)
+                        elif isinstance(read, BaseException):
+                            raise read
+                        else:
+                            self.state.put(read)
             except Exception:
-                # The service went away (shutting down) or failed: keep what is on screen.
-                log.exception("refreshing %d sessions failed", len(dirty))
+                # The service is away (shutting down, or a server being restarted): keep what
+                # is on screen, and read these sessions again in a while.
+                log.warning("refreshing %d sessions failed", len(dirty), exc_info=True)
+                self._dirty |= dirty
+                self._removed |= removed
+                self._reload_all |= everything
+                self._flush_scheduled = True
+                self.set_timer(FLUSH_RETRY, self._flush_sessions, name="flush-sessions-retry")
                 return
             for session_id in removed:
                 self.state.remove(session_id)

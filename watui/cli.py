@@ -140,3 +140,20 @@ def paths(data_dir: Path | None) -> None:
     click.echo(f"database:   {settings.db_path}")
     click.echo(f"auth dir:   {settings.auth_dir}")
     click.echo(f"admin key:  {settings.data_dir / 'admin.key'}")
+
+
+@main.command()
+@click.argument("url", envvar="WATUI_URL")
+@click.option("--key", envvar="WATUI_API_KEY", default=None,
+              help="API key [env WATUI_API_KEY; for a server on this machine, the data dir's admin.key].")
+@data_dir_option
+def attach(url: str, key: str | None, data_dir: Path | None) -> None:
+    """The console, driving a running `watui serve` at URL (env WATUI_URL)."""
+    from watui.attach import AttachError, normalize_url, resolve_key, run_attach
+
+    settings = make_settings(data_dir=data_dir)
+    try:
+        url = normalize_url(url)
+        run_attach(url, resolve_key(url, key, settings.data_dir), settings.data_dir)
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -16,6 +16,7 @@ from watui.models import Session
 from watui.screens.common import WatuiScreen
 from watui.widgets.detail_pane import DetailPane
 from watui.widgets.messages import StateChanged
+from watui.widgets.server_link import ServerLink
 from watui.widgets.sessions_table import SessionsTable
 from watui.widgets.state import SORT_COLUMNS
 from watui.widgets.status_badge import STATUS_LOOKS
@@ -63,6 +64,7 @@ class MainScreen(WatuiScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
+        yield ServerLink(id="server-link")
         with Horizontal(id="main-body"):
             with Vertical(id="table-area"):
                 yield SessionsTable(self.wapp.now, id="sessions")

@@ -39,6 +39,7 @@ from watui.qr import png_bytes
 from watui.server.auth import require_caller, require_stream_caller
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
+from watui.server.routes_events import events_router
 from watui.server.routes_webhooks import webhooks_router
 from watui.server.schemas import (
     ErrorResponse,
@@ -204,7 +205,8 @@ def _router(state: ServerState) -> APIRouter:
                 responses=error_responses(auth=False))
     async def health() -> Health:
         """Liveness: answers without a key."""
-        return Health(version=__version__, engine=state.settings.engine)
+        return Health(version=__version__, engine=state.settings.engine,
+                      restore_progress=state.manager.restore_progress)
 
     @router.post(
         "/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
@@ -386,7 +388,10 @@ def _router(state: ServerState) -> APIRouter:
         replays what came after that id first: no gap, no duplicate, across restarts too."""
         resume = state.resume_point(last_event_id_header, last_event_id)
         subscription = service.subscribe(after_id=resume)
-        return state.pump(subscription)
+        response = state.pump(subscription)
+        # Where the log stood: a client that sees no event before it disconnects resumes here.
+        response.headers["X-Last-Event-Id"] = str(subscription.last_id)
+        return response
 
     return router
 
@@ -436,7 +441,7 @@ def create_app(
     app.state.manager = manager
     install_error_handlers(app)
     install_openapi(app)
-    routers = [_router(state), webhooks_router]
+    routers = [_router(state), webhooks_router, events_router]
     app.state.route_methods = [
         (route.path_regex, frozenset(route.methods or ()))
         for router in routers for route in router.routes if isinstance(route, APIRoute)

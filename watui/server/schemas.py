@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from watui.machine import EventType
-from watui.models import PhoneNumber, Session, SessionSettings, Strict
+from watui.models import PhoneNumber, RestoreProgress, Session, SessionSettings, Strict
 
 
 class SessionSettingsView(BaseModel):
@@ -58,6 +58,9 @@ class Health(BaseModel):
     status: str = "ok"
     version: str
     engine: str = Field(..., description="neonize (real WhatsApp) or simulated")
+    restore_progress: RestoreProgress | None = Field(
+        None, description="start-up restore under way: connects made of those to make"
+    )
 
 
 class ErrorInfo(BaseModel):
