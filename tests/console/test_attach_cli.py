@@ -34,7 +34,7 @@ def test_urls_and_keys(tmp_path: Path) -> None:
     assert resolve_key("http://far.example.com", " wk_given \n", tmp_path) == "wk_given"
     with pytest.raises(AttachError, match="No API key"):
         resolve_key("http://far.example.com", None, tmp_path)
-    with pytest.raises(AttachError, match="admin.key"):
+    with pytest.raises(AttachError, match=r"admin\.key"):
         resolve_key("http://127.0.0.1:8080", None, tmp_path)
     (tmp_path / "admin.key").write_text("wk_local\n")
     assert resolve_key("http://127.0.0.1:8080", None, tmp_path) == "wk_local"
