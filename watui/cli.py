@@ -157,3 +157,25 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
         run_attach(url, resolve_key(url, key, settings.data_dir), settings.data_dir)
     except AttachError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--attach", "attach_url", envvar="WATUI_URL", default=None,
+              help="Drive a running server at this URL instead of running one here [env WATUI_URL].")
+@click.option("--key", envvar="WATUI_API_KEY", default=None, help="API key for --attach [env WATUI_API_KEY].")
+@click.option("--public-url", default=None, help="The address browsers use, if not http://HOST:PORT.")
+@click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@data_dir_option
+def web(host: str, port: int, attach_url: str | None, key: str | None, public_url: str | None,
+        engine: str | None, data_dir: Path | None) -> None:
+    """The console in a browser (each tab is a console of the same sessions)."""
+    from watui.attach import AttachError
+    from watui.web import run_web
+
+    settings = make_settings(engine=engine, data_dir=data_dir)
+    try:
+        run_web(settings, host=host, port=port, attach=attach_url, key=key, public_url=public_url)
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None
