@@ -5,6 +5,7 @@ server's own message."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -211,3 +212,34 @@ def test_engine_failure_keeps_its_class() -> None:
     assert (unknown.code, unknown.status, unknown.message) == ("TOO_MANY_STREAMS_NEW", 429, "slow down")
     garbage = error_from_body(502, "<html>bad gateway</html>")
     assert garbage.status == 502 and "502" in garbage.message
+
+
+async def test_reads_in_one_turn_go_out_as_one_bulk_read(server: BackgroundServer, remote: RemoteService) -> None:
+    made = [await remote.create_session(spec(f"b{n}", start=False)) for n in range(5)]
+    reads = await asyncio.gather(*(remote.get_session(s.id) for s in made), remote.get_session("ses_gone"),
+                                 return_exceptions=True)
+    assert [r.name for r in reads[:5]] == [f"b{n}" for n in range(5)]  # type: ignore[union-attr]
+    assert isinstance(reads[5], SessionNotFound) and reads[5].message == "No session with id 'ses_gone'"
+
+
+async def test_the_bulk_route_streams_what_the_caller_may_see(server: BackgroundServer) -> None:
+    admin_key, alice_key = server.admin_key, server.create_key("alice")
+    async with httpx.AsyncClient(base_url=server.base_url + "/v1") as client:
+        async def post(key: str, body: Any) -> httpx.Response:
+            return await client.post("/bulk/sessions", json=body, headers={"Authorization": f"Bearer {key}"})
+
+        mine = (await client.post("/sessions", json={"name": "alice-1", "start": False},
+                                  headers={"Authorization": f"Bearer {alice_key}"})).json()["session_id"]
+        other = (await client.post("/sessions", json={"name": "admin-1", "start": False, "settings": {
+            "webhook_url": "https://example.com/h"}}, headers={"Authorization": f"Bearer {admin_key}"})).json()
+        everything = await post(admin_key, {"sort": "name"})
+        assert everything.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in everything.text.splitlines()]
+        assert [s["name"] for s in lines] == ["admin-1", "alice-1"]
+        assert lines[0]["settings"]["webhook_secret"] == "whsec_…", "masked, as everywhere"
+        alice = await post(alice_key, {"ids": [mine, other["session_id"], "ses_nope"]})
+        assert [json.loads(line)["id"] for line in alice.text.splitlines()] == [mine], "not another owner's"
+        for bad in ({"ids": ["has space"]}, {"ids": ["x"] * 1001}, {"sort": "owner"}, {"extra": 1}, []):
+            answer = await post(admin_key, bad)
+            assert answer.status_code == 422 and answer.json()["error"]["code"] == "VALIDATION_ERROR", bad
+        assert (await client.post("/bulk/sessions", json={})).status_code == 401

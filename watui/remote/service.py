@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from watui.errors import SessionNotFound
 from watui.machine import EventType, Status
 from watui.models import (
     EngineHost,
@@ -40,14 +43,21 @@ from watui.webhooks import WebhookDeliveryPage
 PAGE = 100
 """The API's largest page of sessions."""
 
-PAGES_AT_ONCE = 8
-"""Pages of a full listing requested concurrently."""
+MAX_BULK_IDS = 1000
+"""Sessions one bulk read may name (the server's limit)."""
 
 STREAM_WAIT = 5.0
 """Seconds a call waits for a new subscription's first connection (see ``first_attempt``)."""
 
 RESTORE_POLL = 2.0
 """Seconds between two reads of the server's restore progress while a restore runs."""
+
+
+def _session_line(line: str) -> Session:
+    try:
+        return Session.model_validate_json(line)
+    except ValidationError:  # a masked webhook secret: the slow way
+        return _session(json.loads(line))
 
 
 def _session(data: dict[str, Any]) -> Session:
@@ -96,6 +106,9 @@ class RemoteService:
         """Session id → owner, from every session read: SSE frames do not carry the owner."""
         self._subscriptions: set[RemoteSubscription] = set()
         self._restore: RestoreProgress | None = None
+        self._wanted: dict[str, list[asyncio.Future[Session]]] = {}
+        self._read_scheduled = False
+        self._reads: set[asyncio.Task[None]] = set()
         self._restore_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -182,30 +195,82 @@ class RemoteService:
             params["q"] = query
         if limit is not None and limit <= PAGE:
             return await self._page(params, offset, limit)
-        return await self._all_pages(params, offset, limit)
+        body = {key: value for key, value in params.items() if key != "descending"}
+        everything = await self._bulk({**body, "descending": descending})
+        return SessionPage(sessions=everything[offset : None if limit is None else offset + limit],
+                           total=len(everything))
 
     async def _page(self, params: dict[str, Any], offset: int, limit: int) -> SessionPage:
-        data = await self._json("GET", "/sessions", params={**params, "offset": offset, "limit": limit})
-        return SessionPage(sessions=[self._keep(_session(s)) for s in data["sessions"]], total=data["total"])
+        response = await self._request("GET", "/sessions", params={**params, "offset": offset, "limit": limit})
+        try:
+            page = SessionPage.model_validate_json(response.content)
+        except ValidationError:  # a masked webhook secret: the slow way
+            data = response.json()
+            page = SessionPage(sessions=[_session(s) for s in data["sessions"]], total=data["total"])
+        for session in page.sessions:
+            self._keep(session)
+        return page
 
-    async def _all_pages(self, params: dict[str, Any], offset: int, limit: int | None) -> SessionPage:
-        """More than one page: the first says how many, the rest are read a few at a time.
-        Sessions created or deleted meanwhile shift the pages; then it reads them again."""
-        for _ in range(3):
-            first = await self._page(params, offset, PAGE)
-            end = first.total if limit is None else min(first.total, offset + limit)
-            offsets = list(range(offset + PAGE, end, PAGE))
-            pages = [first]
-            for start in range(0, len(offsets), PAGES_AT_ONCE):
-                batch = offsets[start : start + PAGES_AT_ONCE]
-                pages += await asyncio.gather(*(self._page(params, o, min(PAGE, end - o)) for o in batch))
-            sessions = [s for page in pages for s in page.sessions][: None if limit is None else limit]
-            if all(page.total == first.total for page in pages) and len({s.id for s in sessions}) == len(sessions):
-                return SessionPage(sessions=sessions, total=first.total)
-        return SessionPage(sessions=sessions, total=pages[-1].total)
+    async def _bulk(self, body: dict[str, Any]) -> list[Session]:
+        """``POST /v1/bulk/sessions``: many sessions in one streamed answer (NDJSON)."""
+        await self._after_new_streams()
+        sessions: list[Session] = []
+        try:
+            async with self.client.stream("POST", "/bulk/sessions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_from_response(response)
+                async for line in response.aiter_lines():
+                    if line:
+                        sessions.append(self._keep(_session_line(line)))
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+        return sessions
 
     async def get_session(self, session_id: str) -> Session:
-        return await self._session_call("GET", f"/sessions/{session_id}")
+        """Reads made in the same turn of the loop (the console re-reading the sessions a
+        burst of events changed) go out together, as one bulk read."""
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(session_id, []).append(future)
+        if not self._read_scheduled:
+            self._read_scheduled = True
+            asyncio.get_running_loop().call_soon(self._read_wanted)
+        return await future
+
+    def _read_wanted(self) -> None:
+        self._read_scheduled = False
+        wanted, self._wanted = self._wanted, {}
+        task = asyncio.get_running_loop().create_task(self._read_sessions(wanted))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    async def _read_sessions(self, wanted: dict[str, list[asyncio.Future[Session]]]) -> None:
+        ids = list(wanted)
+        found: dict[str, Session] = {}
+        try:
+            if len(ids) == 1:  # one read: the plain route, with its own refusals
+                try:
+                    found[ids[0]] = await self._session_call("GET", f"/sessions/{ids[0]}")
+                except SessionNotFound:
+                    pass
+            else:
+                for start in range(0, len(ids), MAX_BULK_IDS):
+                    for session in await self._bulk({"ids": ids[start : start + MAX_BULK_IDS]}):
+                        found[session.id] = session
+        except Exception as exc:
+            for futures in wanted.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        for session_id, futures in wanted.items():
+            for future in futures:
+                if future.done():
+                    continue
+                if session_id in found:
+                    future.set_result(found[session_id])
+                else:
+                    future.set_exception(SessionNotFound(session_id))
 
     async def create_session(self, spec: SessionCreate) -> Session:
         data = await self._json("POST", "/sessions", json=spec.model_dump(mode="json"))
