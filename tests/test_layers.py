@@ -10,7 +10,7 @@ import pytest
 CORE = [
     "watui.machine", "watui.models", "watui.errors", "watui.config", "watui.clock", "watui.store",
     "watui.bus", "watui.manager", "watui.service", "watui.qr", "watui.engines.simulated",
-    "watui.engines.base", "watui.server",
+    "watui.engines.base", "watui.server", "watui.remote",
 ]
 
 BLOCKER = """

@@ -283,3 +283,18 @@ def test_web_attach_with_a_wrong_key_says_so_at_once(tmp_path: Path) -> None:
              "--key", "wk_wrong"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"Cannot attach to {url}:" in result.stderr and "key" in result.stderr.lower()
+
+
+def test_web_on_a_data_dir_a_server_holds_attaches_to_it(tmp_path: Path) -> None:
+    """No second engine over one data dir: ``watui web`` drives the server that holds it."""
+    from watui.config import Settings
+    from watui.server import BackgroundServer
+
+    with BackgroundServer(Settings(data_dir=tmp_path / "data", engine="simulated")) as server:
+        web = WebProcess(tmp_path / "data", free_port())
+        try:
+            assert web.api_url == server.base_url
+            assert "attaches to it" in "".join(web.output)
+            assert httpx.get(web.url, timeout=10).status_code == 200
+        finally:
+            assert web.stop() == 0

@@ -652,7 +652,7 @@ def run_console(settings: Settings, demo: bool) -> None:
 async def _run_console(settings: Settings, demo: bool) -> None:
     from watui.manager import SessionManager
 
-    _log_to_file(settings.data_dir)
+    _log_to_file(settings)
     if settings.engine == "neonize":
         _keep_native_output_off_screen(settings.data_dir / "watui.log")
     manager = await SessionManager.open(settings)
@@ -726,7 +726,13 @@ def _say(line: str) -> None:
         sys.stdout = open(os.devnull, "w")
 
 
-def _log_to_file(data_dir: Path) -> None:
+def _log_to_file(settings: Settings) -> None:
     """Library warnings go to a file: anything printed to the terminal would tear the screen."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(filename=str(data_dir / "watui.log"), level=logging.INFO)
+    from watui.datadir import DataDirUnusable
+    from watui.logs import configure_logging
+
+    try:
+        settings.ensure_dirs()
+        configure_logging(settings.log_format, filename=settings.data_dir / "watui.log")
+    except OSError as exc:
+        raise DataDirUnusable(f"cannot write to the data dir {settings.data_dir}: {exc.strerror}") from None

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from pathlib import Path
 
 import httpx
 
+from watui.config import Settings
 from watui.errors import WatuiError
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
+"""Hosts that are this machine (the last two: a server listening on every address)."""
 
 
 class AttachError(Exception):
@@ -61,17 +65,18 @@ def resolve_key(url: str, key: str | None, data_dir: Path) -> str:
     raise AttachError("No API key: pass --key KEY or set WATUI_API_KEY.")
 
 
-def run_attach(url: str, key: str, log_dir: Path) -> None:
+def run_attach(url: str, key: str, settings: Settings) -> None:
     """Connect (refusing at once, with the reason, when the server or the key is wrong),
-    then run the console until ``q``, SIGHUP or SIGTERM."""
-    asyncio.run(_run_attach(url, key, log_dir))
+    then run the console until ``q``, SIGHUP or SIGTERM. Logs go to the data dir's
+    ``watui.log``, as the console's do."""
+    asyncio.run(_run_attach(url, key, settings))
 
 
-async def _run_attach(url: str, key: str, log_dir: Path) -> None:
+async def _run_attach(url: str, key: str, settings: Settings) -> None:
     from watui.app import WatuiApp, _log_to_file
     from watui.remote import RemoteService
 
-    _log_to_file(log_dir)
+    _log_to_file(settings)
     try:
         service = await RemoteService.open(url, key)
     except WatuiError as exc:
@@ -89,3 +94,45 @@ async def _run_attach(url: str, key: str, log_dir: Path) -> None:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         await service.aclose()
+
+
+def run_console_or_attach(settings: Settings, demo: bool) -> None:
+    """``watui``: the console over its own engine; if a running server holds the data dir,
+    do not fight it: say so, and offer to attach to that server instead.
+
+    In a terminal the answer is asked (yes by default); without one (a script, a pipe) the
+    command says how to attach and exits with status 2, like any locked data dir.
+    """
+    import click
+
+    from watui.app import run_console
+    from watui.datadir import DataDirLocked
+
+    try:
+        run_console(settings, demo=demo)
+    except DataDirLocked as exc:
+        url = exc.holder.url
+        if url is None:  # another console, not a server: nothing to attach to
+            raise
+        click.echo(f"watui: {exc}", err=True)
+        if not (_interactive() and click.confirm(f"Attach to the server at {url} instead?", default=True)):
+            click.echo(f"To drive it from here: watui attach {url}", err=True)
+            raise SystemExit(2) from None
+        # The server runs from this very data dir, so its admin key is ours to read.
+        key = os.environ.get("WATUI_API_KEY") or _admin_key(settings.data_dir)
+        if key is None:
+            raise AttachError(f"No API key: pass one in WATUI_API_KEY to attach to {url}.") from None
+        run_attach(normalize_url(url), key, settings)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _admin_key(data_dir: Path) -> str | None:
+    from watui.server.auth import ADMIN_KEY_FILE
+
+    try:
+        return (data_dir / ADMIN_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None

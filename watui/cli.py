@@ -7,7 +7,10 @@ knob of :class:`watui.config.Settings` reads its own ``WATUI_*`` variable.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import click
 
 from watui import __version__
 from watui.config import Settings
+from watui.datadir import LOCK_FILE, private_umask, read_holder
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -22,6 +26,25 @@ def make_settings(**overrides: Any) -> Settings:
     given = {key: value for key, value in overrides.items() if value not in (None, ())}
     return Settings(**given)
 
+
+def exit_if_data_dir_unusable(run: Callable[[], None]) -> None:
+    """Run ``run``; if the data dir is locked by another process or cannot be used, say so
+    in one line and exit with status 2 (like a usage error), not with a traceback."""
+    from watui.datadir import DataDirLocked, DataDirUnusable
+
+    try:
+        run()
+    except (DataDirLocked, DataDirUnusable) as exc:
+        click.echo(f"watui: {exc}", err=True)
+        sys.exit(2)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or as JSON objects (for log shippers) [text].",
+)
 
 data_dir_option = click.option(
     "--data-dir",
@@ -35,20 +58,28 @@ data_dir_option = click.option(
 @click.option("--demo", is_flag=True, help="Simulated engine with a few sample sessions.")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
 @data_dir_option
+@log_format_option
 @click.version_option(__version__, prog_name="watui")
 @click.pass_context
-def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | None) -> None:
+def main(
+    ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | None, log_format: str | None
+) -> None:
     """The watui console: every WhatsApp session in one live table."""
+    # Everything watui creates (databases, their -wal/-shm, auth databases, keys) is private.
+    private_umask()
     if ctx.invoked_subcommand is not None:
         return
-    from watui.app import run_console
+    from watui.attach import AttachError, run_console_or_attach
 
     if demo:
         engine = engine or "simulated"
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="watui-demo-"))
-    settings = make_settings(engine=engine, data_dir=data_dir)
-    run_console(settings, demo=demo)
+    settings = make_settings(engine=engine, data_dir=data_dir, log_format=log_format)
+    try:
+        exit_if_data_dir_unusable(lambda: run_console_or_attach(settings, demo=demo))
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -57,20 +88,23 @@ def main(ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | No
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed browser origin (repeatable).")
 @data_dir_option
+@log_format_option
 def serve(
     host: str | None,
     port: int | None,
     engine: str | None,
     cors_origins: tuple[str, ...],
     data_dir: Path | None,
+    log_format: str | None,
 ) -> None:
     """Headless mode: the same sessions over HTTP and Server-Sent Events."""
     from watui.server import run_server
 
     settings = make_settings(
-        host=host, port=port, engine=engine, data_dir=data_dir, cors_origins=list(cors_origins) or None
+        host=host, port=port, engine=engine, data_dir=data_dir, cors_origins=list(cors_origins) or None,
+        log_format=log_format,
     )
-    run_server(settings)
+    exit_if_data_dir_unusable(lambda: run_server(settings))
 
 
 @main.group()
@@ -82,8 +116,13 @@ def _with_store(settings: Settings, fn: Any) -> Any:
     from watui.store import Store
 
     async def go() -> Any:
-        settings.ensure_dirs()
-        store = await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+        # No data dir lock: key commands run beside a server, through SQLite's own locking.
+        try:
+            settings.ensure_dirs()
+            store = await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise click.ClickException(f"cannot open the database {settings.db_path}: {reason}") from None
         try:
             return await fn(store)
         finally:
@@ -140,6 +179,9 @@ def paths(data_dir: Path | None) -> None:
     click.echo(f"database:   {settings.db_path}")
     click.echo(f"auth dir:   {settings.auth_dir}")
     click.echo(f"admin key:  {settings.data_dir / 'admin.key'}")
+    holder = read_holder(settings.data_dir)
+    click.echo(f"lock:       {settings.data_dir / LOCK_FILE} "
+               f"({'held by ' + holder.describe() if holder else 'free'})")
 
 
 @main.command()
@@ -154,7 +196,7 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
     settings = make_settings(data_dir=data_dir)
     try:
         url = normalize_url(url)
-        run_attach(url, resolve_key(url, key, settings.data_dir), settings.data_dir)
+        run_attach(url, resolve_key(url, key, settings.data_dir), settings)
     except AttachError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -176,6 +218,7 @@ def web(host: str, port: int, attach_url: str | None, key: str | None, public_ur
 
     settings = make_settings(engine=engine, data_dir=data_dir)
     try:
-        run_web(settings, host=host, port=port, attach=attach_url, key=key, public_url=public_url)
+        exit_if_data_dir_unusable(lambda: run_web(settings, host=host, port=port, attach=attach_url, key=key,
+                                                  public_url=public_url))
     except AttachError as exc:
         raise click.ClickException(str(exc)) from None

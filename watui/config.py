@@ -97,5 +97,7 @@ class Settings(BaseSettings):
         return self.auth_dir / f"{session_id}.db"
 
     def ensure_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.auth_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data and auth dirs, private to their owner (see :mod:`watui.datadir`)."""
+        from watui.datadir import make_private
+
+        make_private(self.data_dir)

@@ -26,6 +26,7 @@ from typing import Any
 from watui.bus import BusSubscription, EventBus
 from watui.clock import Clock, FakeClock, RealClock, TimerHandle
 from watui.config import Settings
+from watui.datadir import DataDirLock, open_data_dir
 from watui.engines.base import (
     Engine,
     EngineEvent,
@@ -180,6 +181,8 @@ class SessionManager:
         self.webhooks: WebhookDispatcher | None = None
         self.restore_progress: RestoreProgress | None = None
         """Set while start-up restore is under way."""
+        self.data_lock: DataDirLock | None = None
+        """This process's hold on the data dir (set by :meth:`open`)."""
 
     # ================================================================ lifecycle
 
@@ -194,11 +197,14 @@ class SessionManager:
     ) -> SessionManager:
         """Open the store and restore every session: linked ones reconnect by themselves."""
         clock = clock or RealClock()
-        settings.ensure_dirs()
-        store = await Store.open(
-            settings.db_path, synchronous=settings.sqlite_synchronous, max_batch=settings.commit_max_batch
-        )
-        manager = cls(settings, store, engine or build_engine(settings, clock), clock)
+        lock, store = await open_data_dir(settings)
+        try:
+            manager = cls(settings, store, engine or build_engine(settings, clock), clock)
+        except BaseException:
+            await store.close()
+            lock.release()
+            raise
+        manager.data_lock = lock
         if isinstance(clock, FakeClock):
             clock.idle = manager.drain_all
         for session in await store.load_sessions():
@@ -252,7 +258,11 @@ class SessionManager:
             await self.engine.aclose()
         if self.webhooks is not None:
             await self.webhooks.aclose()
-        await self.store.close()
+        try:
+            await self.store.close()
+        finally:
+            if self.data_lock is not None:
+                self.data_lock.release()
 
     def service(self, caller: Caller) -> ScopedService:
         return ScopedService(self, caller)

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiosqlite
 
+from watui.datadir import private_database_files
 from watui.machine import EventType
 from watui.models import (
     ApiKey,
@@ -209,6 +210,7 @@ class Store:
     ) -> Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        private_database_files(path)
         writer = await aiosqlite.connect(path, isolation_level=None)
         try:
             await writer.execute("PRAGMA journal_mode=WAL")

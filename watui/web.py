@@ -79,6 +79,14 @@ def run_web(
 ) -> None:
     """Serve the console on ``http://host:port`` until SIGINT/SIGTERM."""
     embedded = None
+    if not attach:
+        from watui.datadir import read_holder
+
+        holder = read_holder(settings.data_dir)
+        if holder is not None and holder.url:  # a server runs from this data dir: use it
+            print(f"The data dir {settings.data_dir} is held by a watui server ({holder.describe()}): "
+                  "the web console attaches to it.", flush=True)
+            attach = holder.url
     if attach:
         url = normalize_url(attach)
         key = resolve_key(url, key, settings.data_dir)
@@ -86,7 +94,7 @@ def run_web(
     else:
         from watui.server import BackgroundServer
 
-        embedded = BackgroundServer(settings, log_level="warning").start(timeout=120)
+        embedded = BackgroundServer(settings, log_level="warning").start(timeout=120)  # takes the lock
         url, key = embedded.base_url, embedded.admin_key
     os.environ["WATUI_API_KEY"] = key
     server = web_server(attach_command(url, settings.data_dir), host=host, port=port, public_url=public_url)

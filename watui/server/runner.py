@@ -9,7 +9,6 @@ next start resumes them, the store is flushed).
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import uvicorn
 
 from watui.config import Settings
+from watui.logs import configure_logging
 from watui.server.app import ServerState, create_app
 from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
 from watui.tuning import tune_gc
@@ -70,6 +70,9 @@ def _config(app: Any, settings: Settings, log_level: str) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        # uvicorn's loggers go to the root logger, which watui.logs formats (text or JSON,
+        # secrets masked) when run from the command line.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
         # Browsers and proxies keep SSE connections open; HTTP/1.1 keep-alive for the rest.
@@ -102,16 +105,21 @@ async def serve(
         await manager.aclose()
         raise
     if secret and announce:
-        print(
-            "No API key existed, so an admin key was created. It is shown once here and saved "
-            f"(mode 0600) to {settings.data_dir / ADMIN_KEY_FILE}:\n{secret}",
-            flush=True,
-        )
+        key_file = settings.data_dir / ADMIN_KEY_FILE
+        if settings.log_format == "text":
+            print("No API key existed, so an admin key was created. It is shown once here and "
+                  f"saved (mode 0600) to {key_file}:\n{secret}", flush=True)
+        else:  # JSON logs go to a log shipper: keep the key out of what it collects
+            print(f"No API key existed, so an admin key was created and saved (mode 0600) to {key_file}",
+                  flush=True)
     app = create_app(manager, settings, owns_manager=True, send_timeout=send_timeout)
 
     def ready(server: WatuiServer) -> None:
+        url = f"http://{settings.host}:{server.port}"
+        if manager.data_lock is not None:
+            manager.data_lock.announce(url)
         if announce:
-            print(f"watui serving on http://{settings.host}:{server.port} "
+            print(f"watui serving on {url} "
                   f"(engine {settings.engine}, data in {settings.data_dir})", flush=True)
         if on_ready is not None:
             on_ready(server)
@@ -126,7 +134,7 @@ async def serve(
 
 def run_server(settings: Settings) -> None:
     """``watui serve``: serve in the foreground until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C
