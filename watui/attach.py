@@ -114,8 +114,11 @@ def run_console_or_attach(settings: Settings, demo: bool) -> None:
         url = exc.holder.url
         if url is None:  # another console, not a server: nothing to attach to
             raise
+        if not _interactive():
+            click.echo(f"watui: {exc}; to drive it from here: watui attach {url}", err=True)
+            raise SystemExit(2) from None
         click.echo(f"watui: {exc}", err=True)
-        if not (_interactive() and click.confirm(f"Attach to the server at {url} instead?", default=True)):
+        if not click.confirm(f"Attach to the server at {url} instead?", default=True):
             click.echo(f"To drive it from here: watui attach {url}", err=True)
             raise SystemExit(2) from None
         # The server runs from this very data dir, so its admin key is ours to read.

@@ -39,7 +39,7 @@ class BulkRead(Strict):
     status: Status | None = None
     q: str | None = Field(None, max_length=100, description="matches name, phone, status")
     sort: SortKey = "created_at"
-    descending: bool = False
+    descending: bool = Field(False, strict=True)  # 0 or "false" are not booleans
 
 
 def _line(session: Session) -> str:
