@@ -99,6 +99,9 @@ def run_web(
     os.environ["WATUI_API_KEY"] = key
     server = web_server(attach_command(url, settings.data_dir), host=host, port=port, public_url=public_url)
     print(f"watui web on http://{host}:{port} (console of {url})", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: anyone who can reach {host}:{port} gets the console with an admin key. "
+              "Prefer 127.0.0.1 and an SSH tunnel, or a proxy that asks for a login.", flush=True)
     try:
         server.serve()
     finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from textual.widgets import Input
 
 from watui.machine import Status
 from watui.remote import LinkState, RemoteService
@@ -75,10 +76,8 @@ async def test_acting_in_the_console_is_visible_in_the_api(tmp_path: Path) -> No
             await app.ready.wait()
             # New session through the console's form.
             await pilot.press("n")
-            await wait_for(pilot, lambda: app.screen.query("Input").first() is not None, "the form")
-            box = app.screen.query("Input").first()
-            box.value = "shop"
-            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.focused, Input), "the form, its name box focused")
+            await pilot.press("ctrl+a", "ctrl+k", *"shop", "enter")  # replace the suggested name
             await wait_for(pilot, lambda: "shop" in names(app), "shop created")
             listed = (await client.get("/sessions")).json()["sessions"]
             assert [s["name"] for s in listed] == ["shop"]
@@ -248,3 +247,16 @@ async def test_a_server_that_cannot_resume_is_resynced_from_a_fresh_listing(tmp_
     finally:
         server.kill()
         backup.kill()
+
+
+def test_the_link_line_shows_the_reason_as_plain_text() -> None:
+    """The reason a link is down comes from the network or the server: never markup, and no
+    escape sequence reaches the terminal."""
+    from watui.remote import LinkState, LinkStatus
+    from watui.widgets.server_link import describe
+
+    down = LinkStatus("http://10.0.0.5:8080", LinkState.RECONNECTING, "[bold]Invalid[/] key \x1b[31m", 3)
+    text = describe(down)
+    assert text.plain == ("server http://10.0.0.5:8080  ◌ reconnecting (attempt 3): "
+                          "[bold]Invalid[/] key ?[31m")
+    assert describe(LinkStatus("http://h:1", LinkState.CONNECTED)).plain == "server http://h:1  ● connected"

@@ -2,7 +2,8 @@
 
 It follows the app's ``server_link`` reactive (a :class:`watui.remote.LinkStatus`, ``None``
 when the console runs its own engine, and then the line is hidden). The reason a link is
-down is the server's or the network's text: shown as plain text, never as markup.
+down is the server's or the network's text: shown as plain text, never as markup, and
+without control characters.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ LOOKS = {
 }
 
 
+def printable(text: str) -> str:
+    """Control characters (escape sequences, newlines) shown as ``?``, never sent to the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def describe(status: LinkStatus) -> Text:
     label, style = LOOKS[status.state]
-    text = Text.assemble(("server ", "dim"), (status.url, "bold"), "  ", (label, style))
+    text = Text.assemble(("server ", "dim"), (printable(status.url), "bold"), "  ", (label, style))
     if status.state is LinkState.RECONNECTING:
         text.append(f" (attempt {status.attempt})", style="dim")
         if status.detail:
-            text.append(f": {status.detail}")
+            text.append(f": {printable(status.detail)}")
     return text
 
 
