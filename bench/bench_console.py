@@ -238,6 +238,7 @@ async def measure(app: WatuiApp, burst: Burst, args: argparse.Namespace) -> list
 
             # -- burst ------------------------------------------------------------------
             ids = sorted(app.state.sessions)[: args.burst]
+            attached = app.manager is None
             probe = LagProbe(0.005)
             probe.start()
             burst_start = time.perf_counter()
@@ -254,12 +255,15 @@ async def measure(app: WatuiApp, burst: Burst, args: argparse.Namespace) -> list
             lag = [s * 1000 for s in probe.samples]
             figures += [
                 Figure(f"burst of {args.burst:,} status changes visible", (shown - burst_start) * 1000, "ms", 1000,
-                       note=f"service calls took {(calls_done - burst_start) * 1000:,.0f} ms of it"),
+                       note=f"{'the server' if attached else 'service calls'} took "
+                            f"{(calls_done - burst_start) * 1000:,.0f} ms of it"),
                 Figure("  of which: console catch-up after the last call", (shown - calls_done) * 1000, "ms",
                        note="events -> coalesced refresh -> frame"),
                 Figure("longest frame during the burst", recorder.longest_since(burst_start) * 1000, "ms", 50),
                 Figure("event-loop lag during the burst, p99", percentile(lag, 99), "ms",
-                       note=f"max {max(lag, default=0):.0f} ms (manager and console share the loop)"),
+                       note=f"max {max(lag, default=0):.0f} ms "
+                            + ("(the console's loop; the server is another process)" if attached
+                               else "(manager and console share the loop)")),
                 Figure("refreshes for the burst", app.flushes, "", digits=0,
                        note="coalesced batches (one repaint each)"),
             ]
