@@ -17,7 +17,11 @@ from textual.widgets import Input
 
 from watui.machine import Status
 from watui.remote import LinkState, RemoteService
+from watui.screens.compose import ComposeScreen
 from watui.screens.confirm import ConfirmScreen
+from watui.screens.pair_code import PairCodeScreen, PhonePrompt
+from watui.screens.qr import QrScreen
+from watui.widgets.qr_view import QrView
 from watui.widgets.server_link import ServerLink
 from watui.widgets.sessions_table import SessionsTable
 
@@ -260,3 +264,52 @@ def test_the_link_line_shows_the_reason_as_plain_text() -> None:
     assert text.plain == ("server http://10.0.0.5:8080  ◌ reconnecting (attempt 3): "
                           "[bold]Invalid[/] key ?[31m")
     assert describe(LinkStatus("http://h:1", LinkState.CONNECTED)).plain == "server http://h:1  ● connected"
+
+
+async def test_linking_and_messaging_screens_work_attached(tmp_path: Path) -> None:
+    """The QR screen, the phone scanning it (demo key), the compose box and the pairing-code
+    screen: each over the server's API."""
+    server = background_server(tmp_path / "data")
+    try:
+        service, app = await attach(server.base_url, server.admin_key)
+        async with app.run_test(size=(120, 40)) as pilot, api(server.base_url, server.admin_key) as client:
+            await app.ready.wait()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.focused, Input), "the new-session form")
+            await pilot.press("ctrl+a", "ctrl+k", *"linked", "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, QrScreen) and bool(app.screen.qr_text),
+                           "the QR screen with a code from the server")
+            qr_screen = app.screen
+            assert isinstance(qr_screen, QrScreen)
+            session_id = qr_screen.session_id
+            live = (await client.get(f"/sessions/{session_id}/qr")).json()
+            assert qr_screen.qr_text == live["qr_text"]
+            assert qr_screen.query_one(QrView).payload == live["qr_text"], "drawn"
+            await pilot.press("c")  # DEMO: the phone scans
+            await wait_for(pilot, lambda: not isinstance(app.screen, QrScreen), "the QR screen closes when linked")
+            assert app.state.sessions[session_id].status == Status.CONNECTED
+            assert any(title == "Phone linked" for title, _ in toasts(app))
+
+            app.go_to_session(session_id)
+            await pilot.press("m")
+            await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen), "the compose box")
+            app.screen.query_one("#compose-to", Input).value = "+14155550123"
+            app.screen.query_one("#compose-text", Input).value = "hello over HTTP"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: any(t == "Message sent" for t, _ in toasts(app)), "sent")
+            sent = (await client.get(f"/sessions/{session_id}/messages")).json()["messages"]
+            assert [m["text"] for m in sent] == ["hello over HTTP"]
+
+            other = (await client.post("/sessions", json={"name": "by-phone", "start": False})).json()
+            await wait_for(pilot, lambda: other["session_id"] in app.state.sessions, "by-phone listed")
+            app.go_to_session(other["session_id"])
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, PhonePrompt), "the phone number prompt")
+            await pilot.press(*"+14155550199", "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PairCodeScreen) and bool(app.screen.code),
+                           "the pairing code from the server")
+            code = (await client.get(f"/sessions/{other['session_id']}")).json()["pair_code"]
+            assert app.screen.code == code  # type: ignore[attr-defined]
+        await service.aclose()
+    finally:
+        server.stop()
