@@ -24,6 +24,7 @@ from watui.errors import (
 from watui.machine import EventType, Status
 from watui.manager import ScopedService, SessionManager
 from watui.models import Caller, SessionCreate, SessionUpdate, SimulateRequest
+from watui.restore import JITTER
 
 
 async def events_of(manager: SessionManager, session_id: str) -> list[tuple[str, dict]]:
@@ -336,7 +337,8 @@ async def test_restore_after_restart(tmp_path: Path, clock: FakeClock) -> None:
     assert parked[linked].status is Status.DISCONNECTED and parked[linked].reason == "shutdown"
     manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock), clock=clock)
     admin = manager.service(Caller.local_admin())
-    await clock.advance(0)
+    await clock.advance(0)  # the restore runs in the background: it queues the sessions
+    await clock.advance(JITTER)  # linked ones reconnect after a random delay up to JITTER
     assert (await admin.get_session(linked)).status is Status.CONNECTED
     assert "qr" not in [t for t, _ in (await events_of(manager, linked))[-3:]]
     assert (await admin.get_session(pairing)).status is Status.QR_READY  # a fresh code

@@ -38,6 +38,8 @@ from watui.engines.base import (
     EngineEvent,
     IncomingMessage,
     LoggedOut,
+    MessageReceipt,
+    PairingWindowClosed,
     PairSuccess,
     QrCodeIssued,
     SessionConnected,
@@ -48,9 +50,8 @@ from watui.engines.neonize_engine import (
     NeonizeEngine,
     NeonizeEngineError,
     _Run,
-    map_event,
-    map_login_status,
 )
+from watui.engines.neonize_mapping import map_event, map_login_status, outgoing_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -453,14 +454,13 @@ def test_connected_takes_its_identity_from_the_device_event() -> None:
     [
         (pb.Disconnected(status=True), SessionDisconnected(reason="connection_lost")),
         (pb.StreamReplaced(), SessionDisconnected(reason="stream_replaced")),
-        (
-            pb.KeepAliveTimeout(ErrorCount=3, LastSuccess=1),
-            SessionDisconnected("keepalive_timeout"),
-        ),
+        # whatsmeow retries keep-alives itself for minutes: a missed ping is not a disconnect.
+        (pb.KeepAliveTimeout(ErrorCount=3, LastSuccess=1), None),
+        (pb.KeepAliveRestored(), None),
         (pb.LoggedOut(OnConnect=True, Reason=pb.MAIN_DEVICE_GONE), LoggedOut(reason="logged_out")),
         (pb.QR(Codes=["2@abc,def,ghi", "2@second"]), QrCodeIssued(code="2@abc,def,ghi")),
         (pb.QR(), None),
-        (pb.Receipt(), None),  # not a session fact
+        (pb.Receipt(), None),  # no message ids: nothing to update
     ],
 )
 def test_connection_events(event: Any, expected: EngineEvent | None) -> None:
@@ -499,11 +499,11 @@ def _message(body: E2EMessage, *, ts: int = 1_700_000_000_123, from_me: bool = F
 def test_text_messages_become_incoming_messages() -> None:
     got = map_event(_message(E2EMessage(conversation="hello")))
     assert got == IncomingMessage(
-        chat="4917000000001@s.whatsapp.net",
+        chat="4917000000001",  # a user's chat id is the phone number's digits
         text="hello",
         message_id="3EB0ABCDEF",
         timestamp=datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
-        sender="4917000000001@s.whatsapp.net",
+        sender="4917000000001",
         from_me=False,
         extra={"push_name": "Bob"},
     )
@@ -529,7 +529,8 @@ def test_messages_without_text_are_not_reported() -> None:
 
 def test_login_statuses() -> None:
     assert map_login_status("success") is None
-    assert map_login_status("timeout") is None  # the manager times QR expiry itself
+    # The QR channel closed without a link: the code on screen (QR or pairing code) is dead.
+    assert map_login_status("timeout") == PairingWindowClosed()
     outdated = map_login_status("err-client-outdated")
     assert isinstance(outdated, SessionError) and outdated.code == "client_outdated"
     assert isinstance(map_login_status("error"), SessionError)
@@ -582,3 +583,290 @@ async def test_callbacks_from_a_foreign_thread_reach_report_on_the_loop(tmp_path
     await asyncio.to_thread(call_event, pb.Disconnected(status=True))
     await asyncio.sleep(0.1)
     assert len(report.events) == 3
+
+
+# --------------------------------------------------------------------------- chat identity
+
+
+def _jid(user: str, server: str, device: int = 0) -> Any:
+    return pb.JID(User=user, Server=server, Device=device)
+
+
+def _event(source: Any, text: str = "hi", msg_id: str = "3EB0C0FFEE") -> Any:
+    return wire(
+        pb.Message(
+            Info=pb.MessageInfo(
+                ID=msg_id, Timestamp=1_700_000_000_000, MessageSource=source, Pushname="Eve"
+            ),
+            Message=E2EMessage(conversation=text),
+        )
+    )
+
+
+PHONE = "4917000000001"
+LID = "123456789012345"
+
+
+def test_a_lid_chat_is_answered_by_the_phone_number_in_its_alt_field() -> None:
+    incoming = map_event(
+        _event(
+            pb.MessageSource(
+                Chat=_jid(LID, "lid"),
+                Sender=_jid(LID, "lid", device=3),
+                SenderAlt=_jid(PHONE, "s.whatsapp.net", device=3),
+                AddressingMode=pb.LID,
+            )
+        )
+    )
+    assert isinstance(incoming, IncomingMessage)
+    assert incoming.chat == PHONE and incoming.sender == PHONE and not incoming.from_me
+    # Without the alt field there is no number to answer; the LID stays the chat id.
+    bare = map_event(_event(pb.MessageSource(Chat=_jid(LID, "lid"), Sender=_jid(LID, "lid"))))
+    assert isinstance(bare, IncomingMessage) and bare.chat == f"{LID}@lid"
+
+
+def test_a_message_typed_on_the_phone_is_outgoing_in_the_same_chat() -> None:
+    typed = map_event(
+        _event(
+            pb.MessageSource(
+                Chat=_jid(LID, "lid"),
+                Sender=_jid("999000111222333", "lid"),
+                IsFromMe=True,
+                SenderAlt=_jid("4915112345678", "s.whatsapp.net"),
+                RecipientAlt=_jid(PHONE, "s.whatsapp.net"),
+            ),
+            text="sent from my phone",
+        )
+    )
+    assert isinstance(typed, IncomingMessage)
+    assert typed.from_me and typed.chat == PHONE  # the same chat id as their messages
+    by_number = map_event(
+        _event(
+            pb.MessageSource(
+                Chat=_jid(PHONE, "s.whatsapp.net"),
+                Sender=_jid("4915112345678", "s.whatsapp.net", device=0),
+                IsFromMe=True,
+            )
+        )
+    )
+    assert isinstance(by_number, IncomingMessage) and by_number.chat == PHONE and by_number.from_me
+
+
+def test_a_group_message_keeps_the_group_id_and_names_the_participant() -> None:
+    group = map_event(
+        _event(
+            pb.MessageSource(
+                Chat=_jid("120363012345678901", "g.us"),
+                Sender=_jid(LID, "lid", device=2),
+                SenderAlt=_jid(PHONE, "s.whatsapp.net"),
+                IsGroup=True,
+            ),
+            text="@4915112345678 see you at 8",
+        )
+    )
+    assert isinstance(group, IncomingMessage)
+    assert group.chat == "120363012345678901@g.us" and group.sender == PHONE
+    assert group.text == "@4915112345678 see you at 8"
+
+
+def test_status_updates_are_not_chat_messages() -> None:
+    status = _event(
+        pb.MessageSource(Chat=_jid("status", "broadcast"), Sender=_jid(PHONE, "s.whatsapp.net")),
+        text="my holiday",
+    )
+    assert map_event(status) is None
+
+
+def _receipt(kind: Any, *, from_me: bool = False, chat: Any = None) -> Any:
+    return wire(
+        pb.Receipt(
+            MessageSource=pb.MessageSource(
+                Chat=chat if chat is not None else _jid(PHONE, "s.whatsapp.net"),
+                Sender=_jid(PHONE, "s.whatsapp.net"),
+                IsFromMe=from_me,
+            ),
+            MessageIDs=["3EB0AAA", "3EB0BBB"],
+            Timestamp=1_700_000_001,
+            Type=kind,
+        )
+    )
+
+
+def test_delivered_and_read_receipts() -> None:
+    delivered = map_event(_receipt(pb.Receipt.DELIVERED))
+    assert delivered == MessageReceipt(
+        chat=PHONE,
+        message_ids=("3EB0AAA", "3EB0BBB"),
+        status="delivered",
+        timestamp=datetime(2023, 11, 14, 22, 13, 21, tzinfo=UTC),
+    )
+    read = map_event(_receipt(pb.Receipt.READ))
+    assert isinstance(read, MessageReceipt) and read.status == "read"
+    played = map_event(_receipt(pb.Receipt.PLAYED))  # a voice note listened to: read
+    assert isinstance(played, MessageReceipt) and played.status == "read"
+    # Our own devices' receipts and other kinds say nothing about the recipient.
+    assert map_event(_receipt(pb.Receipt.READ_SELF)) is None
+    assert map_event(_receipt(pb.Receipt.DELIVERED, from_me=True)) is None
+    assert map_event(_receipt(pb.Receipt.RETRY)) is None
+    lid = map_event(_receipt(pb.Receipt.READ, chat=_jid(LID, "lid")))
+    assert isinstance(lid, MessageReceipt) and lid.chat == f"{LID}@lid"
+
+
+def test_passkey_statuses_fail_with_a_clear_reason() -> None:
+    for status in ("passkey-request", "passkey-confirmation"):
+        event = map_login_status(status)
+        assert isinstance(event, SessionError) and event.code == "passkey_required"
+        assert "passkey" in event.message and "cannot" in event.message
+
+
+def test_text_is_sent_as_a_plain_conversation_message() -> None:
+    """No mention parsing, no group look-up: what the user typed, as typed."""
+    text = "@4915112345678 meet 120363012345678901@g.us at 8 <b>*bold*</b>"
+    message = outgoing_text(text)
+    assert message.conversation == text
+    assert not message.HasField("extendedTextMessage")
+    assert [f.name for f, _ in message.ListFields()] == ["conversation"]
+
+
+async def test_keepalive_hiccups_neither_report_nor_stop_the_client(tmp_path: Path) -> None:
+    engine = NeonizeEngine()
+    report = Recorder()
+    session = engine.session("ka", report, auth_path=tmp_path / "ka.db")
+    run = _Run(session, asyncio.get_running_loop(), new_device=False, options=engine.options)
+    keep: list[object] = []
+
+    def call_event(event: Any) -> None:
+        data = complete(event).SerializeToString()
+        buf = ctypes.create_string_buffer(data, len(data))
+        keep.append(buf)
+        code = 0 if isinstance(event, pb.Device) else EVENT_TO_INT[type(event)]
+        run._on_event(0, ctypes.addressof(buf), len(data), code)
+
+    def go_side() -> None:
+        call_event(ME)
+        call_event(pb.Connected(status=True))
+        call_event(pb.KeepAliveTimeout(ErrorCount=1, LastSuccess=1_700_000_000))
+        call_event(pb.KeepAliveTimeout(ErrorCount=2, LastSuccess=1_700_000_000))
+        call_event(pb.KeepAliveRestored())
+        call_event(_receipt(pb.Receipt.DELIVERED))
+
+    worker = threading.Thread(target=go_side)
+    worker.start()
+    await asyncio.to_thread(worker.join)
+    await report.next(timeout=5)
+    await report.next(timeout=5)
+    await asyncio.sleep(0.1)
+    assert [type(e) for e in report.events] == [SessionConnected, MessageReceipt]
+    assert not run._stopped and not run._disconnected  # the client was left to whatsmeow
+
+
+# --------------------------------------------------------------------------- the start gate
+
+
+class DialLog:
+    """A proxy that accepts and never answers, noting when each dial reached it."""
+
+    def __init__(self) -> None:
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.srv.settimeout(0.05)
+        self.dials: list[float] = []
+        self._conns: list[socket.socket] = []
+        self._open = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.srv.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self.srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.dials.append(time.monotonic())
+            self._conns.append(conn)
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join(2)
+        for conn in self._conns:
+            conn.close()
+        self.srv.close()
+
+
+@pytest.fixture
+def dial_logs() -> Iterator[list[DialLog]]:
+    logs = [DialLog() for _ in range(8)]
+    try:
+        yield logs
+    finally:
+        for log in logs:
+            log.close()
+
+
+async def _until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_sessions_closed_while_queued_never_dial(
+    tmp_path: Path, dial_logs: list[DialLog]
+) -> None:
+    """Real neonize, no network: attempts queued behind the start gate and closed there
+    must never call Neonize() (a zombie would dial later and fight the live client)."""
+    sessions = [
+        NeonizeEngine(proxy=log.url, start_grace=0.4, connect_timeout=30).session(
+            f"z{i}", Recorder(), auth_path=tmp_path / f"z{i}.db"
+        )
+        for i, log in enumerate(dial_logs)
+    ]
+    await asyncio.gather(*(s.connect() for s in sessions))
+    await _until(lambda: any(log.dials for log in dial_logs), 15, "the first dial")
+    await asyncio.gather(*(s.close() for s in sessions))
+    closed_at = time.monotonic()
+    await asyncio.sleep(2.0)  # five start_grace periods: a queued attempt would have dialled
+    late = [i for i, log in enumerate(dial_logs) if any(t > closed_at for t in log.dials)]
+    assert late == [], f"sessions {late} dialled after they were closed"
+    dialled = sum(1 for log in dial_logs if log.dials)
+    assert dialled < len(dial_logs) // 2  # most were still queued when closed
+
+
+async def test_the_watchdog_counts_from_the_real_start_of_an_attempt(
+    tmp_path: Path, dial_logs: list[DialLog]
+) -> None:
+    """Attempts wait their turn at the start gate; the connect timeout must not run meanwhile,
+    or the later ones fail before they ever dialled."""
+    logs = dial_logs[:5]
+    timeout = 1.0
+    recorders = [Recorder() for _ in logs]
+    sessions = [
+        NeonizeEngine(proxy=log.url, start_grace=0.4, connect_timeout=timeout).session(
+            f"wd{i}", rec, auth_path=tmp_path / f"wd{i}.db"
+        )
+        for i, (log, rec) in enumerate(zip(logs, recorders, strict=True))
+    ]
+
+    async def first(rec: Recorder) -> tuple[EngineEvent, float]:
+        event = await rec.next(timeout=20)
+        return event, time.monotonic()
+
+    await asyncio.gather(*(s.connect() for s in sessions))
+    results = await asyncio.gather(*(first(rec) for rec in recorders))
+    try:
+        for i, ((event, failed_at), log) in enumerate(zip(results, logs, strict=True)):
+            assert isinstance(event, SessionError) and event.code == "connect_timeout", event
+            dialled = [t for t in log.dials if t < failed_at]
+            assert dialled, f"session {i} timed out without ever dialling"
+            assert failed_at - dialled[0] > timeout - 0.1  # a full timeout after it started
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    # The last one queued for about four start_grace periods before its turn came.
+    assert max(t for _, t in results) - min(log.dials[0] for log in logs) > timeout + 1.0

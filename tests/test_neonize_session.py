@@ -30,3 +30,59 @@ async def test_real_engine_fails_cleanly_with_the_dial_error(tmp_path: Path) -> 
     started = time.monotonic()
     await manager.aclose()
     assert time.monotonic() - started < 5
+
+
+async def test_sessions_stopped_while_queued_never_dial(tmp_path: Path) -> None:
+    """Real neonize through the manager, no network: twelve sessions start at once and queue
+    at the engine's start gate; once they are stopped, none of them may dial any more."""
+    import socket
+    import threading
+
+    from watui.engines.neonize_engine import NeonizeEngine
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(32)
+    listener.settimeout(0.05)
+    dials: list[float] = []
+    conns: list[socket.socket] = []
+    running = True
+
+    def accept() -> None:  # a proxy that never answers, noting each dial
+        while running:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            dials.append(time.monotonic())
+            conns.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    settings = Settings(data_dir=tmp_path, engine="neonize", sqlite_synchronous="OFF")
+    engine = NeonizeEngine(proxy=proxy, start_grace=0.4, connect_timeout=30)
+    manager = await SessionManager.open(settings, engine=engine)
+    admin = manager.service(Caller.local_admin())
+    try:
+        sessions = await asyncio.gather(
+            *(admin.create_session(SessionCreate(name=f"q{i}")) for i in range(12))
+        )
+        deadline = time.monotonic() + 15
+        while not dials:
+            assert time.monotonic() < deadline, "no session ever dialled"
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*(admin.stop(s.id) for s in sessions))
+        stopped_at = time.monotonic()
+        await asyncio.sleep(2.0)  # five start_grace periods
+        assert [t for t in dials if t > stopped_at] == []
+        assert len(dials) < 6  # most never reached Neonize()
+    finally:
+        await manager.aclose()
+        running = False
+        thread.join(2)
+        for conn in conns:
+            conn.close()
+        listener.close()

@@ -39,6 +39,21 @@ NOTES = """\
   running sessions take the `shutdown` trigger to `disconnected` with reason `shutdown`
   (`restart` after a crash). Start-up resumes every session that was meant to run: linked ones
   reconnect with their credentials (no QR), unlinked ones start pairing again with a fresh QR.
+  It runs in the background (the server answers meanwhile): at most
+  `WATUI_RESTORE_CONCURRENCY` (default 8) connects in flight, linked sessions first, each after
+  a random delay of up to 0.25 s; a connect is in flight until the engine reports its first
+  outcome. `restore_progress` (`GET /v1/health` → `restoring`) counts them.
+- **A pairing code is a linking round too.** It lives `WATUI_PAIR_CODE_TTL` (160 s, as in
+  whatsmeow). When it expires, or the engine reports that WhatsApp closed the linking window
+  (whatsmeow's QR-channel `timeout`; for QR codes as well), the dead code is cleared at once
+  and a new round starts: a new connection, and a new code for the same number. After
+  `WATUI_QR_MAX_RETRIES` new rounds the session fails (`qr_exhausted`) with reason
+  `pair_code_timeout` (`qr_timeout` for QR codes). A window-closed fact from a round that was
+  already replaced is ignored.
+- **Keep-alive hiccups are not disconnects.** whatsmeow keeps pinging for minutes after a
+  missed keep-alive; only when it drops the socket is the session `disconnected`.
+- **Passkeys.** If WhatsApp asks for a passkey (WebAuthn) check to link an account, the
+  session fails with reason code `passkey_required`: only a browser can answer that check.
 - **Pairing codes from `qr_ready`.** Linking by phone number is allowed while QR codes are up
   (the socket must be open first, which is what the first QR code shows); after a pairing code
   is issued, QR codes are no longer shown.

@@ -92,7 +92,7 @@ RULES: tuple[Rule, ...] = (
     Rule(Trigger.LOGGED_OUT, RUNNING | {S.DISCONNECTED}, S.DISCONNECTED, (EventType.STATUS, EventType.DISCONNECTED),
          "from the phone; reason logged_out; auth cleared; no auto-reconnect"),
     Rule(Trigger.QR_EXHAUSTED, frozenset({S.QR_READY}), S.FAILED, (EventType.STATUS, EventType.ERROR),
-         "reason qr_timeout"),
+         "reason qr_timeout (pair_code_timeout for a pairing code)"),
     Rule(Trigger.PAIRING_TIMEOUT, frozenset({S.INITIALIZING, S.QR_READY, S.CONNECTING}), S.FAILED,
          (EventType.STATUS, EventType.ERROR), "reason pairing_timeout"),
     Rule(Trigger.ENGINE_ERROR, frozenset({S.INITIALIZING, S.QR_READY, S.CONNECTING}), S.FAILED,

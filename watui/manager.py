@@ -18,11 +18,13 @@ import contextlib
 import logging
 import random
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from watui import messaging
 from watui.bus import BusSubscription, EventBus
 from watui.clock import Clock, FakeClock, RealClock, TimerHandle
 from watui.config import Settings
@@ -33,6 +35,8 @@ from watui.engines.base import (
     EngineSession,
     IncomingMessage,
     LoggedOut,
+    MessageReceipt,
+    PairingWindowClosed,
     PairSuccess,
     QrCodeIssued,
     SessionConnected,
@@ -74,6 +78,7 @@ from watui.models import (
     isoformat,
     normalize_phone,
 )
+from watui.restore import Restorer
 from watui.store import NewMessage, Store
 from watui.webhooks import WebhookDeliveryPage, WebhookDispatcher, list_deliveries
 
@@ -122,10 +127,13 @@ class Runtime:
     """What a running session holds besides its snapshot."""
 
     __slots__ = (
+        "early_receipts",
         "engine_session",
         "handling",
         "inbox",
         "last_error",
+        "on_settled",
+        "pair_code_phone",
         "pair_phone",
         "pair_waiters",
         "qr_attempt",
@@ -152,6 +160,13 @@ class Runtime:
         self.qr_text: str | None = None
         self.qr_expired = False
         self.pair_phone: str | None = None
+        """Ask for a pairing code for this number as soon as the socket is up."""
+        self.pair_code_phone: str | None = None
+        """The number the current pairing code is for (a new round asks for it again)."""
+        self.early_receipts: OrderedDict[str, MessageStatus] = OrderedDict()
+        """Receipts that came before their message was stored (see watui/messaging.py)."""
+        self.on_settled: Callable[[], None] | None = None
+        """Called once at the first outcome of a restore connect (see watui/restore.py)."""
         self.pair_waiters: list[asyncio.Future[PairCode]] = []
         self.reconnect_attempts = 0
         self.last_error: str | None = None
@@ -180,7 +195,8 @@ class SessionManager:
         self.on_session_change: list[Callable[[Session], None]] = []
         self.webhooks: WebhookDispatcher | None = None
         self.restore_progress: RestoreProgress | None = None
-        """Set while start-up restore is under way."""
+        """Set while start-up restore is under way (``done`` of ``total`` connects made)."""
+        self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
         self.data_lock: DataDirLock | None = None
         """This process's hold on the data dir (set by :meth:`open`)."""
 
@@ -195,7 +211,11 @@ class SessionManager:
         clock: Clock | None = None,
         restore: bool = True,
     ) -> SessionManager:
-        """Open the store and restore every session: linked ones reconnect by themselves."""
+        """Open the store, then restore the sessions that were running, in the background.
+
+        Returns before the restore is done (see watui/restore.py): a server answers while
+        hundreds of sessions reconnect a few at a time.
+        """
         clock = clock or RealClock()
         lock, store = await open_data_dir(settings)
         try:
@@ -214,28 +234,47 @@ class SessionManager:
         manager.webhooks = WebhookDispatcher(store, settings, sessions=manager._sessions, clock=clock)
         manager.webhooks.start()
         if restore:
-            await manager._restore()
+            manager._restorer.start()
         return manager
 
-    async def _restore(self) -> None:
-        for session in list(self._sessions.values()):
-            async with self._lock(session.id):
-                if session.status in RUNNING:
-                    # The process ended while it ran (a crash: a clean shutdown parks them).
-                    session = await self._apply(session, Trigger.SHUTDOWN, reason="restart")
-                if not session.autostart or session.status is not Status.DISCONNECTED:
-                    continue
-                if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
-                    runtime = self._spawn(session)
-                    self._schedule_reconnect(runtime, session, delay=0.0)
-                else:
-                    await self._start_locked(session, caller=None)
+    async def _park_crashed(self, session_id: str) -> None:
+        """A session still marked running at start-up: the process ended while it ran."""
+        async with self._lock(session_id):
+            session = self._sessions.get(session_id)
+            if session is not None and session.status in RUNNING and session_id not in self._runtimes:
+                await self._apply(session, Trigger.SHUTDOWN, reason="restart")
+
+    async def _restore_one(self, session_id: str, *, delay: float, on_settled: Callable[[], None]) -> bool:
+        """Bring one parked session back; True if ``on_settled`` will be called at its outcome.
+
+        A linked session reconnects after ``delay`` (the restore's jitter); one that was
+        pairing starts over with fresh codes.
+        """
+        async with self._lock(session_id):
+            session = self._sessions.get(session_id)
+            if (
+                self._closing or session is None or not session.autostart
+                or session.status is not Status.DISCONNECTED or session_id in self._runtimes
+            ):
+                return False  # stopped, started or deleted meanwhile
+            if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
+                runtime = self._spawn(session)
+                runtime.on_settled = on_settled
+                self._schedule_reconnect(runtime, session, delay=delay)
+                return True
+            await self._start_locked(session, caller=None)
+            started = self._runtimes.get(session_id)
+            if started is None:
+                return False  # the start failed at once
+            started.on_settled = on_settled
+            return True
 
     async def aclose(self) -> None:
         """Stop every task, park running sessions so start-up resumes them, flush the store."""
         if self._closing:
             return
         self._closing = True
+        await self._restorer.aclose()
         ids = list(self._runtimes)
 
         async def park(session_id: str) -> None:
@@ -389,6 +428,7 @@ class SessionManager:
             if not waiter.done():
                 waiter.set_exception(EngineFailure(runtime.last_error or "the session stopped before a code was issued"))
         runtime.pair_waiters.clear()
+        self._settled(runtime)
         if runtime.engine_session is not None:
             engine_session, runtime.engine_session = runtime.engine_session, None
             try:
@@ -402,6 +442,12 @@ class SessionManager:
         task = runtime.task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    @staticmethod
+    def _settled(runtime: Runtime) -> None:
+        callback, runtime.on_settled = runtime.on_settled, None
+        if callback is not None:
+            callback()
 
     def _arm(self, runtime: Runtime, kind: str, delay: float) -> None:
         self._disarm(runtime, kind)
@@ -463,8 +509,9 @@ class SessionManager:
             busy = [i for i, r in self._runtimes.items() if r.handling or not r.inbox.empty()]
             if busy or self._background:
                 await asyncio.gather(*(self.drain(i) for i in busy), *tuple(self._background))
-            elif self._handling:
-                # A handler whose runtime just ended (teardown) is still writing.
+            elif self._handling or self._restorer.busy:
+                # A handler whose runtime just ended (teardown) is still writing, or the
+                # start-up restore is between two connects.
                 await asyncio.sleep(0.001)
             else:
                 return
@@ -473,6 +520,8 @@ class SessionManager:
 
     async def _on_engine(self, runtime: Runtime, event: EngineEvent) -> None:
         session = self._sessions[runtime.session_id]
+        if not isinstance(event, IncomingMessage | MessageReceipt):
+            self._settled(runtime)  # the connect has an outcome: the restore may go on
         match event:
             case QrCodeIssued(code=code):
                 await self._on_qr(runtime, session, code)
@@ -496,8 +545,12 @@ class SessionManager:
                 )
             case SessionError(message=message, code=code):
                 await self._on_error(runtime, session, message, code)
+            case PairingWindowClosed():
+                await self._on_link_window_closed(runtime, session)
             case IncomingMessage():
-                await self._on_message(session, event)
+                await messaging.on_message(self, session, event)
+            case MessageReceipt():
+                await messaging.on_receipt(self, session, event, runtime.early_receipts)
 
     async def _on_qr(self, runtime: Runtime, session: Session, code: str) -> None:
         if session.status not in (Status.INITIALIZING, Status.QR_READY) or session.pair_code:
@@ -533,9 +586,10 @@ class SessionManager:
                     waiter.set_exception(EngineFailure(message))
             runtime.pair_waiters.clear()
             return
-        self._disarm(runtime, "qr")
         runtime.qr_text = None
+        runtime.pair_code_phone = phone
         expires = self.clock.now() + timedelta(seconds=self.settings.pair_code_ttl)
+        self._arm(runtime, "qr", self.settings.pair_code_ttl)  # the code's life (whatsmeow: 160 s)
         session = await self._apply(
             session, Trigger.PAIR_CODE,
             changes={"pair_code": code, "pair_code_expires_at": expires, "link_method": LinkMethod.PHONE,
@@ -610,25 +664,6 @@ class SessionManager:
         elif session.status is Status.DISCONNECTED:
             await self._reconnect_failed(runtime, session, message)
 
-    async def _on_message(self, session: Session, event: IncomingMessage) -> None:
-        now = self.clock.now()
-        new = session.model_copy(
-            update={"messages_received": session.messages_received + 1, "last_activity_at": now, "updated_at": now}
-        )
-        chat = event.chat
-        self._sessions[session.id] = new
-        await self.store.write(
-            sessions=[new],
-            messages=[NewMessage(session.id, MessageDirection.IN, chat, event.text, event.message_id,
-                                 MessageStatus.RECEIVED, timestamp=event.timestamp)],
-            events=[NewEvent(
-                type=EventType.MESSAGE, session_id=session.id, owner=session.owner, timestamp=now,
-                payload={"direction": "in", "chat": chat, "text": event.text, "message_id": event.message_id,
-                         "status": "received", "sender": event.sender or chat},
-            )],
-        )
-        self._notify(new)
-
     # ================================================================ timers
 
     async def _on_timer(self, runtime: Runtime, timer: _Timer) -> None:
@@ -655,27 +690,60 @@ class SessionManager:
         return f"no phone linked within {secs} s"
 
     async def _on_qr_expired(self, runtime: Runtime, session: Session) -> None:
-        if session.status is not Status.QR_READY or session.pair_code:
+        if session.status is not Status.QR_READY:
+            return
+        if session.pair_code:
+            await self._on_link_round_over(runtime, session)  # the pairing code's life is over
             return
         runtime.qr_expired = True
         if runtime.qr_codes < self.settings.qr_codes_per_attempt:
             return  # the engine rotates to the next code
         # The last code of this connection expired: WhatsApp closes the pairing window.
+        await self._on_link_round_over(runtime, session)
+
+    async def _on_link_window_closed(self, runtime: Runtime, session: Session) -> None:
+        """The engine says WhatsApp closed the linking window (codes ran out, socket dropped)."""
+        if session.status is not Status.QR_READY:
+            return
+        if not session.pair_code and runtime.qr_codes == 0:
+            return  # from the round before: a new round already began
+        await self._on_link_round_over(runtime, session)
+
+    async def _on_link_round_over(self, runtime: Runtime, session: Session) -> None:
+        """No code on screen is valid any more: start a new round, or give up after the retries.
+
+        QR codes: a new connection brings new codes. A pairing code: a new connection, and a
+        new code for the same number as soon as its socket is up (the dead code is cleared at
+        once, so nobody types it). After ``qr_max_retries`` new rounds the session fails with
+        ``qr_timeout`` or ``pair_code_timeout``.
+        """
+        self._disarm(runtime, "qr")
         runtime.qr_text = None
+        runtime.qr_expired = True
+        phone = runtime.pair_code_phone if session.pair_code else None
         if runtime.qr_attempt <= self.settings.qr_max_retries:
             runtime.qr_attempt += 1
             runtime.qr_codes = 0
+            if phone is not None:
+                runtime.pair_phone = phone
+                session = await self._save(session, pair_code=None, pair_code_expires_at=None,
+                                           qr_attempt=runtime.qr_attempt)
             assert runtime.engine_session is not None
             await runtime.engine_session.disconnect()
             await self._engine_connect(runtime, session)
             return
         await self._teardown(runtime)
-        attempts = runtime.qr_attempt
+        rounds = runtime.qr_attempt
+        if phone is not None:
+            code = "pair_code_timeout"
+            message = f"the pairing code was not entered on the phone ({rounds} codes, each valid {int(self.settings.pair_code_ttl)} s)"
+        else:
+            code = "qr_timeout"
+            message = f"no phone scanned the QR code ({rounds} rounds of {self.settings.qr_codes_per_attempt} codes)"
         await self._apply(
-            session, Trigger.QR_EXHAUSTED, reason="qr_timeout",
+            session, Trigger.QR_EXHAUSTED, reason=code,
             changes={"autostart": False, **self._cleared_link_state()},
-            extra={"code": "qr_timeout",
-                   "message": f"no phone scanned the QR code ({attempts} rounds of {self.settings.qr_codes_per_attempt} codes)"},
+            extra={"code": code, "message": message},
         )
 
     def _schedule_reconnect(self, runtime: Runtime, session: Session, delay: float | None = None) -> None:
@@ -1003,6 +1071,10 @@ class SessionManager:
                                  timestamp=now, payload=payload)],
             )
             self._notify(new)
+            runtime = self._runtimes.get(session_id)
+            early = runtime.early_receipts.pop(message_id, None) if runtime and message_id else None
+            if early is not None:  # the receipt overtook this write
+                result.messages[0] = await messaging.advance(self, new, result.messages[0], early)
         if error:
             raise EngineFailure(f"Sending failed: {error}", details={"message": result.messages[0].model_dump(mode="json")})
         return result.messages[0]

@@ -119,6 +119,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
     """,
+    # 2 -> 3: receipts find a sent message by WhatsApp's id.
+    """
+    CREATE INDEX messages_message_id ON messages(session_id, message_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -140,6 +144,10 @@ def _event(row: Any) -> Event:
 def hash_key(secret: str) -> str:
     # API keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching).
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+OUTGOING_PROGRESS = (MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+"""The statuses a sent message goes through, in order."""
 
 
 @dataclass
@@ -482,6 +490,43 @@ class Store:
             for r in rows
         ]
         return messages, int(total[0][0])
+
+    async def find_message(self, session_id: str, message_id: str) -> Message | None:
+        """The session's newest message with WhatsApp's id ``message_id``, if stored."""
+        rows = await self._fetch(
+            "SELECT id, session_id, direction, chat, text, message_id, status, error, ts FROM messages"
+            " WHERE session_id = ? AND message_id = ? ORDER BY id DESC LIMIT 1",
+            (session_id, message_id),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3], text=r[4],
+                       message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=_parse_ts(r[8]))
+
+    async def update_message_status(
+        self,
+        session_id: str,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        events: Sequence[NewEvent] = (),
+    ) -> WriteResult:
+        """Move a sent message's status forward (sent → delivered → read), with its events.
+
+        Only outgoing messages move, and never backwards: a late ``delivered`` receipt leaves
+        a ``read`` message as it is (the guard is in the UPDATE itself).
+        """
+        earlier = [s.value for s in OUTGOING_PROGRESS[: OUTGOING_PROGRESS.index(status)]]
+        marks = ",".join("?" * len(earlier))
+        return await self.write(
+            events=events,
+            statements=[(
+                "UPDATE messages SET status = ? WHERE session_id = ? AND message_id = ?"
+                f" AND direction = 'out' AND status IN ({marks})",
+                (status.value, session_id, message_id, *earlier),
+            )],
+        )
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """A read on the reader connection, for modules that own their own tables."""

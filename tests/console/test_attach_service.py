@@ -239,7 +239,10 @@ async def test_the_bulk_route_streams_what_the_caller_may_see(server: Background
         assert lines[0]["settings"]["webhook_secret"] == "whsec_…", "masked, as everywhere"
         alice = await post(alice_key, {"ids": [mine, other["session_id"], "ses_nope"]})
         assert [json.loads(line)["id"] for line in alice.text.splitlines()] == [mine], "not another owner's"
-        for bad in ({"ids": ["has space"]}, {"ids": ["x"] * 1001}, {"sort": "owner"}, {"extra": 1}, []):
+        odd = await post(admin_key, {"ids": ["has space", "ses_nope"]})
+        assert odd.status_code == 200 and odd.text == "", "ids that name nothing are left out"
+        for bad in ({"ids": ["x" * 65]}, {"ids": ["x"] * 1001}, {"sort": "owner"}, {"extra": 1}, [],
+                    {"descending": 0}):
             answer = await post(admin_key, bad)
             assert answer.status_code == 422 and answer.json()["error"]["code"] == "VALIDATION_ERROR", bad
         assert (await client.post("/bulk/sessions", json={})).status_code == 401

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from watui.models import EngineHost
@@ -67,7 +67,23 @@ class SessionError:
 
 
 @dataclass(frozen=True, slots=True)
+class PairingWindowClosed:
+    """WhatsApp closed this connection's linking window (whatsmeow's QR channel "timeout").
+
+    The QR codes ran out, or the 160 s a pairing code lives are over: whatever code is on
+    screen is dead. The manager starts a new round or gives up (see ``_on_link_round_over``).
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
+    """A chat message seen on this account.
+
+    ``chat`` is the normalised chat id: a user's phone digits (``4915112345678``), or a group
+    id (``…@g.us``); one conversation has one id whichever way its messages travel.
+    ``from_me``: typed on the phone (or another linked device), so it is outgoing.
+    """
+
     chat: str
     text: str
     message_id: str
@@ -77,6 +93,16 @@ class IncomingMessage:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageReceipt:
+    """The recipient's phone received (``delivered``) or showed (``read``) messages we sent."""
+
+    chat: str
+    message_ids: tuple[str, ...]
+    status: Literal["delivered", "read"]
+    timestamp: datetime | None = None
+
+
 EngineEvent = (
     QrCodeIssued
     | PairSuccess
@@ -84,7 +110,9 @@ EngineEvent = (
     | SessionDisconnected
     | LoggedOut
     | SessionError
+    | PairingWindowClosed
     | IncomingMessage
+    | MessageReceipt
 )
 Report = Callable[[EngineEvent], None]
 
@@ -109,7 +137,10 @@ class EngineSession(Protocol):
         """Ask for an 8-character pairing code for ``phone_number`` (digits, no plus)."""
 
     async def send_text(self, to: str, text: str) -> str:
-        """Send ``text`` to the phone number ``to``; return the message id."""
+        """Send ``text`` to the phone number ``to``; return the message id.
+
+        Delivery and read receipts for it arrive later as :class:`MessageReceipt` facts.
+        """
 
     async def close(self) -> None:
         """Release everything this session holds (threads, handles). Idempotent."""

@@ -22,7 +22,24 @@ How neonize 0.5.2 behaves, and why this module is built the way it is:
   a fresh Go-side id, so a lingering attempt can never be confused with the next one.
 * The Go side keeps its clients in plain maps without locks: two attempts registering at the
   same moment would be a fatal "concurrent map writes". Start-ups and ``Stop`` calls are
-  therefore serialised by a process-wide lock (see :class:`_StartGate`).
+  therefore serialised by a process-wide lock (see :class:`_StartGate`). That lock cannot
+  cover the reads Go's own goroutines make, which is why watui runs neonize in engine host
+  processes by default (``WATUI_ENGINE_ISOLATION``): a crash costs one host, not watui.
+* Attempts queue on that lock. An attempt closed while it queues leaves the queue without
+  ever calling ``Neonize()`` (so it never dials: no zombie connection that would later resume
+  on the same auth database and replace the live one), and its ``connect_timeout`` watchdog
+  only starts once the attempt is past the lock.
+* What leaks, and what does not. Each ``Neonize()`` call opens the auth database through a
+  whatsmeow store that neonize's ``Stop`` never closes: one file descriptor and ~200 kB stay
+  behind per attempt (measured: 50 refused dials, fds 16 → 66, threads flat), and no
+  Python-side call can reach that Go object. Closing the descriptor from Python is not an
+  option: POSIX locks are per process and file, so closing any descriptor of the database
+  drops the locks of the live connection on it too, and SQLite could corrupt it. A QR round that ends
+  unlinked leaves its thread and Go client polling ``FetchMe`` (stopping it there crashes
+  neonize). Neither can be fixed in-process; watui limits how often it happens (attempts
+  closed in the queue never call ``Neonize()``; keep-alive hiccups no longer reconnect; start-up
+  restores a few sessions at a time) and engine hosts give the rest back by recycling a host
+  after ``WATUI_HOST_RECYCLE_CONNECTS`` attempts.
 
 The neonize package is imported lazily: importing it loads an 18 MB Go runtime and calls
 ``logging.basicConfig``, which the simulated engine and the tests of other layers don't need.
@@ -40,27 +57,26 @@ import uuid as uuidlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from watui.engines.base import (
     EngineEvent,
-    IncomingMessage,
-    LoggedOut,
-    PairSuccess,
     QrCodeIssued,
     Report,
-    SessionConnected,
-    SessionDisconnected,
     SessionError,
+)
+from watui.engines.neonize_mapping import (
+    ends_connection,
+    map_event,
+    map_login_status,
+    outgoing_text,
 )
 
 if TYPE_CHECKING:
-    from google.protobuf.message import Message as ProtoMessage
     from neonize.client import NewClient
-    from neonize.proto.Neonize_pb2 import JID, Device
+    from neonize.proto.Neonize_pb2 import Device
 
     from watui.models import EngineHost
 
@@ -71,157 +87,17 @@ T = TypeVar("T")
 DEFAULT_CONNECT_TIMEOUT = 30.0
 """Seconds to wait for the first sign of life (a QR code or a resumed link) before failing."""
 
-# Neonize's event codes (neonize.events.EVENT_TO_INT) that we subscribe to. 0 (our own device)
-# is always sent. QR (1) is left out on purpose: neonize only delivers it after the QR loop has
-# ended, i.e. stale; live codes come through the QR callback instead.
-_SUBSCRIBED_EVENTS = (2, 3, 4, 6, 7, 8, 9, 10, 12, 17)
+# Neonize's event codes (neonize.events.EVENT_TO_INT) that we subscribe to: pair status (2),
+# connected (3), keep-alive timeout/restored (4, 5), logged out (6), stream replaced (7),
+# temporary ban (8), connect failure (9), client outdated (10), disconnected (12), message (17),
+# receipt (18). 0 (our own device) is always sent. QR (1) is left out on purpose: neonize only
+# delivers it after the QR loop has ended, i.e. stale; live codes come through the QR callback.
+_SUBSCRIBED_EVENTS = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 17, 18)
 _DEVICE_EVENT = 0
-
-# Statuses that end whatsmeow's QR channel. "success" is followed by PairSuccess/Connected
-# events; "timeout" (codes ran out) is timed by the manager itself, which retries.
-_LOGIN_STATUS_ERRORS = {
-    "error": ("pair_error", "pairing failed"),
-    "err-client-outdated": ("client_outdated", "WhatsApp rejected this client version as outdated"),
-    "err-scanned-without-multidevice": (
-        "multidevice_disabled",
-        "the QR code was scanned by a phone without multi-device support",
-    ),
-    "err-unexpected-state": ("unexpected_state", "unexpected connection state while pairing"),
-}
 
 
 class NeonizeEngineError(RuntimeError):
     """A request the neonize engine cannot carry out (not connected, bad number, send failed)."""
-
-
-# --------------------------------------------------------------------------- mapping (pure)
-
-
-def _jid_str(jid: JID) -> str:
-    """Render a neonize JID like whatsmeow does (``user[:device]@server``)."""
-    if jid.RawAgent > 0:
-        return f"{jid.User}.{jid.RawAgent}:{jid.Device}@{jid.Server}"
-    if jid.Device > 0:
-        return f"{jid.User}:{jid.Device}@{jid.Server}"
-    if jid.User:
-        return f"{jid.User}@{jid.Server}"
-    return jid.Server
-
-
-def _message_text(msg: Any) -> str:
-    """The human text of a (whatsmeow-unwrapped) E2E message, or "" for media without caption."""
-    if msg.conversation:
-        return str(msg.conversation)
-    if msg.HasField("extendedTextMessage"):
-        return str(msg.extendedTextMessage.text)
-    for field in ("imageMessage", "videoMessage", "documentMessage"):
-        if msg.HasField(field):
-            return str(getattr(msg, field).caption)
-    return ""
-
-
-def _timestamp(value: int) -> datetime:
-    """Neonize sends message times in milliseconds (older builds: seconds); accept both."""
-    seconds = value / 1000 if value > 100_000_000_000 else value
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _enum_name(message: ProtoMessage, field: str) -> str:
-    """The symbolic name of an enum field (``TEMP_BANNED``), or its number if unknown."""
-    value = getattr(message, field)
-    enum = message.DESCRIPTOR.fields_by_name[field].enum_type
-    found = enum.values_by_number.get(value) if enum is not None else None
-    return found.name if found is not None else str(value)
-
-
-def map_event(event: ProtoMessage, me: Device | None = None) -> EngineEvent | None:
-    """Translate one neonize event into the engine protocol (``None``: not a session fact).
-
-    ``me`` is the device neonize announced for this client (its event 0): ``Connected`` itself
-    carries no identity. Mapping choices:
-
-    * ``StreamReplaced`` (another client connected with the same keys) is a disconnect with
-      reason ``stream_replaced``, not a logout: the credentials are still valid. The manager
-      should not blindly reconnect on it, or the two clients keep kicking each other out.
-    * ``KeepAliveTimeout`` is reported as a disconnect (``keepalive_timeout``); the engine
-      then drops the connection so the manager's reconnect policy is the only one in charge.
-    * ``TemporaryBan`` and ``ConnectFailure`` are errors; ``ClientOutdated`` too.
-    """
-    from neonize.proto import Neonize_pb2 as pb
-
-    if isinstance(event, pb.QR):
-        return QrCodeIssued(code=event.Codes[0]) if event.Codes else None
-    if isinstance(event, pb.PairStatus):
-        if event.Status == pb.PairStatus.ERROR or event.Error:
-            return SessionError(
-                message=f"pairing failed: {event.Error or 'unknown error'}", code="pair_error"
-            )
-        return PairSuccess(
-            jid=_jid_str(event.ID), phone_number=event.ID.User, platform=event.Platform
-        )
-    if isinstance(event, pb.Connected):
-        if me is None or not me.HasField("JID"):
-            return SessionConnected(jid="", phone_number="", push_name=me.PushName if me else "")
-        return SessionConnected(
-            jid=_jid_str(me.JID), phone_number=me.JID.User, push_name=me.PushName
-        )
-    if isinstance(event, pb.Disconnected):
-        return SessionDisconnected(reason="connection_lost")
-    if isinstance(event, pb.LoggedOut):
-        return LoggedOut(reason="logged_out")
-    if isinstance(event, pb.StreamReplaced):
-        return SessionDisconnected(reason="stream_replaced")
-    if isinstance(event, pb.KeepAliveTimeout):
-        return SessionDisconnected(reason="keepalive_timeout")
-    if isinstance(event, pb.TemporaryBan):
-        return SessionError(
-            message=(
-                f"temporarily banned by WhatsApp ({_enum_name(event, 'Code')}), "
-                f"expires in {event.Expire} s"
-            ),
-            code="temporary_ban",
-        )
-    if isinstance(event, pb.ConnectFailure):
-        detail = f": {event.Message}" if event.Message else ""
-        return SessionError(
-            message=f"WhatsApp refused the connection ({_enum_name(event, 'Reason')}){detail}",
-            code="connect_failure",
-        )
-    if isinstance(event, pb.ClientOutdated):
-        return SessionError(
-            message="WhatsApp rejected this client version as outdated", code="client_outdated"
-        )
-    if isinstance(event, pb.Message):
-        text = _message_text(event.Message)
-        if not text:
-            return None
-        info = event.Info
-        source = info.MessageSource
-        extra = {"push_name": info.Pushname} if info.Pushname else {}
-        return IncomingMessage(
-            chat=_jid_str(source.Chat),
-            text=text,
-            message_id=info.ID,
-            timestamp=_timestamp(info.Timestamp),
-            sender=_jid_str(source.Sender),
-            from_me=source.IsFromMe,
-            extra=extra,
-        )
-    return None
-
-
-def map_login_status(status: str) -> EngineEvent | None:
-    """Translate a final QR-channel status from neonize's login callback (errors only)."""
-    found = _LOGIN_STATUS_ERRORS.get(status)
-    if found is None:
-        return None
-    code, message = found
-    return SessionError(message=message, code=code)
-
-
-def _ends_connection(event: EngineEvent) -> bool:
-    """Facts after which this attempt is over and its Go client should be stopped."""
-    return isinstance(event, SessionDisconnected | LoggedOut | SessionError)
 
 
 # --------------------------------------------------------------------------- Go plumbing
@@ -243,13 +119,24 @@ class _StartGate:
         self._guard = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def enter(self) -> None:
-        self.lock.acquire()
+    def enter(self, give_up: Callable[[], bool]) -> bool:
+        """Wait for the lock; returns False (without it) as soon as ``give_up()`` is true.
+
+        Polling lets an attempt that is closed while it queues leave the queue at once
+        instead of reaching ``Neonize()`` after its session is gone.
+        """
+        while not self.lock.acquire(timeout=0.05):
+            if give_up():
+                return False
+        if give_up():
+            self.lock.release()
+            return False
         with self._guard:
             self._held = True
             self._timer = threading.Timer(self._grace, self.release)
             self._timer.daemon = True
             self._timer.start()
+        return True
 
     def release(self) -> None:
         with self._guard:
@@ -334,7 +221,9 @@ class _Run:
         self.abandoned = False
         self.me: Device | None = None
         self.first_qr = asyncio.Event()
-        self.started_at = loop.time()
+        self.started_at: float | None = None  # loop time the Go call began (after the gate)
+        self.called = False  # Neonize() was (or is about to be) called: the attempt may dial
+        self._watchdog: asyncio.TimerHandle | None = None
         # Phases, written by the run thread, read anywhere (the GIL keeps bools consistent).
         self.registered = False  # Go has the client in its maps (a callback arrived)
         self.in_loop = False  # neonize's event loop is up: Stop() is safe
@@ -388,7 +277,10 @@ class _Run:
             proxy = ProxySettings(proxy_address=self.options.proxy)._to_c_struct()
         qr_cb, status_cb, event_cb, log_cb = self._callbacks
         try:
-            self._gate.enter()
+            if not self._begin():
+                log.debug("neonize run %s closed before it started", self.uuid.decode())
+                self.finished.set()
+                return
             try:
                 raw = gocode.Neonize(
                     self.db,
@@ -424,6 +316,30 @@ class _Run:
         self._stop()  # drop the Go client from neonize's maps (safe: the call returned)
         self.finished.set()
 
+    def _begin(self) -> bool:
+        """Take the start gate, then commit to calling ``Neonize()`` unless abandoned meanwhile.
+
+        ``abandon`` takes the same lock, so a run closed before this point never dials, and
+        one closed after it is reaped by its first callback. The watchdog starts here, at
+        the real start of the attempt, not when it was queued.
+        """
+        if not self._gate.enter(lambda: self.abandoned):
+            return False
+        with self._lock:
+            if self.abandoned:
+                self._gate.release()
+                return False
+            self.called = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(self._arm_watchdog)
+        return True
+
+    def _arm_watchdog(self) -> None:
+        if self.abandoned:
+            return
+        self.started_at = self.loop.time()
+        self._watchdog = self.loop.call_later(self.options.connect_timeout, self.watchdog)
+
     # ---------------------------------------------------------------- callbacks (run thread)
 
     def _on_qr(self, _uuid: int, data: int) -> None:
@@ -444,6 +360,8 @@ class _Run:
             self._gate.release()
             self.registered = True
             log.info("session %s: login status %s", self.session_id, status)
+            # "timeout": the QR loop is over and neonize now polls FetchMe for ever; Stop() is
+            # still unsafe there (see the module docstring), so the run lingers until exit.
             event = map_login_status(status)
             if event is not None:
                 self.emit(event)
@@ -470,7 +388,7 @@ class _Run:
             if event is None:
                 return
             self.emit(event)
-            if _ends_connection(event):
+            if ends_connection(event):
                 # Stop here, so whatsmeow doesn't reconnect behind the manager's back.
                 self._reap_soon()
         except Exception:
@@ -498,7 +416,7 @@ class _Run:
         """Fail an attempt that showed no sign of life (a black-holed network waits 60 s)."""
         if self.abandoned or self.progressed or self.returned.is_set():
             return
-        waited = self.loop.time() - self.started_at
+        waited = self.loop.time() - (self.started_at or self.loop.time())
         self._deliver(
             SessionError(
                 message=f"no answer from WhatsApp within {waited:.0f} s (connect timeout)",
@@ -511,8 +429,15 @@ class _Run:
 
     def abandon(self) -> None:
         """Stop reporting and release the Go client as far as it is safe now (loop thread)."""
-        self.abandoned = True
+        self.close()
         self._reap_soon()
+
+    def close(self) -> None:
+        """Mark the run abandoned: no more reports, and no ``Neonize()`` call if not begun."""
+        with self._lock:
+            self.abandoned = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
 
     def _reap_soon(self) -> None:
         threading.Thread(target=self.reap, name="watui-neonize-reap", daemon=True).start()
@@ -616,15 +541,14 @@ class NeonizeSession:
         new_device = not self.engine.has_auth(self.session_id, self.auth_path)
         run = _Run(self, loop, new_device=new_device, options=self.options)
         self._run = run
-        run.start()
-        loop.call_later(self.options.connect_timeout, run.watchdog)
+        run.start()  # the run arms its watchdog once it is past the start gate
 
     async def disconnect(self) -> None:
         """Drop the current attempt; returns within ~2 s whatever the Go side is doing."""
         run, self._run = self._run, None
         if run is None:
             return
-        run.abandoned = True
+        run.close()
         await _in_thread(run.reap)
         if run.returned.is_set() or run.in_loop:
             # Stop() cancels neonize's event loop, so the call returns promptly: wait for it,
@@ -679,7 +603,7 @@ class NeonizeSession:
         def send(api: NewClient) -> str:
             from neonize.utils.jid import build_jid
 
-            return str(api.send_message(build_jid(phone), text).ID)
+            return str(api.send_message(build_jid(phone), outgoing_text(text)).ID)
 
         try:
             return await _in_thread(lambda: run.call("send", send))

@@ -9,6 +9,10 @@ exercise the manager exactly as the real engine would:
 - the phone can scan the current code (pair success, then connected a moment later), or
   enter a pairing code requested for its number;
 - a linked device reconnects with its stored credentials, no QR;
+- when the codes run out the server closes the linking window (``PairingWindowClosed``, as
+  whatsmeow's QR channel says "timeout");
+- a sent message is ``delivered`` to the recipient's phone after ``receipt_delay`` seconds and
+  ``read`` the same time later (``MessageReceipt`` facts), unless the connection dropped;
 - the phone (or the network) can drop the connection, log the device out, make the engine
   fail, or send a message.
 
@@ -23,6 +27,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +38,8 @@ from watui.clock import Clock, RealClock, TimerHandle
 from watui.engines.base import (
     IncomingMessage,
     LoggedOut,
+    MessageReceipt,
+    PairingWindowClosed,
     PairSuccess,
     QrCodeIssued,
     Report,
@@ -78,6 +85,7 @@ class SimulatedSession:
         self.pair_phone_number: str | None = None
         self.sent = 0
         self._timer: TimerHandle | None = None
+        self._receipts: dict[tuple[str, str], TimerHandle] = {}
         self._counter = 0
         self._keys: tuple[str, str, str] | None = None
         self.fail_next_connect: str | None = None
@@ -140,6 +148,7 @@ class SimulatedSession:
         if self.codes_shown >= self.engine.codes_per_attempt:
             # The server closes the pairing window; the manager decides what comes next.
             self.current_code = None
+            self.report(PairingWindowClosed())
             return
         assert self._keys is not None
         ref = "2@" + self._b64(45)
@@ -154,6 +163,7 @@ class SimulatedSession:
 
     async def disconnect(self) -> None:
         self._cancel_timer()
+        self._cancel_receipts()
         self.state = "closed"
         self.current_code = None
         self.pair_code = None
@@ -178,7 +188,28 @@ class SimulatedSession:
         if self.engine.fail_sends:
             raise SimulationError(self.engine.fail_sends)
         self.sent += 1
-        return "3EB0" + self._bytes(8).hex().upper()
+        message_id = "3EB0" + self._bytes(8).hex().upper()
+        delay = self.engine.receipt_delay
+        if delay is not None:
+            for status, after in (("delivered", delay), ("read", 2 * delay)):
+                self._receipts[(message_id, status)] = self.engine.clock.call_later(
+                    after, partial(self._receipt, to, message_id, status)
+                )
+        return message_id
+
+    def _receipt(self, chat: str, message_id: str, status: str) -> None:
+        self._receipts.pop((message_id, status), None)
+        if self.state != "connected":
+            return
+        self.report(MessageReceipt(
+            chat=chat, message_ids=(message_id,), status="read" if status == "read" else "delivered",
+            timestamp=self.engine.clock.now(),
+        ))
+
+    def _cancel_receipts(self) -> None:
+        for handle in self._receipts.values():
+            handle.cancel()
+        self._receipts.clear()
 
     async def close(self) -> None:
         await self.disconnect()
@@ -216,6 +247,7 @@ class SimulatedSession:
         if self.state not in ("connected", "linking"):
             raise SimulationError("not connected")
         self._cancel_timer()
+        self._cancel_receipts()
         self.state = "closed"
         self.report(SessionDisconnected(reason))
 
@@ -258,6 +290,7 @@ class SimulatedEngine:
         qr_next_ttl: float = 20.0,
         codes_per_attempt: int = 6,
         persist_auth: bool = True,
+        receipt_delay: float | None = 2.0,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.seed = seed
@@ -267,6 +300,8 @@ class SimulatedEngine:
         self.qr_next_ttl = qr_next_ttl
         self.codes_per_attempt = codes_per_attempt
         self.persist_auth = persist_auth
+        self.receipt_delay = receipt_delay
+        """Seconds until a sent message is delivered (and as many again until read); None: never."""
         self.fail_connects: str | None = None
         """When set, every connect fails with this message (a network outage)."""
         self.fail_sends: str | None = None

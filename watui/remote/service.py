@@ -168,7 +168,7 @@ class RemoteService:
 
     async def _health(self) -> dict[str, Any]:
         health: dict[str, Any] = await self._json("GET", "/health")
-        progress = health.get("restore_progress")
+        progress = health.get("restoring")
         self._restore = RestoreProgress.model_validate(progress) if progress else None
         return health
 

@@ -205,9 +205,10 @@ def _router(state: ServerState) -> APIRouter:
     @router.get("/health", response_model=Health, tags=["server"],
                 responses=error_responses(auth=False))
     async def health() -> Health:
-        """Liveness: answers without a key."""
+        """Liveness: answers without a key, also while start-up restore is under way
+        (`restoring`)."""
         return Health(version=__version__, engine=state.settings.engine,
-                      restore_progress=state.manager.restore_progress)
+                      restoring=state.manager.restore_progress)
 
     @router.post(
         "/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],

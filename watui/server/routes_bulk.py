@@ -21,7 +21,7 @@ from pydantic import Field
 from watui.errors import SessionNotFound
 from watui.machine import Status
 from watui.models import Session, Strict
-from watui.server.routes_webhooks import SESSION_ID_PATTERN, caller_service
+from watui.server.routes_webhooks import caller_service
 from watui.server.schemas import error_responses
 from watui.service import SessionService, SortKey
 
@@ -33,8 +33,10 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 
 class BulkRead(Strict):
-    ids: list[Annotated[str, Field(pattern=SESSION_ID_PATTERN, max_length=64)]] | None = Field(
-        None, max_length=MAX_IDS, description="just these sessions (in this order); all when absent"
+    ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, max_length=MAX_IDS,
+        description="just these sessions (in this order); all when absent. An id that names no "
+        "session the caller sees is left out",
     )
     status: Status | None = None
     q: str | None = Field(None, max_length=100, description="matches name, phone, status")

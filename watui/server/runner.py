@@ -98,7 +98,7 @@ async def serve(
 
     if manager is None:
         manager = await SessionManager.open(settings, engine=engine)
-        tune_gc()  # after the restore: the sessions loaded now live as long as the server
+        tune_gc()  # the sessions just loaded live as long as the server (restore goes on in the background)
     try:
         secret = await ensure_admin_key(manager.store, settings)
     except BaseException:

@@ -58,8 +58,10 @@ class Health(BaseModel):
     status: str = "ok"
     version: str
     engine: str = Field(..., description="neonize (real WhatsApp) or simulated")
-    restore_progress: RestoreProgress | None = Field(
-        None, description="start-up restore under way: connects made of those to make"
+    restoring: RestoreProgress | None = Field(
+        None,
+        description="start-up restore under way: `done` of `total` sessions have had their "
+        "connect (a few at a time); null once it is over",
     )
 
 

@@ -1,0 +1,110 @@
+"""Chat traffic the engine reports: messages seen on the account, and receipts for ours.
+
+The manager delegates here; every write goes through the store together with its event, so
+the bus, SSE streams and webhooks see exactly what was stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from watui.engines.base import IncomingMessage, MessageReceipt
+from watui.machine import EventType
+from watui.models import Message, MessageDirection, MessageStatus, NewEvent, Session
+from watui.store import OUTGOING_PROGRESS, NewMessage
+
+if TYPE_CHECKING:
+    from watui.manager import SessionManager
+
+log = logging.getLogger(__name__)
+
+
+async def on_message(manager: SessionManager, session: Session, event: IncomingMessage) -> None:
+    """Store a message seen on the account and publish it.
+
+    ``from_me`` messages were typed on the phone (or another linked device): they are stored
+    as outgoing (``direction`` out, status ``sent``) in the same chat as the other side's. One
+    this session sent itself is already stored, so an echo of it is dropped.
+    """
+    now = manager.clock.now()
+    chat = event.chat
+    session = manager._sessions.get(session.id, session)
+    if event.from_me:
+        if event.message_id and await manager.store.find_message(session.id, event.message_id):
+            return
+        direction, status = MessageDirection.OUT, MessageStatus.SENT
+        counters = {"messages_sent": session.messages_sent + 1}
+    else:
+        direction, status = MessageDirection.IN, MessageStatus.RECEIVED
+        counters = {"messages_received": session.messages_received + 1}
+    new = session.model_copy(update={**counters, "last_activity_at": now, "updated_at": now})
+    manager._sessions[session.id] = new
+    payload: dict[str, Any] = {
+        "direction": direction.value, "chat": chat, "text": event.text, "message_id": event.message_id,
+        "status": status.value, "sender": event.sender or chat,
+    }
+    if event.from_me:
+        payload["from_phone"] = True
+    await manager.store.write(
+        sessions=[new],
+        messages=[NewMessage(session.id, direction, chat, event.text, event.message_id, status,
+                             timestamp=event.timestamp)],
+        events=[NewEvent(type=EventType.MESSAGE, session_id=session.id, owner=session.owner, timestamp=now,
+                         payload=payload)],
+    )
+    manager._notify(new)
+
+
+EARLY_RECEIPTS = 256
+"""Receipts kept per session for messages not stored yet (a receipt can overtake the write
+of the message it is about: the send returns, then waits for the session's lock)."""
+
+
+async def on_receipt(
+    manager: SessionManager, session: Session, receipt: MessageReceipt,
+    early: OrderedDict[str, MessageStatus] | None = None,
+) -> None:
+    """Move each message the receipt names forward (delivered, read) and publish the change.
+
+    A receipt for a message that is not stored is kept in ``early`` (bounded) in case its
+    send is about to be stored; one for a message sent before watui saw the account simply
+    ages out. A late ``delivered`` after ``read`` changes nothing.
+    """
+    status = MessageStatus(receipt.status)
+    for message_id in receipt.message_ids:
+        message = await manager.store.find_message(session.id, message_id)
+        if message is None:
+            if early is not None:
+                _hold(early, message_id, status)
+            continue
+        await advance(manager, session, message, status)
+
+
+def _hold(early: OrderedDict[str, MessageStatus], message_id: str, status: MessageStatus) -> None:
+    held = early.get(message_id)
+    if held is None or _rank(status) > _rank(held):
+        early[message_id] = status
+    early.move_to_end(message_id)
+    while len(early) > EARLY_RECEIPTS:
+        early.popitem(last=False)
+
+
+def _rank(status: MessageStatus) -> int:
+    return OUTGOING_PROGRESS.index(status) if status in OUTGOING_PROGRESS else -1
+
+
+async def advance(manager: SessionManager, session: Session, message: Message, status: MessageStatus) -> Message:
+    """Move one stored outgoing message forward to ``status`` (else leave it), with its event."""
+    if message.direction is not MessageDirection.OUT or message.message_id is None:
+        return message
+    if message.status not in OUTGOING_PROGRESS or _rank(message.status) >= _rank(status):
+        return message
+    event = NewEvent(
+        type=EventType.MESSAGE_STATUS, session_id=session.id, owner=session.owner,
+        timestamp=manager.clock.now(),
+        payload={"message_id": message.message_id, "status": status.value, "chat": message.chat},
+    )
+    await manager.store.update_message_status(session.id, message.message_id, status, events=[event])
+    return message.model_copy(update={"status": status})
