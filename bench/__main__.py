@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks"]
+SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks", "bench_hosts"]
 
 
 def main() -> None:

@@ -388,6 +388,7 @@ async def test_simulate_refuses_what_the_phone_cannot_do(admin: ScopedService, c
 async def test_simulate_is_not_found_with_the_real_engine(tmp_path: Path) -> None:
     class Fake:
         name = "neonize"
+        plays_phone = False
 
         def has_auth(self, *a: object) -> bool:
             return False

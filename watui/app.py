@@ -39,6 +39,7 @@ from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.confirm import ConfirmScreen
 from watui.screens.details import DetailScreen
 from watui.screens.help import HelpScreen
+from watui.screens.hosts import HostsScreen
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
 from watui.screens.pair_code import PairCodeScreen, PhonePrompt
@@ -90,6 +91,8 @@ class WatuiApp(App[None]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Every key, and what each status means"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave watui; sessions keep running state in the store"),
+        Binding("H", "hosts", "Engine hosts", id="app.hosts", show=False,
+                tooltip="The engine host processes and the sessions each one runs"),
         Binding("ctrl+c", "quit", "Quit", id="app.quit_ctrl_c", show=False, priority=True,
                 tooltip="Leave watui"),
     ]
@@ -136,6 +139,7 @@ class WatuiApp(App[None]):
         self._deliveries_loaded: dict[str, float] = {}
         self._last_recipient = ""
         self.pending_actions = 0
+        self._crashed: set[str] = set()
         self.ready = asyncio.Event()
         self.flushes = 0
 
@@ -226,11 +230,27 @@ class WatuiApp(App[None]):
             self._dirty.discard(event.session_id)
         else:
             self._dirty.add(event.session_id)
+        if _engine_crashed(event.type, event.payload):
+            self._tell_engine_crash(event.session_id)
         # Screens that follow one session (QR, pairing code) react to its events at once.
         for screen in self.screen_stack:
             if getattr(screen, "session_id", None) == event.session_id:
                 screen.post_message(SessionEvent(event))
         self._schedule_flush()
+
+    def _tell_engine_crash(self, session_id: str) -> None:
+        """One toast per host crash, however many of its sessions report it."""
+        if not self._crashed:
+            self.set_timer(0.3, self._crash_toast, name="engine-crash-toast")
+        self._crashed.add(session_id)
+
+    def _crash_toast(self) -> None:
+        count, self._crashed = len(self._crashed), set()
+        self.notify(
+            f"{count} session{'s' if count != 1 else ''} lost {'their' if count != 1 else 'its'} engine; "
+            "linked ones reconnect by themselves. Press H to see the hosts.",
+            title="An engine host process ended", severity="warning", timeout=8,
+        )
 
     def _schedule_flush(self) -> None:
         if self._flush_scheduled or self._flushing:
@@ -594,6 +614,10 @@ class WatuiApp(App[None]):
 
     # ================================================================ app keys
 
+    def action_hosts(self) -> None:
+        if not isinstance(self.screen, HostsScreen):
+            self.push_screen(HostsScreen())
+
     def action_help(self) -> None:
         if any(isinstance(s, HelpScreen) for s in self.screen_stack):
             return
@@ -602,6 +626,7 @@ class WatuiApp(App[None]):
             ("Moving around", [*self._table_bindings()]),
             ("QR screen", [*QrScreen.BINDINGS]),
             ("Pairing code screen", [*PairCodeScreen.BINDINGS]),
+            ("Engine hosts", [*HostsScreen.BINDINGS]),
             ("Message box", [*ComposeScreen.BINDINGS,
                              Binding("enter", "send", "Send", tooltip="In the text field; in To, goes on to the text")]),
             ("Everywhere", [*self.BINDINGS,
@@ -635,6 +660,13 @@ class WatuiApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)
         yield SystemCommand("New session", "Create a session and link a phone", self.new_session)
+
+
+def _engine_crashed(kind: EventType, payload: dict[str, Any]) -> bool:
+    """An event saying a session's engine host process died (see docs/engine-hosts.md)."""
+    return (kind == EventType.DISCONNECTED and payload.get("reason") == "engine_crashed") or (
+        kind == EventType.ERROR and payload.get("code") == "engine_crashed"
+    )
 
 
 # ==================================================================== entry point

@@ -46,6 +46,15 @@ log_format_option = click.option(
     help="Log lines as text or as JSON objects (for log shippers) [text].",
 )
 
+isolation_option = click.option(
+    "--engine-isolation",
+    "engine_isolation",
+    type=click.Choice(["process", "inline"]),
+    default=None,
+    help="Run engine sessions in supervised engine host processes, or in this one "
+    "[process for neonize, inline for simulated].",
+)
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -57,12 +66,18 @@ data_dir_option = click.option(
 @click.group(invoke_without_command=True, context_settings={"auto_envvar_prefix": "WATUI"})
 @click.option("--demo", is_flag=True, help="Simulated engine with a few sample sessions.")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@isolation_option
 @data_dir_option
 @log_format_option
 @click.version_option(__version__, prog_name="watui")
 @click.pass_context
 def main(
-    ctx: click.Context, demo: bool, engine: str | None, data_dir: Path | None, log_format: str | None
+    ctx: click.Context,
+    demo: bool,
+    engine: str | None,
+    engine_isolation: str | None,
+    data_dir: Path | None,
+    log_format: str | None,
 ) -> None:
     """The watui console: every WhatsApp session in one live table."""
     # Everything watui creates (databases, their -wal/-shm, auth databases, keys) is private.
@@ -75,7 +90,9 @@ def main(
         engine = engine or "simulated"
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="watui-demo-"))
-    settings = make_settings(engine=engine, data_dir=data_dir, log_format=log_format)
+    settings = make_settings(
+        engine=engine, engine_isolation=engine_isolation, data_dir=data_dir, log_format=log_format
+    )
     try:
         exit_if_data_dir_unusable(lambda: run_console_or_attach(settings, demo=demo))
     except AttachError as exc:
@@ -86,6 +103,7 @@ def main(
 @click.option("--host", default=None, help="Address to listen on [127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [8080].")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@isolation_option
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed browser origin (repeatable).")
 @data_dir_option
 @log_format_option
@@ -93,6 +111,7 @@ def serve(
     host: str | None,
     port: int | None,
     engine: str | None,
+    engine_isolation: str | None,
     cors_origins: tuple[str, ...],
     data_dir: Path | None,
     log_format: str | None,
@@ -101,8 +120,8 @@ def serve(
     from watui.server import run_server
 
     settings = make_settings(
-        host=host, port=port, engine=engine, data_dir=data_dir, cors_origins=list(cors_origins) or None,
-        log_format=log_format,
+        host=host, port=port, engine=engine, engine_isolation=engine_isolation, data_dir=data_dir,
+        cors_origins=list(cors_origins) or None, log_format=log_format,
     )
     exit_if_data_dir_unusable(lambda: run_server(settings))
 

@@ -32,17 +32,20 @@ from watui.datadir import DataDirLock, open_data_dir
 from watui.engines.base import (
     Engine,
     EngineEvent,
+    EngineRefused,
     EngineSession,
     IncomingMessage,
     LoggedOut,
     MessageReceipt,
     PairingWindowClosed,
     PairSuccess,
+    PhoneAction,
     QrCodeIssued,
     SessionConnected,
     SessionDisconnected,
     SessionError,
 )
+from watui.engines.factory import build_engine
 from watui.errors import (
     Conflict,
     EngineFailure,
@@ -86,23 +89,6 @@ log = logging.getLogger(__name__)
 
 ENGINE_CALL_TIMEOUT = 30.0
 PAIR_CODE_WAIT = 30.0
-
-
-def build_engine(settings: Settings, clock: Clock) -> Engine:
-    if settings.engine == "simulated":
-        from watui.engines.simulated import SimulatedEngine
-
-        return SimulatedEngine(
-            clock=clock,
-            qr_first_ttl=settings.qr_first_ttl,
-            qr_next_ttl=settings.qr_next_ttl,
-            codes_per_attempt=settings.qr_codes_per_attempt,
-            connect_latency=0.3,
-            link_latency=1.0,
-        )
-    from watui.engines.neonize_engine import NeonizeEngine
-
-    return NeonizeEngine()
 
 
 def new_webhook_secret() -> str:
@@ -308,7 +294,8 @@ class SessionManager:
 
     @property
     def simulated(self) -> bool:
-        return getattr(self.engine, "name", "") == "simulated"
+        """True when the engine can play the phone (the simulated one, inline or hosted)."""
+        return self.engine.plays_phone
 
     # ================================================================ helpers
 
@@ -1080,28 +1067,16 @@ class SessionManager:
         return result.messages[0]
 
     async def simulate(self, caller: Caller, session_id: str, request: SimulateRequest) -> Session:
-        from watui.engines.simulated import SimulatedEngine, SimulationError
-
         session = self.visible(caller, session_id)
-        if not isinstance(self.engine, SimulatedEngine):
+        if not self.engine.plays_phone:
             raise NotFound("simulate exists only with the simulated engine")
         runtime = self._runtimes.get(session_id)
         if runtime is None or runtime.engine_session is None:
             raise InvalidTransition(session.status.value, f"simulate {request.action}")
-        phone = self.engine.phone(session_id)
+        action = PhoneAction(request.action, reason=request.reason, chat=request.chat, text=request.text)
         try:
-            match request.action:
-                case "scan":
-                    phone.scan()
-                case "disconnect":
-                    phone.drop(request.reason or "connection_lost")
-                case "logout":
-                    phone.remove_device()
-                case "fail":
-                    phone.fail(request.reason or "simulated engine failure")
-                case "message":
-                    phone.receive(request.chat or "14155550100", request.text or "Hello from the simulated phone")
-        except SimulationError as exc:
+            await self.engine.play_phone(session_id, action)
+        except EngineRefused as exc:
             raise InvalidTransition(session.status.value, f"simulate {request.action}") from exc
         await self.drain(session_id)
         return self._sessions.get(session_id, session)

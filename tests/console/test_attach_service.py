@@ -15,6 +15,7 @@ import pytest
 
 from watui.errors import (
     EngineFailure,
+    Forbidden,
     InvalidTransition,
     QrNotAvailable,
     SessionLimitReached,
@@ -111,6 +112,7 @@ async def test_every_read_matches_the_servers_own_service(server: BackgroundServ
     assert await remote.list_webhook_deliveries(hooked.id) == await on_server(
         server, lambda: here.list_webhook_deliveries(hooked.id))
     assert remote.restore_progress is None
+    assert await remote.engine_hosts() == await on_server(server, here.engine_hosts) == []  # inline engine
 
     renamed = await remote.update_session(hooked.id, SessionUpdate(name="hooked-2", description="d"))
     assert (renamed.name, renamed.description) == ("hooked-2", "d")
@@ -172,6 +174,7 @@ async def test_refusals_are_the_same_classes_with_the_servers_words(server: Back
         limit = await refusal(bob.create_session(spec("b3")))
         assert isinstance(limit, SessionLimitReached) and limit.message
         assert isinstance(await refusal(bob.get_session(idle.id)), SessionNotFound), "another owner's"
+        assert isinstance(await refusal(bob.engine_hosts()), Forbidden), "admin only"
     finally:
         await bob.aclose()
 

@@ -154,6 +154,7 @@ class _RealishEngine:
     """Not the simulated engine: an engine whose sessions just wait."""
 
     name = "neonize"
+    plays_phone = False
 
     def session(self, session_id: str, report: object, *, auth_path: Path) -> _IdleSession:
         return _IdleSession()

@@ -93,6 +93,24 @@ class IncomingMessage:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class EngineRefused(RuntimeError):
+    """The engine cannot do that now (not connected, no code up to scan); ``str()`` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneAction:
+    """Something the phone (or WhatsApp) does to a session, for engines that can play it.
+
+    ``action`` is one of ``scan``, ``disconnect``, ``logout``, ``fail``, ``message``; ``reason``
+    goes with disconnect/fail, ``chat`` and ``text`` with message.
+    """
+
+    action: str
+    reason: str | None = None
+    chat: str | None = None
+    text: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class MessageReceipt:
     """The recipient's phone received (``delivered``) or showed (``read``) messages we sent."""
@@ -148,6 +166,8 @@ class EngineSession(Protocol):
 
 class Engine(Protocol):
     name: str
+    plays_phone: bool
+    """True when :meth:`play_phone` works (the simulated engine, inline or hosted)."""
 
     def session(self, session_id: str, report: Report, *, auth_path: Path) -> EngineSession:
         """Make the engine side of one session. ``auth_path`` is its own auth database."""
@@ -157,6 +177,9 @@ class Engine(Protocol):
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
         """Delete the session's auth data (after a logout or a delete)."""
+
+    async def play_phone(self, session_id: str, action: PhoneAction) -> None:
+        """Play the phone for a running session; raises :class:`EngineRefused` when it cannot."""
 
     def hosts(self) -> list[EngineHost]:
         """The engine host processes this engine runs (``[]`` for an inline engine)."""

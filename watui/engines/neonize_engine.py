@@ -63,6 +63,8 @@ from urllib.parse import quote
 
 from watui.engines.base import (
     EngineEvent,
+    EngineRefused,
+    PhoneAction,
     QrCodeIssued,
     Report,
     SessionError,
@@ -639,6 +641,7 @@ class NeonizeEngine:
     """
 
     name = "neonize"
+    plays_phone = False
 
     def __init__(
         self,
@@ -694,6 +697,10 @@ class NeonizeEngine:
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
 
         await _in_thread(remove)
+
+    async def play_phone(self, session_id: str, action: PhoneAction) -> None:
+        """A real phone is played by a person, not by watui."""
+        raise EngineRefused("only the simulated engine can play the phone")
 
     def hosts(self) -> list[EngineHost]:
         """Inline: no host processes."""

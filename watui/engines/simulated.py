@@ -36,11 +36,13 @@ if TYPE_CHECKING:
 
 from watui.clock import Clock, RealClock, TimerHandle
 from watui.engines.base import (
+    EngineRefused,
     IncomingMessage,
     LoggedOut,
     MessageReceipt,
     PairingWindowClosed,
     PairSuccess,
+    PhoneAction,
     QrCodeIssued,
     Report,
     SessionConnected,
@@ -54,7 +56,7 @@ PUSH_NAMES = ("Ana", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Giulia", "Hiro"
 PAIR_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"  # WhatsApp's linking codes avoid look-alikes
 
 
-class SimulationError(RuntimeError):
+class SimulationError(EngineRefused):
     """The phone cannot do that now (e.g. scan when no code is shown)."""
 
 
@@ -278,6 +280,7 @@ class SimulatedSession:
 
 class SimulatedEngine:
     name = "simulated"
+    plays_phone = True
 
     def __init__(
         self,
@@ -319,6 +322,22 @@ class SimulatedEngine:
         if session is None:
             raise SimulationError("this session is not running")
         return session
+
+    async def play_phone(self, session_id: str, action: PhoneAction) -> None:
+        phone = self.phone(session_id)
+        match action.action:
+            case "scan":
+                phone.scan()
+            case "disconnect":
+                phone.drop(action.reason or "connection_lost")
+            case "logout":
+                phone.remove_device()
+            case "fail":
+                phone.fail(action.reason or "simulated engine failure")
+            case "message":
+                phone.receive(action.chat or "14155550100", action.text or "Hello from the simulated phone")
+            case other:
+                raise SimulationError(f"the phone cannot {other!r}")
 
     # The auth "database": a small JSON file, so links survive a restart like neonize's do.
     def load_device(self, auth_path: Path) -> Device | None:

@@ -29,6 +29,7 @@ class SessionCommands(Provider):
             ("Stop all sessions", app.stop_all, "Stop every running session (asks first)"),
             ("Filter sessions", app.focus_filter, "Filter the table by name, phone or status"),
             ("Help: keys and statuses", app.action_help, "Every key, and what each status means"),
+            ("Engine hosts", app.action_hosts, "The engine host processes and the sessions each runs"),
         ]
 
     def _for_current(self) -> list[tuple[str, Callable[[], object], str]]:

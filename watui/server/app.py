@@ -40,6 +40,7 @@ from watui.server.auth import require_caller, require_stream_caller
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
 from watui.server.routes_bulk import bulk_router
+from watui.server.routes_engine import engine_router
 from watui.server.routes_events import events_router
 from watui.server.routes_webhooks import webhooks_router
 from watui.server.schemas import (
@@ -443,7 +444,7 @@ def create_app(
     app.state.manager = manager
     install_error_handlers(app)
     install_openapi(app)
-    routers = [_router(state), webhooks_router, events_router, bulk_router]
+    routers = [_router(state), webhooks_router, engine_router, events_router, bulk_router]
     app.state.route_methods = [
         (route.path_regex, frozenset(route.methods or ()))
         for router in routers for route in router.routes if isinstance(route, APIRoute)

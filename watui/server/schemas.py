@@ -79,6 +79,7 @@ class ErrorResponse(BaseModel):
 ERROR_CODES: dict[int, dict[str, str]] = {
     400: {"BAD_REQUEST": "the request cannot be read (bad header, bad encoding)"},
     401: {"UNAUTHORIZED": "no API key, an unknown one or a revoked one"},
+    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route)"},
     404: {
         "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
         "NOT_FOUND": "no such route (also /simulate with the real engine)",

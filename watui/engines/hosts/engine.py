@@ -1,0 +1,232 @@
+"""``HostedEngine``: the :class:`~watui.engines.base.Engine` protocol, served by host processes.
+
+To the manager a hosted engine is an engine like any other: it makes sessions, and each
+session connects, disconnects, pairs, sends, and reports facts through ``report``. Behind that,
+every call goes over a pipe to the engine host the session is placed in, and every fact comes
+back the same way, on the event loop, in order.
+
+A session is placed at its connect: it stays in its host while that host runs and takes
+sessions, and moves to another at its next connect when its host crashed or is draining.
+When its host crashes, a session that was connected reports ``SessionDisconnected
+("engine_crashed")`` (the manager reconnects it, in a fresh host), one that was still linking
+or reconnecting ``SessionError(code="engine_crashed")``; an idle one reports nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from watui.engines.base import (
+    EngineEvent,
+    EngineRefused,
+    LoggedOut,
+    PhoneAction,
+    Report,
+    SessionConnected,
+    SessionDisconnected,
+    SessionError,
+)
+from watui.engines.factory import EngineSpec, build_inline
+from watui.engines.hosts.supervisor import HostCrashed, HostProcess, Supervisor
+
+if TYPE_CHECKING:
+    from watui.models import EngineHost
+
+CRASH_REASON = "engine_crashed"
+
+
+class HostedSession:
+    """One watui session's engine side, living in whichever host it is placed in."""
+
+    def __init__(self, engine: HostedEngine, session_id: str, report: Report, auth_path: Path) -> None:
+        self.engine = engine
+        self.session_id = session_id
+        self.report = report
+        self.auth_path = auth_path
+        self.host: HostProcess | None = None
+        self._attempt = False  # a connect attempt is under way (or connected) in the host
+        self._connected = False  # the attempt reported SessionConnected
+        self._connecting = False  # a connect call is in flight (its error tells the manager)
+        self._closed = False
+
+    # ---------------------------------------------------------------- from the host
+
+    def deliver(self, host: HostProcess, event: EngineEvent) -> None:
+        if host is not self.host:
+            return
+        if isinstance(event, SessionConnected):
+            self._connected = True
+        elif isinstance(event, SessionDisconnected | LoggedOut | SessionError):
+            self._attempt = self._connected = False
+        self.report(event)
+
+    def host_crashed(self, host: HostProcess, why: str) -> None:
+        if host is not self.host:
+            return
+        self.host = None
+        attempt, connected = self._attempt, self._connected
+        self._attempt = self._connected = False
+        if self._connecting:
+            return  # the connect call itself fails with the reason
+        if connected:
+            self.report(SessionDisconnected(CRASH_REASON))
+        elif attempt:
+            self.report(SessionError(f"the engine host process ended unexpectedly ({why})", code=CRASH_REASON))
+
+    # ---------------------------------------------------------------- EngineSession
+
+    async def connect(self) -> None:
+        if self._closed:
+            raise EngineRefused("this engine session is closed")
+        supervisor = self.engine.supervisor
+        host = self.host
+        if host is None or not host.alive or host.draining:
+            await self._leave()
+            host = await supervisor.place(self)
+            self.host = host
+            self._connecting = True
+            try:
+                await host.call("open", self.session_id, auth_path=str(self.auth_path))
+            finally:
+                self._connecting = False
+        supervisor.count_connect(host)
+        self._attempt, self._connected, self._connecting = True, False, True
+        try:
+            await host.call("connect", self.session_id)
+        except BaseException:
+            self._attempt = False
+            raise
+        finally:
+            self._connecting = False
+
+    async def disconnect(self) -> None:
+        host = self.host
+        self._attempt = self._connected = False
+        if host is None:
+            return
+        with contextlib.suppress(HostCrashed):
+            await host.call("disconnect", self.session_id)
+        if host.draining:
+            await self._leave()  # let a draining host empty as soon as it can
+
+    async def logout(self) -> None:
+        host = self.host
+        self._attempt = self._connected = False
+        if host is None:
+            await self.engine.remove_auth(self.session_id, self.auth_path)
+            return
+        await host.call("logout", self.session_id)
+
+    async def pair_phone(self, phone_number: str) -> str:
+        return str(await self._live_host("request a pairing code").call(
+            "pair_phone", self.session_id, phone_number=phone_number))
+
+    async def send_text(self, to: str, text: str) -> str:
+        return str(await self._live_host("send").call("send_text", self.session_id, to=to, text=text))
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._leave()
+        self.engine._sessions.pop(self.session_id, None)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _live_host(self, what: str) -> HostProcess:
+        host = self.host
+        if host is None or not host.alive:
+            raise EngineRefused(f"cannot {what}: the session is not connected")
+        return host
+
+    async def _leave(self) -> None:
+        """Close this session in its host and leave it (an empty host then stops)."""
+        host, self.host = self.host, None
+        self._attempt = self._connected = False
+        if host is None:
+            return
+        try:
+            if host.alive:
+                with contextlib.suppress(HostCrashed, EngineRefused):
+                    await host.call("close", self.session_id)
+        finally:
+            self.engine.supervisor.leave(self, host)
+
+
+class HostedEngine:
+    """An engine of kind ``spec.engine`` whose sessions run in supervised host processes.
+
+    ``sessions_per_host``: sessions placed in one host at most. ``recycle_connects``: connect
+    attempts after which a host drains into a fresh one. ``idle_grace``: seconds an empty
+    host waits for a new session before it stops (a restart then reuses it).
+    """
+
+    def __init__(
+        self,
+        spec: EngineSpec,
+        *,
+        sessions_per_host: int = 50,
+        recycle_connects: int = 500,
+        idle_grace: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.engine
+        # Auth data is files on disk: read and removed here, without loading an engine runtime.
+        self._local = build_inline(spec)
+        self.plays_phone = self._local.plays_phone
+        self.supervisor = Supervisor(
+            spec, sessions_per_host=sessions_per_host, recycle_connects=recycle_connects,
+            idle_grace=idle_grace,
+        )
+        self._sessions: dict[str, HostedSession] = {}
+
+    def session(self, session_id: str, report: Report, *, auth_path: Path) -> HostedSession:
+        session = HostedSession(self, session_id, report, Path(auth_path))
+        self._sessions[session_id] = session
+        return session
+
+    def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        return self._local.has_auth(session_id, auth_path)
+
+    async def remove_auth(self, session_id: str, auth_path: Path) -> None:
+        await self._local.remove_auth(session_id, auth_path)
+        for host in list(self.supervisor.live):  # a host may hold it in memory (simulated)
+            with contextlib.suppress(HostCrashed, EngineRefused, RuntimeError):
+                await host.call("forget", session_id, auth_path=str(auth_path))
+
+    async def play_phone(self, session_id: str, action: PhoneAction) -> None:
+        if not self.plays_phone:
+            raise EngineRefused(f"the {self.name} engine cannot play the phone")
+        session = self._sessions.get(session_id)
+        host = session.host if session is not None else None
+        if host is None or not host.alive:
+            raise EngineRefused("this session is not running")
+        try:
+            await host.call("play_phone", session_id, **dataclasses.asdict(action))
+        except HostCrashed as exc:
+            raise EngineRefused(str(exc)) from None
+
+    def hosts(self) -> list[EngineHost]:
+        return self.supervisor.describe()
+
+    def crash_host(self, host_id: str, how: str = "kill") -> int | None:
+        """End a host the hard way and return its pid (tests and the benchmark).
+
+        ``kill``: SIGKILL from watui (what the OOM killer does); ``go``: a nil-pointer panic
+        in neonize's Go code inside the host; ``abort``: the host aborts itself.
+        """
+        host = self.supervisor.find(host_id)
+        if host is None:
+            raise LookupError(f"no engine host {host_id!r}")
+        if how == "kill":
+            host.kill()
+        else:
+            host.send("crash", how=how)
+        return host.pid
+
+    async def aclose(self) -> None:
+        for session in list(self._sessions.values()):
+            with contextlib.suppress(Exception):
+                await session.close()
+        await self.supervisor.aclose()
