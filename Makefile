@@ -25,8 +25,12 @@ run: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/watui --demo
 
+# make serve [PORT=8080] [DATA_DIR=dir] [ENGINE=simulated|neonize]
+PORT     ?= 8080
+DATA_DIR ?=
+ENGINE   ?= simulated
 serve: $(VENV)/.runtime
-	$(BIN)/watui serve --engine simulated
+	$(BIN)/watui serve --engine $(ENGINE) --port $(PORT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check watui tests bench

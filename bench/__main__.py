@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks", "bench_hosts"]
+SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks", "bench_hosts",
+          "bench_hardening"]
 
 
 def main() -> None:

@@ -194,6 +194,9 @@ async def run(args: argparse.Namespace) -> None:
         settings = Settings.model_validate({
             "data_dir": Path(tmp), "engine": "simulated", "sqlite_synchronous": args.synchronous,
             "max_active_sessions_per_owner": 10_000,
+            # The receiver is on loopback: allowed as an operator would allow their own network
+            # (by network, so every connection still goes through the guard's resolve-and-check).
+            "webhook_allowed_hosts": ["127.0.0.0/8"],
         })
         engine = SimulatedEngine(clock=RealClock(), connect_latency=0.0, link_latency=0.0, seed="bench")
         manager = await SessionManager.open(settings, engine=engine, clock=RealClock())

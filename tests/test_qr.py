@@ -255,3 +255,19 @@ def test_rich_svg_screenshot_scans(payload: str) -> None:
 def test_does_not_import_textual() -> None:
     code = "import sys, watui.qr; assert 'textual' not in sys.modules, 'textual imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_prerender_draws_the_png_in_another_process_before_anyone_asks() -> None:
+    """The server's manager calls prerender before a ``qr`` event exists: the PNG is then a
+    cache hit for every SSE client and webhook, not tens of ms on the event loop."""
+    payload = "2@" + _b64(48) + "," + _b64(32) + "," + _b64(32) + "," + _b64(32) + ",prerender"
+    await qr.prerender(payload)
+    drawn = qr._prerendered[(payload, 8)]
+    assert qr.png_bytes(payload) is drawn, "png_bytes takes the drawn PNG as it is"
+    assert drawn == qr.draw_png(payload, 8)
+    assert isinstance(qr._drawer(), qr.concurrent.futures.ProcessPoolExecutor)
+    assert qr._drawer().submit(os.getpid).result(10) != os.getpid(), "drawn in another process"
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(drawn)))
+    assert [d.text for d in decoded] == [payload]
+    await qr.prerender("x" * 5000)  # too long for any QR code: left for the callers to report
+    assert ("x" * 5000, 8) not in qr._prerendered

@@ -11,12 +11,10 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import stat
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
+from webhook_receiver import Receiver, Request
 
 from watui.clock import RealClock
 from watui.config import Settings
@@ -40,88 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = WebhookOptions(base_delay=0.05, max_delay=0.4, poll_interval=0.05, shutdown_grace=0.5)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-# ==================================================================== the receiver
-
-
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def webhook_id(self) -> str:
-        return self.headers["webhook-id"]
-
-    def json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.body)
-        return data
-
-
-@dataclass
-class Receiver:
-    """An HTTP receiver on 127.0.0.1 that answers what ``respond`` says."""
-
-    port: int
-    respond: Callable[[Request, int], int] = lambda request, n: 204
-    delay: Callable[[Request], float] = lambda request: 0.0
-    requests: list[Request] = field(default_factory=list)
-    server: asyncio.Server | None = None
-
-    @classmethod
-    def reserve(cls, **kwargs: Any) -> Receiver:
-        """A receiver on a free port, not listening yet (so connections are refused)."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        return cls(port, **kwargs)
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                path = lines[0].split(" ")[1]
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                request = Request(path, headers, body)
-                self.requests.append(request)
-                pause = self.delay(request)
-                if pause:
-                    await asyncio.sleep(pause)
-                status = self.respond(request, len(self.requests))
-                text = b"" if status == 204 else b"nope"
-                writer.write(
-                    f"HTTP/1.1 {status} X\r\nContent-Length: {len(text)}\r\n\r\n".encode() + text
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    def by_event(self) -> dict[int, list[Request]]:
-        out: dict[int, list[Request]] = {}
-        for r in self.requests:
-            out.setdefault(r.json()["id"], []).append(r)
-        return out
 
 
 # ==================================================================== fixtures
@@ -140,6 +57,8 @@ def patch(**values: Any) -> SessionUpdate:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    # Receivers here are on loopback, which webhooks may reach only when the operator allows it.
+    overrides.setdefault("webhook_allow_private", True)
     return Settings(data_dir=data_dir, engine="simulated", sqlite_synchronous="NORMAL", **overrides)
 
 
@@ -161,20 +80,6 @@ async def manager(tmp_path: Path) -> AsyncIterator[SessionManager]:
 @pytest.fixture
 def admin(manager: SessionManager) -> ScopedService:
     return manager.service(Caller.local_admin())
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[Callable[..., Receiver]]:
-    made: list[Receiver] = []
-
-    def make(**kwargs: Any) -> Receiver:
-        receiver = Receiver.reserve(**kwargs)
-        made.append(receiver)
-        return receiver
-
-    yield make
-    for r in made:
-        await r.stop()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
@@ -531,7 +436,7 @@ CHILD = textwrap.dedent(
     from watui.webhooks import WebhookOptions
 
     async def main():
-        settings = Settings(data_dir=sys.argv[1], engine="simulated")
+        settings = Settings(data_dir=sys.argv[1], engine="simulated", webhook_allow_private=True)
         engine = SimulatedEngine(clock=RealClock(), connect_latency=0.0, link_latency=0.0)
         manager = await SessionManager.open(settings, engine=engine, clock=RealClock())
         manager.webhooks.options = WebhookOptions(base_delay=0.05, max_delay=0.2, poll_interval=0.05)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 LOCK_FILE = "watui.lock"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+OWN_FILES = frozenset({"admin.key", "webhook.secret"})
+"""Files of watui's at the top of a data dir besides ``watui*`` (the database, log, lock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +211,11 @@ def private_umask() -> None:
 
 
 def make_private(data_dir: Path) -> None:
-    """Create ``data_dir`` and its ``auth`` dir if needed and make them and watui's files in
-    them private: this fixes data dirs made by an older watui (0755/0644).
+    """Create ``data_dir`` and its ``auth`` dir if needed (0700) and make them and watui's
+    files in them private: this fixes data dirs made by an older watui (0755/0644 become
+    0700/0600).
 
-    Only watui's own files are touched (``watui*``, ``admin.key``, everything under
+    Only watui's own files are touched (``watui*``, :data:`OWN_FILES`, everything under
     ``auth/``), so a data dir pointed at a shared directory does not rewrite its neighbours.
     """
     data_dir = Path(data_dir)
@@ -221,7 +224,7 @@ def make_private(data_dir: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         _chmod(directory)
     for path in data_dir.iterdir():
-        if path.name.startswith("watui") or path.name == "admin.key":
+        if path.name.startswith("watui") or path.name in OWN_FILES:
             _chmod(path)
     for root, dirs, files in os.walk(auth):
         for name in (*dirs, *files):
@@ -230,27 +233,28 @@ def make_private(data_dir: Path) -> None:
 
 def private_database_files(db_path: Path) -> None:
     """Create the database file empty with mode 0600 unless it exists, and make it and its
-    ``-wal``/``-shm`` files 0600, whatever the umask: SQLite gives the ``-wal`` and ``-shm``
-    files it creates later the database file's mode."""
-    fd = os.open(db_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
+    ``-wal``/``-shm`` files private: SQLite gives the ``-wal`` and ``-shm`` files it creates
+    later the database file's mode."""
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
+        finally:
+            os.close(fd)
+    for suffix in ("", "-wal", "-shm"):
         _chmod(Path(f"{db_path}{suffix}"))
 
 
 def _chmod(path: Path) -> None:
-    """0700 for a directory, 0600 for anything else; symlinks are left alone."""
+    """Take group and other permissions away; the owner's stay as they are (a data dir made
+    read-only on purpose stays read-only). Symlinks are left alone."""
     try:
         info = path.lstat()
     except FileNotFoundError:
         return
     if stat.S_ISLNK(info.st_mode):
         return
-    mode = DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE
-    if stat.S_IMODE(info.st_mode) == mode:
-        return
-    with contextlib.suppress(PermissionError):
-        os.chmod(path, mode)
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        with contextlib.suppress(PermissionError):
+            os.chmod(path, mode & 0o700)

@@ -92,3 +92,27 @@ class EngineFailure(WatuiError):
 
     code = "ENGINE_ERROR"
     status = 502
+
+
+class StoreUnavailable(WatuiError):
+    """The store could not write (disk full, read-only, I/O error). Nothing changed: memory
+    is as it was before the call, and a retry may succeed once the store can write again."""
+
+    code = "STORE_UNAVAILABLE"
+    status = 503
+    retry_after = 5
+    """Seconds a client should wait before retrying (the ``Retry-After`` header)."""
+
+
+class EventsExpired(WatuiError):
+    """A resume from before the oldest event the log still keeps (retention pruned the rest)."""
+
+    code = "EVENTS_EXPIRED"
+    status = 410
+
+    def __init__(self, last_event_id: int, oldest_id: int) -> None:
+        super().__init__(
+            f"Events after {last_event_id} are no longer kept; the oldest kept event is {oldest_id}."
+            f" Resume with Last-Event-ID {oldest_id - 1} (accepting the gap) or without one.",
+            details={"last_event_id": last_event_id, "oldest_id": oldest_id},
+        )

@@ -56,6 +56,7 @@ from watui.errors import (
     SessionLimitReached,
     SessionNotConnected,
     SessionNotFound,
+    StoreUnavailable,
     ValidationFailed,
 )
 from watui.machine import RUNNING, STARTABLE, EventType, Status, Trigger, transition
@@ -82,7 +83,8 @@ from watui.models import (
     normalize_phone,
 )
 from watui.restore import Restorer
-from watui.store import NewMessage, Store
+from watui.retention import Retention
+from watui.store import NewMessage, Store, WriteResult
 from watui.webhooks import WebhookDeliveryPage, WebhookDispatcher, list_deliveries
 
 log = logging.getLogger(__name__)
@@ -180,9 +182,14 @@ class SessionManager:
         self._handling = 0
         self.on_session_change: list[Callable[[Session], None]] = []
         self.webhooks: WebhookDispatcher | None = None
+        self.prerender_qr = False
+        """Draw each QR code's PNG in another process before its event is made. The server
+        turns it on (every SSE client and webhook of the code needs the PNG at once); the
+        console alone draws half blocks, not PNGs, and leaves it off."""
         self.restore_progress: RestoreProgress | None = None
         """Set while start-up restore is under way (``done`` of ``total`` connects made)."""
         self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
+        self.retention: Retention | None = None
         self.data_lock: DataDirLock | None = None
         """This process's hold on the data dir (set by :meth:`open`)."""
 
@@ -219,6 +226,8 @@ class SessionManager:
         # Before anything is written: every event from here on is queued for its webhook.
         manager.webhooks = WebhookDispatcher(store, settings, sessions=manager._sessions, clock=clock)
         manager.webhooks.start()
+        manager.retention = Retention(store, settings, clock)
+        manager.retention.start()
         if restore:
             manager._restorer.start()
         return manager
@@ -283,6 +292,8 @@ class SessionManager:
             await self.engine.aclose()
         if self.webhooks is not None:
             await self.webhooks.aclose()
+        if self.retention is not None:
+            await self.retention.aclose()
         try:
             await self.store.close()
         finally:
@@ -341,8 +352,13 @@ class SessionManager:
         reason: str | None = None,
         changes: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        before: list[NewEvent] | None = None,
     ) -> Session:
-        """Apply ``trigger``, persist the new snapshot with its events, then publish them."""
+        """Apply ``trigger``, persist the new snapshot with its events, then publish them.
+
+        If the write fails, memory is left as it was and the error (``StoreUnavailable``)
+        propagates. ``before``: events written first in the same transaction.
+        """
         result = transition(session.status, trigger)
         now = self.clock.now()
         update: dict[str, Any] = {"updated_at": now, **(changes or {})}
@@ -358,6 +374,7 @@ class SessionManager:
             )
             for kind in result.events
         ]
+        events = [*(before or ()), *events]
         if result.target is None:
             # Removed from memory only after the write, so hooks (the webhook outbox) that run
             # while the transaction is assembled still see the session's settings.
@@ -365,18 +382,34 @@ class SessionManager:
             self._sessions.pop(session.id, None)
             self._release_name(session)
         else:
-            self._sessions[session.id] = new
-            await self.store.write(events=events, sessions=[new])
-            self._notify(new)
+            await self._write_snapshot(session, new, events=events)
         return new
 
     async def _save(self, session: Session, **changes: Any) -> Session:
         """Persist a change that is no transition (counters, settings)."""
         new = session.model_copy(update={"updated_at": self.clock.now(), **changes})
-        self._sessions[session.id] = new
-        await self.store.write(sessions=[new])
-        self._notify(new)
+        await self._write_snapshot(session, new)
         return new
+
+    async def _write_snapshot(
+        self, old: Session, new: Session, *, events: list[NewEvent] | None = None,
+        messages: list[NewMessage] | None = None,
+    ) -> WriteResult:
+        """Put ``new`` in memory, write it (with ``events`` and ``messages``), then notify.
+
+        Memory changes first so hooks that run while the transaction is assembled (the webhook
+        outbox) see the new snapshot; a write that fails puts ``old`` back, so memory and disk
+        always agree. A cancelled write is not undone: it may still commit.
+        """
+        self._sessions[new.id] = new
+        try:
+            result = await self.store.write(events=events or (), sessions=[new], messages=messages or ())
+        except Exception:
+            if self._sessions.get(new.id) is new:
+                self._sessions[new.id] = old
+            raise
+        self._notify(new)
+        return result
 
     def _notify(self, session: Session) -> None:
         for callback in self.on_session_change:
@@ -403,11 +436,7 @@ class SessionManager:
             del self._runtimes[session_id]
         session = self._sessions.get(session_id)
         if session is not None:
-            owners = self._active.get(session.owner)
-            if owners is not None:
-                owners.discard(session_id)
-                if not owners:
-                    del self._active[session.owner]
+            self._release_slot(session.owner, session_id)
         for timer, _ in runtime.timers.values():
             timer.cancel()
         runtime.timers.clear()
@@ -429,6 +458,14 @@ class SessionManager:
         task = runtime.task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    def _release_slot(self, owner: str, session_id: str) -> None:
+        """The session no longer counts against its owner's active sessions."""
+        owners = self._active.get(owner)
+        if owners is not None:
+            owners.discard(session_id)
+            if not owners:
+                del self._active[owner]
 
     @staticmethod
     def _settled(runtime: Runtime) -> None:
@@ -478,6 +515,8 @@ class SessionManager:
                 await self._on_engine(runtime, item)
         except InvalidTransition as exc:
             log.debug("ignored %r for %s: %s", item, runtime.session_id, exc.message)
+        except StoreUnavailable as exc:  # the store logs the outage itself; no traceback here
+            log.warning("session %s could not record %r: %s", runtime.session_id, item, exc.message)
         except Exception:
             log.exception("session %s failed to handle %r", runtime.session_id, item)
 
@@ -511,6 +550,17 @@ class SessionManager:
             self._settled(runtime)  # the connect has an outcome: the restore may go on
         match event:
             case QrCodeIssued(code=code):
+                if self.prerender_qr and runtime.pair_phone is None and \
+                        session.status in (Status.INITIALIZING, Status.QR_READY):
+                    # A code to show: drawn before its event exists, off the event loop, so
+                    # every SSE frame and webhook of it reads the cached PNG.
+                    from watui.qr import prerender
+
+                    await prerender(code)
+                    current = self._sessions.get(runtime.session_id)
+                    if current is None:
+                        return
+                    session = current
                 await self._on_qr(runtime, session, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self._disarm(runtime, "qr")
@@ -788,8 +838,8 @@ class SessionManager:
             )
 
     def _check_limit(self, session: Session, caller: Caller | None) -> None:
-        if caller is None or caller.admin or session.id in self._runtimes:
-            return
+        if caller is None or caller.admin or session.id in self._active.get(session.owner, ()):
+            return  # already running, or its slot was reserved by ``create``
         limit = self.settings.max_active_sessions_per_owner
         if self.active_count(session.owner) >= limit:
             raise SessionLimitReached(
@@ -798,7 +848,8 @@ class SessionManager:
             )
 
     async def _start_locked(
-        self, session: Session, caller: Caller | None, *, pair_phone: str | None = None
+        self, session: Session, caller: Caller | None, *, pair_phone: str | None = None,
+        created: NewEvent | None = None,
     ) -> Session:
         transition(session.status, Trigger.START)  # raises before anything is reserved
         self._check_limit(session, caller)
@@ -807,14 +858,19 @@ class SessionManager:
             await self._teardown(stale)
         runtime = self._spawn(session)
         runtime.pair_phone = pair_phone
-        session = await self._apply(
-            session, Trigger.START,
-            changes={
-                "autostart": True, "reconnect_attempts": 0, "qr_attempt": 1,
-                "link_method": LinkMethod.PHONE if pair_phone else session.link_method,
-                **self._cleared_link_state(),
-            },
-        )
+        try:
+            session = await self._apply(
+                session, Trigger.START,
+                changes={
+                    "autostart": True, "reconnect_attempts": 0, "qr_attempt": 1,
+                    "link_method": LinkMethod.PHONE if pair_phone else session.link_method,
+                    **self._cleared_link_state(),
+                },
+                before=[created] if created else None,
+            )
+        except Exception:
+            await self._teardown(runtime)  # not started after all: free the slot
+            raise
         self._arm(runtime, "pairing", self.settings.pairing_timeout)
         await self._engine_connect(runtime, session)
         return self._sessions.get(session.id, session)
@@ -847,22 +903,33 @@ class SessionManager:
             link_method=spec.link_method,
             settings=settings,
         )
+        created = NewEvent(
+            type=EventType.STATUS, session_id=session.id, owner=session.owner, timestamp=now,
+            payload={"from": None, "to": Status.STOPPED.value, "reason": "created"},
+        )
         async with self._lock(session.id):
+            # Check and reserve synchronously (before any await), so concurrent creates cannot
+            # all pass; a refused create has changed nothing.
             if spec.start:
                 self._check_limit(session, caller)
             self._claim_name(session.owner, session.name, session.id)
-            self._sessions[session.id] = session
-            await self.store.write(
-                sessions=[session],
-                events=[NewEvent(
-                    type=EventType.STATUS, session_id=session.id, owner=session.owner, timestamp=now,
-                    payload={"from": None, "to": Status.STOPPED.value, "reason": "created"},
-                )],
-            )
-            self._notify(session)
             if spec.start:
-                phone = spec.phone_number if spec.link_method is LinkMethod.PHONE else None
-                session = await self._start_locked(session, caller, pair_phone=phone)
+                self._active.setdefault(session.owner, set()).add(session.id)
+            self._sessions[session.id] = session
+            try:
+                if spec.start:
+                    # Created and started in one write: a failed write leaves no stopped phantom.
+                    phone = spec.phone_number if spec.link_method is LinkMethod.PHONE else None
+                    session = await self._start_locked(session, caller, pair_phone=phone, created=created)
+                else:
+                    await self.store.write(sessions=[session], events=[created])
+                    self._notify(session)
+            except Exception:
+                if self._sessions.get(session.id) is session:
+                    del self._sessions[session.id]
+                    self._release_name(session)
+                    self._release_slot(session.owner, session.id)
+                raise
         return session
 
     async def start(self, caller: Caller, session_id: str) -> Session:
@@ -872,14 +939,16 @@ class SessionManager:
             return await self._start_locked(session, caller)
 
     async def _stop_locked(self, session: Session) -> Session:
-        transition(session.status, Trigger.STOP)
-        runtime = self._runtimes.get(session.id)
-        if runtime is not None:
-            await self._teardown(runtime)
-        return await self._apply(
+        # Written first, torn down after (the lock keeps the runtime from acting in between):
+        # a write that fails leaves the session running, as memory and disk both say.
+        stopped = await self._apply(
             session, Trigger.STOP, reason="stopped",
             changes={"autostart": False, "reconnect_attempts": 0, **self._cleared_link_state()},
         )
+        runtime = self._runtimes.get(session.id)
+        if runtime is not None:
+            await self._teardown(runtime)
+        return stopped
 
     async def stop(self, caller: Caller, session_id: str) -> Session:
         self.visible(caller, session_id)
@@ -895,7 +964,13 @@ class SessionManager:
             return await self._start_locked(session, caller)
 
     async def _logout_locked(self, session: Session) -> Session:
-        transition(session.status, Trigger.LOGOUT)
+        # Written first: if the write fails, nothing irreversible (the engine's logout, the
+        # auth files) has happened yet.
+        logged_out = await self._apply(
+            session, Trigger.LOGOUT, reason="logged_out",
+            changes={"linked": False, "jid": None, "autostart": False, "reconnect_attempts": 0,
+                     **self._cleared_link_state()},
+        )
         runtime = self._runtimes.get(session.id)
         if runtime is not None:
             if runtime.engine_session is not None and session.status is Status.CONNECTED:
@@ -905,11 +980,7 @@ class SessionManager:
                     log.warning("engine logout of %s failed; clearing local auth anyway", session.id, exc_info=True)
             await self._teardown(runtime)
         await self.engine.remove_auth(session.id, self.settings.auth_path(session.id))
-        return await self._apply(
-            session, Trigger.LOGOUT, reason="logged_out",
-            changes={"linked": False, "jid": None, "autostart": False, "reconnect_attempts": 0,
-                     **self._cleared_link_state()},
-        )
+        return logged_out
 
     async def logout(self, caller: Caller, session_id: str) -> Session:
         self.visible(caller, session_id)
@@ -920,6 +991,10 @@ class SessionManager:
         self.visible(caller, session_id)
         async with self._lock(session_id):
             session = self.visible(caller, session_id)
+            # Written first (the session, its messages and their events go in one
+            # transaction): a write that fails leaves the session as it was, still linked.
+            await self._apply(session, Trigger.DELETE, reason="deleted")
+            self._release_slot(session.owner, session.id)
             runtime = self._runtimes.get(session.id)
             if runtime is not None:
                 if session.linked and runtime.engine_session is not None and session.status is Status.CONNECTED:
@@ -927,7 +1002,6 @@ class SessionManager:
                         await asyncio.wait_for(runtime.engine_session.logout(), ENGINE_CALL_TIMEOUT)
                 await self._teardown(runtime)
             await self.engine.remove_auth(session.id, self.settings.auth_path(session.id))
-            await self._apply(session, Trigger.DELETE, reason="deleted")
         self._locks.pop(session_id, None)
 
     async def update(self, caller: Caller, session_id: str, patch: SessionUpdate) -> Session:
@@ -954,7 +1028,13 @@ class SessionManager:
                 changes["settings"] = settings
             if not changes:
                 return session
-            return await self._save(session, **changes)
+            try:
+                return await self._save(session, **changes)
+            except Exception:
+                if "name" in changes:  # give the old name back
+                    self._release_name(session.model_copy(update={"name": changes["name"]}))
+                    self._names[(session.owner, session.name)] = session.id
+                raise
 
     async def request_pair_code(self, caller: Caller, session_id: str, phone_number: str) -> PairCode:
         try:
@@ -1046,18 +1126,16 @@ class SessionManager:
                 else {"messages_sent": session.messages_sent + 1, "last_activity_at": now}
             )
             new = session.model_copy(update={**counters, "updated_at": now})
-            self._sessions[session_id] = new
             payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": message_id,
                                        "status": status.value}
             if error:
                 payload["error"] = error
-            result = await self.store.write(
-                sessions=[new],
+            result = await self._write_snapshot(
+                session, new,
                 messages=[NewMessage(session_id, MessageDirection.OUT, chat, text, message_id, status, error, now)],
                 events=[NewEvent(type=EventType.MESSAGE, session_id=session_id, owner=session.owner,
                                  timestamp=now, payload=payload)],
             )
-            self._notify(new)
             runtime = self._runtimes.get(session_id)
             early = runtime.early_receipts.pop(message_id, None) if runtime and message_id else None
             if early is not None:  # the receipt overtook this write

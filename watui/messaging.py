@@ -40,21 +40,20 @@ async def on_message(manager: SessionManager, session: Session, event: IncomingM
         direction, status = MessageDirection.IN, MessageStatus.RECEIVED
         counters = {"messages_received": session.messages_received + 1}
     new = session.model_copy(update={**counters, "last_activity_at": now, "updated_at": now})
-    manager._sessions[session.id] = new
     payload: dict[str, Any] = {
         "direction": direction.value, "chat": chat, "text": event.text, "message_id": event.message_id,
         "status": status.value, "sender": event.sender or chat,
     }
     if event.from_me:
         payload["from_phone"] = True
-    await manager.store.write(
-        sessions=[new],
+    # Memory changes with the write, and back if the write fails (the store is unavailable).
+    await manager._write_snapshot(
+        session, new,
         messages=[NewMessage(session.id, direction, chat, event.text, event.message_id, status,
                              timestamp=event.timestamp)],
         events=[NewEvent(type=EventType.MESSAGE, session_id=session.id, owner=session.owner, timestamp=now,
                          payload=payload)],
     )
-    manager._notify(new)
 
 
 EARLY_RECEIPTS = 256

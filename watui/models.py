@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+)
 
 from watui.machine import EventType, Status
 
@@ -39,13 +49,44 @@ def normalize_phone(value: str) -> str:
 
 
 PhoneNumber = Annotated[str, AfterValidator(normalize_phone)]
-WEBHOOK_SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/=]{24,}$")
+WEBHOOK_SECRET_MIN_BYTES, WEBHOOK_SECRET_MAX_BYTES = 24, 64
+_B64 = "[A-Za-z0-9+/]"
+WEBHOOK_SECRET_PATTERN = (
+    rf"^whsec_(?:(?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)?|(?:{_B64}{{4}}){{21}}(?:{_B64}{{2}}==)?)$"
+)
+"""``whsec_`` + padded base64 of 24 to 64 bytes (the OpenAPI document carries it too)."""
+WEBHOOK_SECRET_RE = re.compile(WEBHOOK_SECRET_PATTERN)
 
 
-def _check_secret(value: str | None) -> str | None:
-    if value is not None and not WEBHOOK_SECRET_RE.fullmatch(value):
-        raise ValueError("webhook_secret must look like whsec_<base64 of at least 18 bytes>")
+def _check_secret(value: str | None, info: ValidationInfo) -> str | None:
+    """A secret the signer can use: ``whsec_`` + base64 of 24–64 bytes. Anything else would be
+    stored, then fail every delivery. (A value already stored is loaded as it is.)"""
+    if value is None or (isinstance(info.context, dict) and info.context.get("stored")):
+        return value
+    try:
+        raw = base64.b64decode(value.removeprefix("whsec_"), validate=True) if value.startswith("whsec_") else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not WEBHOOK_SECRET_RE.fullmatch(value) or not WEBHOOK_SECRET_MIN_BYTES <= len(raw) <= WEBHOOK_SECRET_MAX_BYTES:
+        raise ValueError(
+            f"webhook_secret must be whsec_ followed by the base64 of {WEBHOOK_SECRET_MIN_BYTES} "
+            f"to {WEBHOOK_SECRET_MAX_BYTES} bytes"
+        )
     return value
+
+
+def mask_url(url: object) -> str:
+    """A URL with its password (``user:pw@``) replaced by ``***``: for logs and listings."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return text
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
 
 
 def _check_name(value: str | None) -> str | None:
@@ -146,12 +187,15 @@ class Session(BaseModel):
 
         return self.status in RUNNING
 
-    def public(self, *, reveal_secret: bool = False) -> dict[str, Any]:
+    def public(self, *, reveal_secret: bool = False, reveal_url: bool = False) -> dict[str, Any]:
         """JSON for clients. The webhook secret is masked, except in the one response that
-        generated it (``reveal_secret``): the client cannot verify signatures without it."""
+        generated it (``reveal_secret``): the client cannot verify signatures without it. A
+        password in the webhook URL is masked too, except in the response that set it."""
         data = self.model_dump(mode="json")
         if data["settings"].get("webhook_secret") and not reveal_secret:
             data["settings"]["webhook_secret"] = "whsec_…"
+        if data["settings"].get("webhook_url") and not reveal_url:
+            data["settings"]["webhook_url"] = mask_url(data["settings"]["webhook_url"])
         return data
 
 

@@ -13,8 +13,16 @@ scans the same way on dark and light terminal themes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
+import concurrent.futures.process
 import io
+import multiprocessing
+import os
+import threading
+import time
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Final
 
@@ -36,6 +44,7 @@ __all__ = [
     "half_block_text",
     "png_bytes",
     "png_data_url",
+    "prerender",
     "qr_matrix",
     "terminal_size",
 ]
@@ -144,8 +153,14 @@ def png_bytes(payload: str, *, scale: int = 8) -> bytes:
     """A black-on-white 1-bit PNG of the code, ``scale`` pixels per module, quiet zone included.
 
     Cached because ``GET /sessions/{id}/qr`` with ``Accept: image/png`` serves the same
-    bytes to every poller of a session.
+    bytes to every poller of a session; one that :func:`prerender` drew is taken as it is.
     """
+    drawn = _prerendered.get((payload, scale))
+    return drawn if drawn is not None else draw_png(payload, scale)
+
+
+def draw_png(payload: str, scale: int = 8) -> bytes:
+    """:func:`png_bytes` without the caches (what the drawing process runs)."""
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     rows = _matrix(payload, QUIET_ZONE)
@@ -167,3 +182,63 @@ def png_data_url(payload: str) -> str:
     Built lazily and cached: every subscriber of a session receives the same string object.
     """
     return "data:image/png;base64," + base64.b64encode(png_bytes(payload)).decode("ascii")
+
+
+_prerendered: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+"""PNGs drawn by :func:`prerender`, newest last (``png_bytes`` takes them from here)."""
+_drawing: concurrent.futures.Executor | None = None
+
+
+def _drawer() -> concurrent.futures.Executor:
+    """One process that draws QR codes, started on first use; a thread where processes cannot
+    be started. A thread shares the GIL with the event loop, a process does not."""
+    global _drawing
+    if _drawing is None:
+        try:
+            _drawing = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_detach, initargs=(os.getpid(),),
+            )
+        except (OSError, NotImplementedError):  # pragma: no cover - no processes here
+            _drawing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="watui-qr")
+    return _drawing
+
+
+def _detach(parent: int) -> None:
+    """In the drawing process: hold none of the parent's output pipes, and end with the parent
+    (killed with ``kill -9`` it cannot say goodbye; the drawer must not outlive it)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watui-qr-parent", daemon=True).start()
+
+
+async def prerender(payload: str) -> None:
+    """Draw ``payload``'s PNG in another process, into the cache :func:`png_bytes` reads.
+
+    Finding the best mask and encoding the PNG take tens of milliseconds of pure Python: on the
+    event loop that stalls every stream and request at once (it set the tail of SSE fan-out
+    latency), and in a thread it still holds the GIL the loop needs. The manager calls this when
+    the engine reports a code, before the ``qr`` event is made, so whoever asks afterwards gets
+    the drawn PNG at once. A payload too long for any QR code is left for the callers to report.
+    """
+    key = (payload, 8)
+    if key in _prerendered:
+        return
+    try:
+        png = await asyncio.get_running_loop().run_in_executor(_drawer(), draw_png, payload, 8)
+    except ValueError:
+        return
+    except concurrent.futures.process.BrokenProcessPool:  # the drawing process died: next time anew
+        global _drawing
+        _drawing = None
+        return
+    _prerendered[key] = png
+    while len(_prerendered) > _CACHE_SIZE:
+        _prerendered.popitem(last=False)

@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import secrets
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from typing import Any
 import aiosqlite
 
 from watui.datadir import private_database_files
+from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import (
     ApiKey,
@@ -126,6 +129,15 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+_MESSAGE_EVENTS = f"('{EventType.MESSAGE.value}', '{EventType.MESSAGE_STATUS.value}')"
+PURGE_DELETED_SESSION = [
+    "DELETE FROM webhook_deliveries WHERE session_id = ?1 AND event_id IN"
+    f" (SELECT id FROM events WHERE session_id = ?1 AND type IN {_MESSAGE_EVENTS})",
+    f"DELETE FROM events WHERE session_id = ? AND type IN {_MESSAGE_EVENTS}",
+    "DELETE FROM messages WHERE session_id = ?",
+]
+"""Run (with the session id) in the transaction that deletes a session."""
+
 
 def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
@@ -178,8 +190,31 @@ class _Write:
     future: asyncio.Future[WriteResult]
 
 
-class StoreClosed(RuntimeError):
-    pass
+class StoreClosed(StoreUnavailable):
+    """The store is closed (the process is shutting down)."""
+
+    def __init__(self, message: str = "the store is closed") -> None:
+        super().__init__(message)
+
+
+_OUTAGES = frozenset({"FULL", "READONLY", "IOERR", "CANTOPEN", "BUSY", "LOCKED", "PERM", "NOLFS", "NOMEM"})
+"""SQLite result codes (``SQLITE_FULL``, ``SQLITE_IOERR_WRITE``, …) that mean the store cannot
+write right now, as opposed to a bad statement (a bug)."""
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """A failed write as the service reports it: :class:`StoreUnavailable` when SQLite could
+    not write (disk full, read-only, I/O error, locked), the error itself otherwise (a missing
+    table or a constraint violated is a bug, not an outage)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if isinstance(exc, sqlite3.Error) and name.removeprefix("SQLITE_").split("_")[0] in _OUTAGES:
+        unavailable = StoreUnavailable(
+            f"The store cannot write right now ({exc}); nothing was changed. Retry later.",
+            details={"reason": str(exc)},
+        )
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
 
 
 class Store:
@@ -206,9 +241,13 @@ class Store:
         self.on_commit: list[Callable[[list[Event]], None]] = []
         """Called in commit order, right after each transaction, with its events (the bus)."""
         self.commits = 0
+        self.commit_observers: list[Callable[[float], None]] = []
+        """Called with each transaction's duration in seconds (``GET /metrics``)."""
         """Transactions committed so far (the benchmark reads it)."""
         self.last_committed_id = 0
         """The id of the newest committed event."""
+        self.failing: str | None = None
+        """Why the last write failed, until one succeeds again (logged once per outage)."""
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -297,7 +336,7 @@ class Store:
     ) -> WriteResult:
         """Queue one atomic write and wait until it has committed."""
         if self._closed:
-            raise StoreClosed("the store is closed")
+            raise StoreClosed()
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(
             _Write(list(events), list(sessions), list(deleted), list(messages), list(statements), future)
@@ -371,6 +410,7 @@ class Store:
             extra.extend(write.statements)
             results.append(WriteResult(events, messages))
             all_events.extend(events)
+        started = time.perf_counter()
         try:
             await self._w.execute("BEGIN IMMEDIATE")
             if event_rows:
@@ -392,11 +432,14 @@ class Store:
                 )
             if deleted:
                 await self._w.executemany("DELETE FROM sessions WHERE id = ?", deleted)
+                # A deleted session's messages go with it, and so do the events that carry
+                # their text (with their webhook deliveries: without the event there is no body).
+                for sql in PURGE_DELETED_SESSION:
+                    await self._w.executemany(sql, deleted)
             for sql, params in extra:
                 await self._w.execute(sql, params)
             await self._w.execute("COMMIT")
         except Exception as exc:  # the whole batch fails together; nothing is half-written
-            log.exception("store write failed")
             with contextlib.suppress(Exception):
                 await self._w.execute("ROLLBACK")
             # Retry each write alone so one bad write cannot fail its neighbours.
@@ -404,11 +447,23 @@ class Store:
                 for write in batch:
                     await self._commit([write])
                 return
+            error = _unavailable(exc)
+            if not isinstance(error, StoreUnavailable):
+                log.error("store write failed", exc_info=exc)
+            elif self.failing is None:  # once per outage, not once per write
+                log.error("store writes are failing (%s); each is refused until one succeeds", exc)
+            if isinstance(error, StoreUnavailable):
+                self.failing = str(exc)
             for write in batch:
                 if not write.future.done():
-                    write.future.set_exception(exc)
+                    write.future.set_exception(error)
             return
+        if self.failing is not None:
+            log.warning("store writes succeed again (after: %s)", self.failing)
+            self.failing = None
         self.commits += 1
+        for observe in self.commit_observers:
+            observe(time.perf_counter() - started)
         self._next_event_id, self._next_message_id = next_event, next_message
         if all_events:
             self.last_committed_id = all_events[-1].id
@@ -425,7 +480,9 @@ class Store:
 
     async def load_sessions(self) -> list[Session]:
         rows = await self._fetch("SELECT doc FROM sessions ORDER BY rowid")
-        return [Session.model_validate_json(row[0]) for row in rows]
+        # Stored values are taken as they are: a rule added later (a stricter secret format)
+        # must not stop a start; what cannot be used is refused where it is used.
+        return [Session.model_validate_json(row[0], context={"stored": True}) for row in rows]
 
     async def read_events(
         self,
@@ -469,6 +526,13 @@ class Store:
     async def max_event_id(self) -> int:
         rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM events")
         return int(rows[0][0])
+
+    async def oldest_event_id(self) -> int:
+        """The id of the oldest event the log still keeps (retention prunes older ones); one
+        past the newest if it keeps none."""
+        rows = await self._fetch("SELECT MIN(id) FROM events")
+        oldest = rows[0][0]
+        return int(oldest) if oldest is not None else self.last_committed_id + 1
 
     async def count_events(self) -> int:
         rows = await self._fetch("SELECT COUNT(*) FROM events")

@@ -317,3 +317,38 @@ async def test_linking_and_messaging_screens_work_attached(tmp_path: Path) -> No
         await service.aclose()
     finally:
         server.stop()
+
+
+async def test_a_resume_past_retention_is_resynced_from_a_fresh_listing(tmp_path: Path) -> None:
+    """The console is away longer than the server keeps events (410 EVENTS_EXPIRED): it
+    follows the live stream again and re-reads every session, so what it missed shows."""
+    retention = {"WATUI_EVENT_RETENTION_DAYS": str(3 / 86400)}  # three seconds
+    server = ServeProcess(tmp_path / "data", free_port(), **retention).start()
+    backoff = HeldBackoff()
+    try:
+        service, app = await attach(server.url, server.admin_key, backoff=backoff)
+        async with app.run_test(size=(120, 36)) as pilot, api(server.url, server.admin_key) as client:
+            await app.ready.wait()
+            await client.post("/sessions", json={"name": "seen", "start": False})
+            await wait_for(pilot, lambda: "seen" in names(app), "the first session")
+            backoff.hold()
+            server.kill()
+            await wait_for(pilot, lambda: service.link.status.state == LinkState.RECONNECTING, "away")
+            server.start()
+            await client.post("/sessions", json={"name": "missed", "start": False})
+
+            async def expired() -> bool:
+                async with client.stream("GET", "/events", headers={"Last-Event-ID": "1"}) as answer:
+                    return answer.status_code == 410
+
+            deadline = time.monotonic() + 20
+            while not await expired():  # the server prunes what is older than three seconds
+                assert time.monotonic() < deadline, "the events never expired"
+                await asyncio.sleep(0.25)
+            backoff.release()
+            await wait_for(pilot, lambda: names(app) == {"seen", "missed"}, "a fresh listing")
+            assert service.link.status.resyncs == 1
+            assert service.link.status.state == LinkState.CONNECTED
+        await service.aclose()
+    finally:
+        server.kill()

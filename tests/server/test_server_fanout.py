@@ -1,5 +1,5 @@
 """Many SSE clients at once, and a client that stops reading: everyone gets every event, and
-the stalled one costs a bounded amount of memory until it is dropped."""
+the stalled one costs a bounded amount of memory until it is dropped, connection and all."""
 
 from __future__ import annotations
 
@@ -137,6 +137,12 @@ def test_a_stalled_client_is_bounded_then_dropped(start_server: Callable[..., Ba
         assert elapsed < 30, "and was not held up by the stalled one"
         # The stalled client is dropped once a send has been stuck for send_timeout.
         _wait_for(lambda: manager.bus.subscriber_count == 0)
+        # ... and its connection is aborted, though it never closed its end: the server's file
+        # descriptor is free (a graceful close would wait for it to read for ever).
+        assert server.server is not None
+        uvicorn_state = server.server.server_state
+        mine = stalled.getsockname()
+        _wait_for(lambda: mine not in {p.client for p in list(uvicorn_state.connections)}, timeout=5)
         stalled.close()
         assert client.get("/v1/health").status_code == 200
 

@@ -135,9 +135,11 @@ def test_access_token_query_for_browsers_and_pings_while_idle(server: Background
                 lines.append(line)
                 if line.startswith(": ping"):
                     break
-        assert lines[0].startswith("id: ")
-        assert lines[1] == "event: status"
-        assert json.loads(lines[2].removeprefix("data: "))["to"] == "stopped"
+        # The stream says first how long to wait before reconnecting.
+        assert lines[:2] == ["retry: 3000", ""]
+        assert lines[2].startswith("id: ")
+        assert lines[3] == "event: status"
+        assert json.loads(lines[4].removeprefix("data: "))["to"] == "stopped"
         # access_token is for the SSE routes only.
         assert anonymous.get("/v1/sessions", params={"access_token": key}).status_code == 401
 

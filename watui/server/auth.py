@@ -49,7 +49,11 @@ async def caller_for_secret(request: Request, secret: str | None) -> Caller:
     key = await store.find_api_key(secret)
     if key is None or key.revoked_at is not None:
         raise Unauthorized("Invalid API key")
-    return Caller(owner=key.owner, admin=key.role == "admin")
+    caller = Caller(owner=key.owner, admin=key.role == "admin")
+    # Streams count and end per key (watui.server.limits): they need to know which one.
+    request.state.api_key_id = key.id
+    request.state.caller = caller
+    return caller
 
 
 async def require_caller(

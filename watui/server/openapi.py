@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from watui.models import PHONE_SEPARATORS
+from watui.models import PHONE_SEPARATORS, WEBHOOK_SECRET_PATTERN
 
 # Python's whitespace (str.isspace, and re's \s), spelled out: JSON Schema regexes are
 # ECMA-262, whose \s is a slightly different set.
@@ -24,7 +24,6 @@ WHITESPACE = (
 # The characters normalize_phone() drops before checking "+ then 7 to 15 digits".
 _SEP = f"[{PHONE_SEPARATORS}]*"
 PHONE_PATTERN = rf"^{_SEP}\+?{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}{_SEP}$"
-WEBHOOK_SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/=]{24,}$"
 WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]"
 NOT_BLANK_PATTERN = rf"[^{WHITESPACE}]"
 NAME_FORMAT = "printable-name"

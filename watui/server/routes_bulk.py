@@ -14,16 +14,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from watui.errors import SessionNotFound
 from watui.machine import Status
 from watui.models import Session, Strict
-from watui.server.routes_webhooks import caller_service
+from watui.server.deps import Service, strict_json
 from watui.server.schemas import error_responses
-from watui.service import SessionService, SortKey
+from watui.service import SortKey
 
 MAX_IDS = 1000
 CHUNK = 250
@@ -41,7 +41,7 @@ class BulkRead(Strict):
     status: Status | None = None
     q: str | None = Field(None, max_length=100, description="matches name, phone, status")
     sort: SortKey = "created_at"
-    descending: bool = Field(False, strict=True)  # 0 or "false" are not booleans
+    descending: bool = False
 
 
 def _line(session: Session) -> str:
@@ -59,13 +59,12 @@ async def _lines(sessions: list[Session]) -> AsyncIterator[bytes]:
 @router.post(
     "/bulk/sessions",
     response_class=StreamingResponse,
+    dependencies=[strict_json(BulkRead)],
     responses={200: {"description": "`application/x-ndjson`: one session (as `GET /v1/sessions/{id}` "
                                     "gives it) per line", "content": {"application/x-ndjson": {}}},
                **error_responses()},
 )
-async def bulk_sessions(
-    body: BulkRead, service: Annotated[SessionService, Depends(caller_service)]
-) -> StreamingResponse:
+async def bulk_sessions(body: BulkRead, service: Service) -> StreamingResponse:
     """Every session the caller sees (filtered and sorted like `GET /v1/sessions`, without
     pages), or just `ids`, as NDJSON."""
     if body.ids is not None:

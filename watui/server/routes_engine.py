@@ -6,16 +6,13 @@ non-admin key gets ``403 FORBIDDEN`` from the service (:meth:`SessionService.eng
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from watui.models import EngineHost
-from watui.server.routes_webhooks import caller_service
+from watui.server.deps import Service
 from watui.server.schemas import error_responses
-from watui.service import SessionService
 
 
 class EngineHostList(BaseModel):
@@ -26,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["engine"])
 
 
 @router.get("/engine/hosts", response_model=EngineHostList, responses=error_responses(403))
-async def list_engine_hosts(service: Annotated[SessionService, Depends(caller_service)]) -> JSONResponse:
+async def list_engine_hosts(service: Service) -> JSONResponse:
     """Engine host processes: id, pid, the session ids placed in each, when it started, the
     connect attempts it made and how many hosts ran in its slot before it. Empty when
     engines run inline (`WATUI_ENGINE_ISOLATION=inline`)."""

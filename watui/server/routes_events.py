@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from watui.models import Event
-from watui.server.routes_webhooks import SESSION_ID_PATTERN, caller_service
+from watui.server.deps import Service, SessionId
 from watui.server.schemas import error_responses
-from watui.service import SessionService
 
 router = APIRouter(prefix="/v1", tags=["events"])
-
-Service = Annotated[SessionService, Depends(caller_service)]
 
 
 class EventList(BaseModel):
@@ -34,7 +31,7 @@ def _events_json(events: list[Event]) -> JSONResponse:
 
 @router.get("/sessions/{session_id}/events", response_model=EventList, responses=error_responses(404))
 async def session_events(
-    session_id: Annotated[str, Path(pattern=SESSION_ID_PATTERN, max_length=64, description="the session's id")],
+    session_id: SessionId,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:

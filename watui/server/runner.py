@@ -45,6 +45,21 @@ class WatuiServer(uvicorn.Server):
         super().__init__(config)
         self.watui = state
         self.on_ready = on_ready
+        state.abort_client = self.abort_client
+
+    def abort_client(self, client: object) -> None:
+        """Abort the connection from ``client`` (host, port) at once, unsent bytes and all.
+
+        A graceful close waits for the write buffer to drain, which a client that stopped
+        reading never lets happen: its socket (a file descriptor) would stay open for ever.
+        """
+        if client is None:
+            return
+        for protocol in list(self.server_state.connections):
+            if getattr(protocol, "client", None) == tuple(client):  # type: ignore[arg-type]
+                transport = getattr(protocol, "transport", None)
+                if transport is not None:
+                    transport.abort()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

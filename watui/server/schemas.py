@@ -79,7 +79,7 @@ class ErrorResponse(BaseModel):
 ERROR_CODES: dict[int, dict[str, str]] = {
     400: {"BAD_REQUEST": "the request cannot be read (bad header, bad encoding)"},
     401: {"UNAUTHORIZED": "no API key, an unknown one or a revoked one"},
-    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route)"},
+    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route: metrics, engine hosts)"},
     404: {
         "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
         "NOT_FOUND": "no such route (also /simulate with the real engine)",
@@ -93,11 +93,20 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "SESSION_LIMIT_REACHED": "the owner already runs its maximum of sessions",
         "CONFLICT": "the request conflicts with the session's state",
     },
+    410: {"EVENTS_EXPIRED": "the resume point is older than the oldest kept event"
+                            " (`details.oldest_id`)"},
     413: {"PAYLOAD_TOO_LARGE": "the body is larger than the server accepts"},
     415: {"UNSUPPORTED_MEDIA_TYPE": "the body must be application/json"},
-    422: {"VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value"},
+    422: {
+        "VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value",
+        "WEBHOOK_URL_FORBIDDEN": "the webhook URL points at a loopback, private, link-local or "
+                                 "other non-public address",
+    },
+    429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
     502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
+    503: {"STORE_UNAVAILABLE": "the store cannot write right now (disk full, read-only);"
+                               " nothing changed, retry after `Retry-After` seconds"},
 }
 
 ERROR_CODE_FOR_STATUS: dict[int, str] = {
@@ -110,10 +119,10 @@ ERROR_CODE_FOR_STATUS: dict[int, str] = {
 def error_responses(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given statuses, each listing its error codes.
 
-    Every authenticated route can also answer 401, and every route 422 and 500.
+    Every authenticated route can also answer 401 and 503, and every route 422 and 500.
     """
     out: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({*statuses, *((401,) if auth else ()), 422, 500}):
+    for status in sorted({*statuses, *((401, 503) if auth else ()), 422, 500}):
         codes = ERROR_CODES[status]
         listing = "; ".join(f"`{code}`: {why}" for code, why in codes.items())
         out[status] = {"model": ErrorResponse, "description": listing}

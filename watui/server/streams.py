@@ -22,11 +22,13 @@ import anyio
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from watui.errors import QrNotAvailable, ValidationFailed
+from watui.errors import ValidationFailed
 from watui.machine import EventType, Status
 from watui.models import Event, Session, isoformat
 from watui.qr import png_data_url
-from watui.service import SessionService, Subscription
+from watui.server.limits import StreamLease
+from watui.service import Subscription
+from watui.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,9 @@ def encode(event: Event) -> bytes:
 class FrameCache:
     """Encoded frames by event id, so a fan-out to N clients encodes each event once.
 
-    A ``qr`` frame needs its PNG drawn first (~15 ms of pure Python, once per code). Drawing
-    it in a worker thread was tried: under load the thread starves for the GIL and QR
-    frames come out later, not sooner; so it is drawn here, on first use.
+    A ``qr`` frame carries its PNG, which the manager drew in a worker thread before the event
+    existed (:func:`watui.qr.prerender`): here it is a cache lookup, not tens of milliseconds
+    of drawing on the event loop while every other client waits.
     """
 
     def __init__(self, size: int = 4096) -> None:
@@ -108,6 +110,9 @@ class FrameCache:
 
 
 PING = ServerSentEvent(comment="ping", sep="\n")
+RETRY_MS = 3000
+"""The ``retry:`` every stream starts with: reconnect after 3 s (browsers default to ~3 s too,
+but say it rather than leave it to each client)."""
 SHUTDOWN_GRACE = 3.0
 """Seconds a stream gets to end by itself once shutdown begins, before it is cancelled."""
 
@@ -131,9 +136,12 @@ class EventStream(EventSourceResponse):
         stopping: asyncio.Event,
         ping: float,
         send_timeout: float,
+        retry_ms: int = RETRY_MS,
+        lease: StreamLease | None = None,
+        on_stall: Callable[[Scope], None] | None = None,
     ) -> None:
         super().__init__(
-            content,
+            _with_retry(retry_ms, content),
             ping=ping,
             sep="\n",
             ping_message_factory=lambda: PING,
@@ -144,6 +152,8 @@ class EventStream(EventSourceResponse):
         self._stopping = stopping
         self._stall_limit = send_timeout
         self._in_flight: dict[object, float] = {}
+        self._lease = lease
+        self._on_stall = on_stall
 
     async def _listen_for_exit_signal(self) -> None:  # type: ignore[override]
         await self._stopping.wait()
@@ -166,10 +176,28 @@ class EventStream(EventSourceResponse):
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
-            # The client stopped reading: let it go. Returning mid-response makes the ASGI
-            # server close the connection; the subscription was closed on the way out.
-            client = scope.get("client")
-            log.warning("dropped an SSE client that stopped reading: %s", client)
+            # The client stopped reading. Returning mid-response alone would leave the socket
+            # open (its unsent bytes keep a graceful close waiting for the client), so the
+            # connection is aborted: the file descriptor is freed now.
+            log.warning("dropped an SSE client that stopped reading")
+            if self._on_stall is not None:
+                self._on_stall(scope)
+                await asyncio.sleep(0)  # let the server see the connection go
+        finally:
+            if self._lease is not None:
+                self._lease.release()
+
+
+async def _with_retry(retry_ms: int, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``retry:`` first (how long a browser waits before reconnecting), then the stream."""
+    yield f"retry: {retry_ms}\n\n".encode()
+    try:
+        async for chunk in content:
+            yield chunk
+    finally:
+        close = getattr(content, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _close_quietly(subscription: Subscription) -> None:
@@ -228,67 +256,66 @@ async def pump(
         await _close_quietly(subscription)
 
 
-def _now() -> str:
-    return isoformat(datetime.now(UTC))
+SNAPSHOT_TYPES: frozenset[EventType] = frozenset(
+    {EventType.STATUS, EventType.QR, EventType.PAIR_CODE, EventType.CONNECTED, EventType.ERROR}
+)
 
 
-async def snapshot_frames(
-    service: SessionService, session: Session, event_id: int
+async def latest_events(store: Store, session_id: str, up_to: int) -> dict[EventType, Event]:
+    """The session's latest event of each snapshot type with an id up to ``up_to``."""
+    types = json.dumps(sorted(t.value for t in SNAPSHOT_TYPES))
+    rows = await store.fetchall(
+        "SELECT id, type, session_id, owner, ts, payload FROM events WHERE id IN ("
+        " SELECT MAX(id) FROM events WHERE session_id = ? AND id <= ?"
+        " AND type IN (SELECT value FROM json_each(?)) GROUP BY type)",
+        (session_id, up_to, types),
+    )
+    out: dict[EventType, Event] = {}
+    for r in rows:
+        event = Event(id=r[0], type=EventType(r[1]), session_id=r[2], owner=r[3],
+                      timestamp=datetime.fromisoformat(r[4]), payload=json.loads(r[5]))
+        out[event.type] = event
+    return out
+
+
+def snapshot_frames(
+    session: Session, latest: dict[EventType, Event], cache: FrameCache, last_id: int
 ) -> tuple[list[bytes], bool]:
-    """The current state of a session as frames (all with ``id: event_id``), and whether the
-    stream ends right after them (the session is already connected or failed)."""
-    sid = session.id
-    frames = [
-        frame(
-            event_id,
-            EventType.STATUS.value,
-            {"session_id": sid, "from": None, "to": session.status.value, "reason": session.reason,
-             "timestamp": isoformat(session.updated_at)},
-        )
-    ]
-    if session.status is Status.QR_READY:
-        try:
-            qr = await service.get_qr(sid)
-        except QrNotAvailable:
-            pass
-        else:
-            frames.append(
-                frame(
-                    event_id,
-                    EventType.QR.value,
-                    {"session_id": sid, "qr_data": qr.qr_data or png_data_url(qr.qr_text),
-                     "qr_text": qr.qr_text, "generation": qr.generation,
-                     "expires_at": isoformat(qr.expires_at), "timestamp": _now()},
-                )
-            )
-        expires = session.pair_code_expires_at
-        if session.pair_code and (expires is None or expires > datetime.now(UTC)):
-            frames.append(
-                frame(
-                    event_id,
-                    EventType.PAIR_CODE.value,
-                    {"session_id": sid, "code": session.pair_code,
-                     "expires_at": isoformat(expires) if expires else None, "timestamp": _now()},
-                )
-            )
-    if session.status is Status.CONNECTED:
-        frames.append(
-            frame(
-                event_id,
-                EventType.CONNECTED.value,
-                {"session_id": sid, "phone_number": session.phone_number,
-                 "push_name": session.push_name, "timestamp": _now()},
-            )
-        )
-        return frames, True
-    if session.status is Status.FAILED:
-        reason = session.reason or "failed"
-        frames.append(
-            frame(event_id, EventType.ERROR.value,
-                  {"session_id": sid, "code": reason, "message": reason, "timestamp": _now()})
-        )
-        return frames, True
-    return frames, False
+    """The current state of a session as frames, and whether the stream ends right after them
+    (the session is already connected or failed).
+
+    Each frame is the session's own latest event of its kind (as of ``last_id``, the point the
+    live subscription starts after), with that event's id: the ``connected`` snapshot is the
+    live event itself (with ``jid``), no two frames share an id, and a client that reconnects
+    with any of them resumes exactly after what it has seen.
+    """
+    status = latest.get(EventType.STATUS)
+    if status is None:  # never changed status: the one synthetic frame, at the resume point
+        data = {"session_id": session.id, "from": None, "to": session.status.value,
+                "reason": session.reason, "timestamp": isoformat(session.updated_at)}
+        return [frame(last_id, EventType.STATUS.value, data)], False
+    frames = [cache.get(status)]
+    to = status.payload.get("to")
+
+    def after_status(kind: EventType) -> Event | None:
+        event = latest.get(kind)
+        return event if event is not None and event.id > status.id else None
+
+    if to == Status.QR_READY.value:
+        qr = after_status(EventType.QR)
+        code = after_status(EventType.PAIR_CODE)
+        if code is not None:
+            expires = code.payload.get("expires_at")
+            if expires and datetime.fromisoformat(str(expires).replace("Z", "+00:00")) <= datetime.now(UTC):
+                code = None
+        frames.extend(cache.get(e) for e in sorted(filter(None, (qr, code)), key=lambda e: e.id))
+    closing = {Status.CONNECTED.value: EventType.CONNECTED, Status.FAILED.value: EventType.ERROR}.get(str(to))
+    if closing is None:
+        return frames, False
+    last = after_status(closing)
+    if last is not None:
+        frames.append(cache.get(last))
+    return frames, True
 
 
 ReadEvents = Callable[[int, int], Awaitable[list[Event]]]

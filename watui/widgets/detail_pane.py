@@ -19,7 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from watui.machine import EventType, Status
-from watui.models import Event, MessageDirection, MessageStatus, Session
+from watui.models import Event, MessageDirection, MessageStatus, Session, mask_url
 from watui.webhooks import DeliveryStatus, WebhookDelivery
 from watui.widgets.state import LoggedMessage
 from watui.widgets.status_badge import STATUS_LOOKS, ago, phone, stamp, status_badge, until
@@ -140,7 +140,7 @@ class SettingsSection(DetailSection):
         s = ctx.session.settings
         grid = _grid()
         grid.add_row("Auto-reconnect", f"{'on' if s.auto_reconnect else 'off'}, up to {s.max_reconnect_attempts} tries")
-        grid.add_row("Webhook", str(s.webhook_url) if s.webhook_url else Text("none", style="dim"))
+        grid.add_row("Webhook", mask_url(s.webhook_url) if s.webhook_url else Text("none", style="dim"))
         if s.webhook_url:
             kinds = ", ".join(str(e) for e in s.webhook_events) if s.webhook_events else "all events"
             grid.add_row("Sends", kinds)

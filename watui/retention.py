@@ -1,0 +1,148 @@
+"""Retention: old events, messages and finished webhook deliveries are pruned.
+
+Without it the log grows for ever. Once at start-up and then every hour (sooner when a
+retention period is shorter than that), one pass deletes:
+
+- events older than ``event_retention_days`` (a ``/v1/events`` resume from before the oldest
+  kept event is then answered ``410 EVENTS_EXPIRED``), with any webhook delivery of theirs;
+- messages older than ``message_retention_days``;
+- finished webhook deliveries (delivered, failed, dead) older than ``webhook_retention_days``,
+  with their attempts. Pending deliveries are never pruned here.
+
+Deletes go through the store's writer in bounded chunks, so a large first pass does not hold
+the writer (and every session's writes) for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from watui.clock import Clock
+from watui.config import Settings
+from watui.store import Store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5000
+"""Rows per delete transaction."""
+MAX_INTERVAL = 3600.0
+MIN_INTERVAL = 1.0
+
+
+@dataclass
+class Pruned:
+    events: int = 0
+    messages: int = 0
+    deliveries: int = 0
+
+
+def _ts(value: datetime) -> str:
+    """As the store writes timestamps (UTC, microseconds), so they compare as strings."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class Retention:
+    """Prunes the store on a timer; :meth:`prune` is one pass."""
+
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def interval(self) -> float:
+        """Seconds between passes: an hour, or a tenth of the shortest period if shorter."""
+        shortest = min(self.settings.event_retention_days, self.settings.message_retention_days,
+                       self.settings.webhook_retention_days) * 86400
+        return max(MIN_INTERVAL, min(MAX_INTERVAL, shortest / 10))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="watui-retention")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                pruned = await self.prune()
+                if pruned.events or pruned.messages or pruned.deliveries:
+                    log.info("retention pruned %d events, %d messages, %d webhook deliveries",
+                             pruned.events, pruned.messages, pruned.deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store may be failing; try again next time
+                log.warning("retention pass failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    def _cutoff(self, days: float) -> str:
+        return _ts(self.clock.now() - timedelta(days=days))
+
+    async def prune(self) -> Pruned:
+        """One pass; returns how many rows of each kind went."""
+        return Pruned(
+            events=await self._prune_events(),
+            messages=await self._prune_messages(),
+            deliveries=await self._prune_deliveries(),
+        )
+
+    async def _first_kept(self, table: str, cutoff: str) -> int | None:
+        """The smallest id in ``table`` with ``ts`` at or after ``cutoff``; ids grow with time,
+        so everything below it is older (``None``: every row is older)."""
+        rows = await self.store.fetchall(
+            f"SELECT id FROM {table} WHERE ts >= ? ORDER BY id LIMIT 1", (cutoff,)
+        )
+        return int(rows[0][0]) if rows else None
+
+    async def _delete_below(self, table: str, bound: int, cutoff: str) -> int:
+        """Delete rows of ``table`` with ``id < bound`` (and older than ``cutoff``), in chunks."""
+        rows = await self.store.fetchall(
+            f"SELECT MIN(id), COUNT(*) FROM {table} WHERE id < ? AND ts < ?", (bound, cutoff)
+        )
+        low, count = rows[0][0], int(rows[0][1])
+        if low is None:
+            return 0
+        for start in range(int(low), bound, CHUNK):
+            end = min(start + CHUNK, bound)
+            await self.store.write(statements=[(
+                f"DELETE FROM {table} WHERE id >= ? AND id < ? AND ts < ?", (start, end, cutoff)
+            )])
+        return count
+
+    async def _prune_events(self) -> int:
+        cutoff = self._cutoff(self.settings.event_retention_days)
+        first = await self._first_kept("events", cutoff)
+        bound = first if first is not None else self.store.last_committed_id + 1
+        count = await self._delete_below("events", bound, cutoff)
+        if count:
+            # Their deliveries have no body left to send (and are long past webhook_max_age).
+            await self.store.write(statements=[(
+                "DELETE FROM webhook_deliveries WHERE event_id < ?", (bound,)
+            )])
+        return count
+
+    async def _prune_messages(self) -> int:
+        cutoff = self._cutoff(self.settings.message_retention_days)
+        first = await self._first_kept("messages", cutoff)
+        if first is None:
+            rows = await self.store.fetchall("SELECT COALESCE(MAX(id), 0) FROM messages")
+            first = int(rows[0][0]) + 1
+        return await self._delete_below("messages", first, cutoff)
+
+    async def _prune_deliveries(self) -> int:
+        cutoff = self._cutoff(self.settings.webhook_retention_days)
+        where = "status IN ('delivered', 'failed', 'dead') AND created_at < ?"
+        rows = await self.store.fetchall(f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}", (cutoff,))
+        count = int(rows[0][0])
+        if count:
+            await self.store.write(statements=[(f"DELETE FROM webhook_deliveries WHERE {where}", (cutoff,))])
+        return count

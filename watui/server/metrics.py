@@ -1,0 +1,114 @@
+"""``GET /metrics``: the server's figures in the Prometheus text format (prometheus-client).
+
+Each app has its own :class:`~prometheus_client.CollectorRegistry` (several servers can share a
+process: the tests). What already has a counter elsewhere (sessions, open streams, deliveries
+by outcome, engine hosts) is read at scrape time by a collector; what happens only here (events
+committed, commit latency, event-loop lag) is counted as it happens. A scrape reads the webhook
+backlog from the store, so the handler gathers the async figures first, then renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from watui.models import Caller, Event
+
+if TYPE_CHECKING:
+    from watui.server.state import ServerState
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LOOP_LAG_INTERVAL = 0.5
+"""The lag probe sleeps this long and measures how late it wakes."""
+
+
+class _Scraped(Collector):
+    """Figures read when scraped (prepared by :meth:`ServerMetrics.render`)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        v = self.values
+        sessions = GaugeMetricFamily("watui_sessions", "Sessions by status and owner", labels=["status", "owner"])
+        for (status, owner), n in sorted(v.get("sessions", Counter()).items()):
+            sessions.add_metric([status, owner], n)
+        yield sessions
+        yield GaugeMetricFamily("watui_sse_clients", "Open SSE streams", value=v.get("sse_clients", 0))
+        yield CounterMetricFamily("watui_sse_refused", "Streams refused with 429 TOO_MANY_STREAMS",
+                                  value=v.get("sse_refused", 0))
+        yield GaugeMetricFamily("watui_webhook_backlog", "Webhook deliveries pending",
+                                value=v.get("webhook_backlog", 0))
+        outcomes = CounterMetricFamily("watui_webhook_attempts", "Webhook attempts by outcome since start",
+                                       labels=["outcome"])
+        for outcome in ("delivered", "retry", "failed", "dead"):
+            outcomes.add_metric([outcome], v.get("outcomes", Counter()).get(outcome, 0))
+        yield outcomes
+        yield CounterMetricFamily("watui_session_reconnects",
+                                  "Reconnects that succeeded, summed over the sessions that exist",
+                                  value=v.get("reconnects", 0))
+        yield GaugeMetricFamily("watui_engine_hosts", "Engine host processes", value=v.get("hosts", 0))
+        yield CounterMetricFamily("watui_engine_host_restarts", "Engine hosts restarted (all slots)",
+                                  value=v.get("host_restarts", 0))
+
+
+class ServerMetrics:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = PromCounter("watui_events_written", "Events committed to the log", ["type"],
+                                  registry=self.registry)
+        self.commit_seconds = Histogram(
+            "watui_store_commit_seconds", "Store transaction latency (BEGIN to COMMIT)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "watui_event_loop_lag_seconds", "How late the event loop runs a timer",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self._scraped = _Scraped()
+        self.registry.register(self._scraped)
+        store = state.manager.store
+        store.on_commit.append(self._on_commit)
+        observers = getattr(store, "commit_observers", None)
+        if observers is not None:
+            observers.append(self.commit_seconds.observe)
+
+    def _on_commit(self, events: list[Event]) -> None:
+        for kind, n in Counter(e.type.value for e in events).items():
+            self.events.labels(kind).inc(n)
+
+    async def watch_loop_lag(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(LOOP_LAG_INTERVAL)
+            self.loop_lag.observe(max(0.0, time.perf_counter() - started - LOOP_LAG_INTERVAL))
+
+    async def render(self) -> bytes:
+        """The exposition text, with the figures read now."""
+        state = self.state
+        manager = state.manager
+        page = await manager.service(Caller.local_admin()).list_sessions(limit=None)
+        hosts = manager.engine.hosts() if hasattr(manager.engine, "hosts") else []
+        dispatcher = manager.webhooks
+        self._scraped.values = {
+            "sessions": Counter((s.status.value, s.owner) for s in page.sessions),
+            "reconnects": sum(s.reconnect_count for s in page.sessions),
+            "sse_clients": state.streams.count,
+            "sse_refused": state.streams.refused,
+            "webhook_backlog": await dispatcher.pending_count() if dispatcher is not None else 0,
+            "outcomes": dispatcher.outcomes if dispatcher is not None else Counter(),
+            "hosts": len(hosts),
+            "host_restarts": sum(h.restarts for h in hosts),
+        }
+        return generate_latest(self.registry)

@@ -1,0 +1,177 @@
+"""``/v1/sessions``: create, list, read, change and delete sessions, their lifecycle verbs,
+linking (QR, pairing code), messages, and the simulated phone."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from watui.machine import Status
+from watui.models import (
+    Message,
+    MessagePage,
+    PairCode,
+    QrCode,
+    SendMessage,
+    Session,
+    SessionCreate,
+    SessionUpdate,
+    SimulateRequest,
+)
+from watui.qr import png_bytes
+from watui.server.deps import Service, SessionId, session_json, state_of, strict_json
+from watui.server.schemas import (
+    PairCodeRequest,
+    SessionCreated,
+    SessionList,
+    SessionView,
+    error_responses,
+)
+from watui.service import SessionService, SortKey
+
+
+def sessions_router(*, simulated: bool) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    @router.post(
+        "/sessions", status_code=201, response_model=SessionCreated, tags=["sessions"],
+        responses=error_responses(409), dependencies=[strict_json(SessionCreate)],
+    )
+    async def create_session(spec: SessionCreate, request: Request, service: Service) -> JSONResponse:
+        """Create a session (and start it unless `start` is false). Open `stream_url` to follow
+        it: the QR codes to scan arrive there. A `webhook_url` that points at a loopback,
+        private or link-local address is refused (`422 WEBHOOK_URL_FORBIDDEN`)."""
+        await state_of(request).guard.check_url(_url(spec.settings.webhook_url))
+        session = await service.create_session(spec)
+        stream_url = str(request.url_for("session_stream", session_id=session.id))
+        generated = spec.settings.webhook_secret is None and session.settings.webhook_secret is not None
+        return JSONResponse(
+            {"session_id": session.id, "stream_url": stream_url,
+             "session": session.public(reveal_secret=generated, reveal_url=True)},
+            status_code=201,
+            headers={"Location": str(request.url_for("get_session", session_id=session.id))},
+        )
+
+    @router.get("/sessions", response_model=SessionList, tags=["sessions"],
+                responses=error_responses())
+    async def list_sessions(
+        service: Service,
+        status: Annotated[Status | None, Query(description="only sessions in this status")] = None,
+        q: Annotated[str | None, Query(max_length=100, description="matches name, phone, status")] = None,
+        sort: Annotated[SortKey, Query()] = "created_at",
+        descending: bool = False,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    ) -> JSONResponse:
+        """The caller's sessions (an admin key sees every owner's)."""
+        page = await service.list_sessions(
+            status=status, query=q or None, limit=limit, offset=offset, sort=sort, descending=descending
+        )
+        return JSONResponse({"sessions": [s.public() for s in page.sessions], "total": page.total})
+
+    @router.get("/sessions/{session_id}", response_model=SessionView, tags=["sessions"],
+                responses=error_responses(404))
+    async def get_session(session_id: SessionId, service: Service) -> JSONResponse:
+        return session_json(await service.get_session(session_id))
+
+    @router.patch("/sessions/{session_id}", response_model=SessionView, tags=["sessions"],
+                  responses=error_responses(404, 409), dependencies=[strict_json(SessionUpdate)])
+    async def update_session(
+        session_id: SessionId, patch: SessionUpdate, request: Request, service: Service
+    ) -> JSONResponse:
+        """Rename, describe, or change settings (only the fields given change; `null` for
+        `auto_reconnect` or `max_reconnect_attempts` leaves them as they are)."""
+        before = await service.get_session(session_id)
+        if patch.settings is not None:
+            await state_of(request).guard.check_url(_url(patch.settings.webhook_url))
+        after = await service.update_session(session_id, patch)
+        # A secret the server generated just now (a webhook URL was set without one) is
+        # shown in this response, once; so is a URL password set by this request.
+        generated = after.settings.webhook_secret not in (None, before.settings.webhook_secret)
+        url_set = patch.settings is not None and patch.settings.webhook_url is not None
+        return JSONResponse(after.public(reveal_secret=generated, reveal_url=url_set))
+
+    @router.delete("/sessions/{session_id}", status_code=204, response_class=Response,
+                   tags=["sessions"], responses=error_responses(404, 409))
+    async def delete_session(session_id: SessionId, service: Service) -> Response:
+        """Delete a session: logs it out first if it is linked, and removes its auth data."""
+        await service.delete(session_id)
+        return Response(status_code=204)
+
+    def action(name: str, call: Callable[[SessionService, str], Awaitable[Session]], doc: str) -> None:
+        async def run(session_id: SessionId, service: Service) -> JSONResponse:
+            return session_json(await call(service, session_id))
+
+        run.__doc__ = doc
+        router.add_api_route(
+            f"/sessions/{{session_id}}/{name}", run, methods=["POST"], name=f"{name}_session",
+            response_model=SessionView, tags=["lifecycle"], responses=error_responses(404, 409),
+        )
+
+    action("start", lambda s, i: s.start(i), "Start a stopped, disconnected or failed session.")
+    action("stop", lambda s, i: s.stop(i), "Stop a session, keeping its link to the phone.")
+    action("restart", lambda s, i: s.restart(i), "Stop (if running) and start again.")
+    action("logout", lambda s, i: s.logout(i), "Unlink the phone; the session stays, disconnected.")
+
+    @router.get(
+        "/sessions/{session_id}/qr", response_model=QrCode, tags=["linking"],
+        responses={
+            **error_responses(404, 409),
+            200: {"description": "JSON, or the PNG itself with `Accept: image/png`",
+                  "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        },
+    )
+    async def get_qr(session_id: SessionId, service: Service, request: Request) -> Response:
+        """The live QR code. `409 QR_NOT_AVAILABLE` when none is up (not started, linked, …)."""
+        qr = await service.get_qr(session_id)
+        if "image/png" in request.headers.get("accept", ""):
+            return Response(
+                png_bytes(qr.qr_text), media_type="image/png",
+                headers={"Cache-Control": "no-store", "X-QR-Generation": str(qr.generation)},
+            )
+        return JSONResponse(qr.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+
+    @router.post("/sessions/{session_id}/pair-code", response_model=PairCode, tags=["linking"],
+                 responses=error_responses(404, 409, 502), dependencies=[strict_json(PairCodeRequest)])
+    async def pair_code(session_id: SessionId, body: PairCodeRequest, service: Service) -> JSONResponse:
+        """Link by phone number: returns the 8-character code to type on the phone."""
+        code = await service.request_pair_code(session_id, body.phone_number)
+        return JSONResponse(code.model_dump(mode="json"))
+
+    @router.post("/sessions/{session_id}/messages", status_code=201, response_model=Message,
+                 tags=["messages"], responses=error_responses(404, 409, 502),
+                 dependencies=[strict_json(SendMessage)])
+    async def send_message(session_id: SessionId, body: SendMessage, service: Service) -> JSONResponse:
+        """Send a text message; the session must be connected."""
+        message = await service.send_message(session_id, body.to, body.text)
+        return JSONResponse(message.model_dump(mode="json"), status_code=201)
+
+    @router.get("/sessions/{session_id}/messages", response_model=MessagePage, tags=["messages"],
+                responses=error_responses(404))
+    async def list_messages(
+        session_id: SessionId,
+        service: Service,
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    ) -> JSONResponse:
+        """Messages sent and received, newest first."""
+        page = await service.list_messages(session_id, limit=limit, offset=offset)
+        return JSONResponse(page.model_dump(mode="json"))
+
+    if simulated:
+
+        @router.post("/sessions/{session_id}/simulate", response_model=SessionView, tags=["simulated"],
+                     responses=error_responses(404, 409), dependencies=[strict_json(SimulateRequest)])
+        async def simulate(session_id: SessionId, body: SimulateRequest, service: Service) -> JSONResponse:
+            """Play the phone (simulated engine only): scan the code, drop the connection, log
+            out, fail, or receive a message."""
+            return session_json(await service.simulate(session_id, body))
+
+    return router
+
+
+def _url(value: object | None) -> str | None:
+    return None if value is None else str(value)
