@@ -1,10 +1,9 @@
 """The Textual console: one app over one :class:`~watui.service.SessionService`.
 
-The app subscribes to the service once, turns each event into a :class:`SessionEvent`
-message, and keeps the console's view state (:class:`ConsoleState`) current. Session
-snapshots are re-read for the sessions that changed in one coalesced batch every
-``refresh_interval`` seconds, so a burst of a thousand status changes is one repaint, and the
-next batch is scheduled only after the previous one finished. Every action goes through the
+The app subscribes to the service once and hands each event to its :class:`~watui.feed.Feed`,
+which keeps the view state (:class:`ConsoleState`) current in coalesced batches. Screens never
+call the app: they post the requests of :mod:`watui.messages`, handled here with ``@on``;
+verbs on sessions go to :class:`~watui.actions.SessionActions`. Every action goes through the
 service; a refusal is a toast with the service's own message.
 """
 
@@ -22,33 +21,42 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import work
-from textual.app import App, SystemCommand
+from textual import events, on
+from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from watui import messages as ask
+from watui.actions import SessionActions
 from watui.clock import Clock, RealClock
 from watui.config import Settings
-from watui.errors import EngineFailure, SessionNotFound, WatuiError
-from watui.machine import RUNNING, EventType, Status
-from watui.models import Caller, LinkMethod, Session, SessionCreate, SimulateRequest
+from watui.console_config import ConsoleConfig, default_config_path, save_theme
+from watui.errors import EngineFailure, WatuiError
+from watui.feed import Feed
+from watui.machine import EventType, Status
+from watui.models import Caller, LinkMethod, RestoreProgress, Session, SimulateRequest
 from watui.remote.link import LinkMonitor, LinkStatus
 from watui.screens.commands import SessionCommands
 from watui.screens.compose import ComposeScreen, Draft
-from watui.screens.confirm import ConfirmScreen
+from watui.screens.copy import CopyScreen
 from watui.screens.details import DetailScreen
 from watui.screens.help import HelpScreen
 from watui.screens.hosts import HostsScreen
+from watui.screens.log import LogScreen
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
 from watui.screens.pair_code import PairCodeScreen, PhonePrompt
 from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
 from watui.tuning import tune_gc
-from watui.widgets.messages import SessionEvent, StateChanged
-from watui.widgets.state import RECENT_EVENTS, RECENT_MESSAGES, ConsoleState
-from watui.widgets.status_badge import STATUS_LOOKS, phone
+from watui.typeahead import TypeAhead
+from watui.widgets.activity import Activity
+from watui.widgets.messages import SessionEvent
+from watui.widgets.state import ConsoleState
+from watui.widgets.status_badge import phone, session_look
+from watui.widgets.text import clean
 
 if TYPE_CHECKING:
     from watui.manager import SessionManager
@@ -56,27 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ManagerFactory = Callable[[], Awaitable["SessionManager"]]
-
-BULK_RELOAD = 256
-"""Above this many changed sessions in one batch, re-list everything instead of one by one."""
-
-FLUSH_RETRY = 1.0
-"""Seconds before re-reading changed sessions after a read failed (the server is away)."""
-
-DELIVERIES_EVERY = 1.0
-"""Seconds between two reads of the highlighted session's webhook deliveries."""
-
-STOP_ALL_BATCH = 100
-"""Sessions stopped concurrently by "stop all"."""
-
-VERB_DONE = {
-    "start": "Started",
-    "stop": "Stopped",
-    "restart": "Restarted",
-    "logout": "Logged out",
-    "delete": "Deleted",
-    "restart_or_start": "Started again",
-}
 
 
 class WatuiApp(App[None]):
@@ -113,6 +100,7 @@ class WatuiApp(App[None]):
         refresh_interval: float = 0.05,
         cursor_blink: bool = True,
         freeze_heap: bool = False,
+        config_path: Path | None = None,
     ) -> None:
         super().__init__()
         if manager is None and open_manager is None and service is None:
@@ -128,20 +116,18 @@ class WatuiApp(App[None]):
         self.cursor_blink = cursor_blink
         self.freeze_heap = freeze_heap
         self.state = ConsoleState()
+        self.activity = Activity()
+        self.feed = Feed(self)
+        self.actions = SessionActions(self)
+        self.typeahead = TypeAhead(self, background=(SessionEvent,))
+        self.config_path = config_path
+        self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
         self._service: SessionService | None = service
-        self._reload_all = False
         self._subscription: Subscription | None = None
-        self._dirty: set[str] = set()
-        self._removed: set[str] = set()
-        self._flush_scheduled = False
-        self._flushing = False
-        self._events_loaded: set[str] = set()
-        self._deliveries_loaded: dict[str, float] = {}
         self._last_recipient = ""
-        self.pending_actions = 0
+        self._pair_numbers: dict[str, str] = {}
         self._crashed: set[str] = set()
         self.ready = asyncio.Event()
-        self.flushes = 0
 
     # ================================================================ lifecycle
 
@@ -154,6 +140,24 @@ class WatuiApp(App[None]):
     def codes_per_attempt(self) -> int:
         return self.manager.settings.qr_codes_per_attempt if self.manager is not None else 6
 
+    @property
+    def restore_progress(self) -> RestoreProgress | None:
+        """Sessions still being restored at start-up (``None`` when there is nothing to wait for)."""
+        if self._service is None:
+            return None
+        try:
+            return self._service.restore_progress
+        except Exception:  # a remote service that cannot tell must not break the header
+            return None
+
+    @property
+    def flushes(self) -> int:
+        return self.feed.flushes
+
+    @property
+    def pending_actions(self) -> int:
+        return self.actions.pending
+
     def tune_inputs(self, screen: Screen[Any]) -> None:
         """Apply the app's cursor-blink choice to a screen's inputs (snapshots turn it off)."""
         from textual.widgets import Input
@@ -165,7 +169,35 @@ class WatuiApp(App[None]):
         """The app's clock: relative times and countdowns are computed against it."""
         return self.clock.now()
 
+    def _apply_config(self) -> None:
+        config = self.config
+        if config.problem:
+            self.notify(config.problem, title="Console config ignored", severity="warning", timeout=10,
+                        markup=False)
+            return
+        if config.theme:
+            if config.theme in self.available_themes:
+                self.theme = config.theme
+            else:
+                self.notify(f"No theme called {config.theme!r}; using {self.theme!r}.",
+                            title="Console config", severity="warning", markup=False)
+        if config.keys:
+            self.set_keymap(config.keys)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Any) -> None:
+        """Remember the theme chosen (command palette, ctrl+p → "theme") for the next start."""
+        if self.config_path is None or theme.name == self.config.theme:
+            return
+        self.config.theme = theme.name
+        try:
+            save_theme(self.config_path, theme.name)
+        except OSError as exc:
+            self.notify(f"Could not save the theme to {self.config_path}: {exc.strerror or exc}",
+                        severity="warning", markup=False)
+
     async def on_mount(self) -> None:
+        self._apply_config()
         if self._service is None:
             if self.manager is None:
                 assert self._open_manager is not None
@@ -178,65 +210,66 @@ class WatuiApp(App[None]):
         self._subscription = self.service.subscribe()
         page = await self.service.list_sessions(limit=None)
         self.state.replace_all(page.sessions)
+        self.feed.connected = {s.id for s in page.sessions if s.status == Status.CONNECTED}
+        self.activity.sample_connected(self.now(), len(self.feed.connected))
         await self.push_screen(MainScreen())
         if self.freeze_heap:
             # Thousands of session snapshots and widgets live as long as the app: leave them
             # out of the cyclic GC, whose full passes over them would otherwise stall frames
             # (a 10,000-session heap took 100-300 ms per full collection).
             tune_gc()
-        self._pump_events()
+        self.run_worker(self._pump_events(), group="bus", exit_on_error=False)
         if self.demo:
-            self._seed_demo()
+            self.run_worker(self._seed_demo(), group="demo", exit_on_error=False)
         self.ready.set()
 
+    async def on_event(self, event: events.Event) -> None:
+        # A key read from the terminal waits until the one before it has had its effect.
+        if isinstance(event, events.Key) and not event.is_forwarded and self.typeahead.hold(event):
+            return
+        await super().on_event(event)
+
     async def on_unmount(self) -> None:
+        self.typeahead.cancel()
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.aclose()
         if self._owns_manager and self.manager is not None:
             await self.manager.aclose()
 
-    @work(group="bus", exit_on_error=False)
     async def _pump_events(self) -> None:
         """The one subscription: each event becomes a message for the app."""
         assert self._subscription is not None
         async for event in self._subscription:
             self.post_message(SessionEvent(event))
 
-    @work(group="demo", exit_on_error=False)
     async def _seed_demo(self) -> None:
         from watui.demo import seed_demo
 
         try:
             await seed_demo(self.service)
         except WatuiError as exc:
-            self.notify(f"Demo data: {exc.message}", severity="warning")
+            self.notify(f"Demo data: {exc.message}", severity="warning", markup=False)
 
     def _link_changed(self, status: LinkStatus) -> None:
         """Attach mode: show the link; after a resync (events lost) re-read every session."""
         before = self.server_link
         self.server_link = status
         if before is not None and status.resyncs > before.resyncs:
-            self._reload_all = True
-            self._schedule_flush()
+            self.feed.reload_all()
 
     # ================================================================ events → state
 
     def on_session_event(self, message: SessionEvent) -> None:
         event = message.event
-        self.state.add_event(event)
-        if event.type == EventType.DELETED:
-            self._removed.add(event.session_id)
-            self._dirty.discard(event.session_id)
-        else:
-            self._dirty.add(event.session_id)
+        self.feed.event(event)
         if _engine_crashed(event.type, event.payload):
             self._tell_engine_crash(event.session_id)
-        # Screens that follow one session (QR, pairing code) react to its events at once.
+        # Screens that follow one session (QR, pairing code) or all of them (the log) react at once.
         for screen in self.screen_stack:
-            if getattr(screen, "session_id", None) == event.session_id:
+            follows = getattr(screen, "session_id", False)
+            if follows == event.session_id or (follows is None and getattr(screen, "follows_all", False)):
                 screen.post_message(SessionEvent(event))
-        self._schedule_flush()
 
     def _tell_engine_crash(self, session_id: str) -> None:
         """One toast per host crash, however many of its sessions report it."""
@@ -252,61 +285,17 @@ class WatuiApp(App[None]):
             title="An engine host process ended", severity="warning", timeout=8,
         )
 
-    def _schedule_flush(self) -> None:
-        if self._flush_scheduled or self._flushing:
-            return
-        self._flush_scheduled = True
-        self.set_timer(self.refresh_interval, self._flush_sessions, name="flush-sessions")
+    def post_to_screens(self, message: Message) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(message)
 
-    async def _flush_sessions(self) -> None:
-        """Re-read the changed sessions and tell every screen, once per batch."""
-        self._flush_scheduled = False
-        self._flushing = True
-        try:
-            dirty, self._dirty = self._dirty, set()
-            removed, self._removed = self._removed, set()
-            everything, self._reload_all = len(dirty) > BULK_RELOAD or self._reload_all, False
-            try:
-                if everything:
-                    page = await self.service.list_sessions(limit=None)
-                    self.state.replace_all(page.sessions)
-                else:
-                    # Concurrently: over HTTP (attach mode) each read is a round trip.
-                    ids = list(dirty)
-                    reads = await asyncio.gather(*(self.service.get_session(i) for i in ids),
-                                                 return_exceptions=True)
-                    for session_id, read in zip(ids, reads, strict=True):
-                        if isinstance(read, SessionNotFound):
-                            removed.add(session_id)
-                        elif isinstance(read, BaseException):
-                            raise read
-                        else:
-                            self.state.put(read)
-            except Exception:
-                # The service is away (shutting down, or a server being restarted): keep what
-                # is on screen, and read these sessions again in a while.
-                log.warning("refreshing %d sessions failed", len(dirty), exc_info=True)
-                self._dirty |= dirty
-                self._removed |= removed
-                self._reload_all |= everything
-                self._flush_scheduled = True
-                self.set_timer(FLUSH_RETRY, self._flush_sessions, name="flush-sessions-retry")
-                return
-            for session_id in removed:
-                self.state.remove(session_id)
-            self.flushes += 1
-            message = StateChanged(frozenset(dirty - removed), frozenset(removed), everything)
-            for screen in self.screen_stack:
-                screen.post_message(message)
-        finally:
-            self._flushing = False
-        if self._dirty or self._removed:
-            self._schedule_flush()
+    def forget(self, session_id: str) -> None:
+        self.feed.forget(session_id)
 
     async def settle(self) -> None:
         """Apply every queued event now and redraw times (tests move a fake clock)."""
-        if self._dirty or self._removed:
-            await self._flush_sessions()
+        if self.feed.pending:
+            await self.feed.flush()
         self.refresh_times()
 
     def refresh_times(self) -> None:
@@ -316,63 +305,16 @@ class WatuiApp(App[None]):
             if refresh is not None:
                 refresh()
 
-    @work(group="events", exit_on_error=False)
-    async def _load_events(self, session_id: str) -> None:
-        try:
-            tail = await self.service.recent_events(session_id, limit=RECENT_EVENTS)
-        except WatuiError:
-            return
-        self.state.seed_events(session_id, tail)
-        message = StateChanged(frozenset({session_id}))
-        for screen in self.screen_stack:
-            screen.post_message(message)
-
-    def refresh_deliveries(self, session_id: str) -> None:
-        """(Re)load a session's latest webhook deliveries for its detail pane, at most once a second."""
-        session = self.state.sessions.get(session_id)
-        if session is None or session.settings.webhook_url is None:
-            return
-        now = asyncio.get_running_loop().time()
-        if now - self._deliveries_loaded.get(session_id, -DELIVERIES_EVERY) < DELIVERIES_EVERY:
-            return
-        self._deliveries_loaded[session_id] = now
-        self._load_deliveries(session_id)
-
-    @work(group="deliveries", exclusive=True, exit_on_error=False)
-    async def _load_deliveries(self, session_id: str) -> None:
-        try:
-            page = await self.service.list_webhook_deliveries(session_id, limit=6)
-        except WatuiError:
-            return
-        self.state.deliveries[session_id] = page.deliveries
-        message = StateChanged(frozenset({session_id}))
-        for screen in self.screen_stack:
-            screen.post_message(message)
-
     def ensure_events(self, session_id: str) -> None:
-        """Load a session's past events for its detail pane, once."""
-        if session_id not in self._events_loaded:
-            self._events_loaded.add(session_id)
-            self._load_events(session_id)
+        self.feed.ensure_events(session_id)
 
     def ensure_messages(self, session_id: str) -> None:
-        """Read a session's latest messages for its detail pane, once; ``message`` events keep them current."""
-        if self.state.follow_messages(session_id):
-            self._load_messages(session_id)
+        self.feed.ensure_messages(session_id)
 
-    @work(group="messages", exit_on_error=False)
-    async def _load_messages(self, session_id: str) -> None:
-        try:
-            page = await self.service.list_messages(session_id, limit=RECENT_MESSAGES)
-        except WatuiError:
-            self.state.forget_messages(session_id)  # gone, or not ours: the next look tries again
-            return
-        self.state.seed_messages(session_id, page.messages)
-        message = StateChanged(frozenset({session_id}))
-        for screen in self.screen_stack:
-            screen.post_message(message)
+    def refresh_deliveries(self, session_id: str) -> None:
+        self.feed.refresh_deliveries(session_id)
 
-    # ================================================================ helpers for screens
+    # ================================================================ requests from screens
 
     @property
     def main_screen(self) -> MainScreen | None:
@@ -383,136 +325,59 @@ class WatuiApp(App[None]):
 
     def current_session(self) -> Session | None:
         main = self.main_screen
-        if main is None:
-            return None
-        session_id = main.table.current_id
-        return self.state.sessions.get(session_id) if session_id else None
+        return main.current_session() if main is not None else None
 
     def go_to_session(self, session_id: str) -> None:
         main = self.main_screen
-        if main is None:
-            return
-        if main.table.index_of(session_id) is None and main.query_text:
-            main.set_filter("")
-        main.table.select(session_id)
-
-    def focus_filter(self) -> None:
-        main = self.main_screen
         if main is not None:
-            main.action_filter()
+            main.go_to(session_id)
 
-    # ================================================================ actions
+    @on(ask.GoToSession)
+    def _go_to(self, message: ask.GoToSession) -> None:
+        self.go_to_session(message.session_id)
 
-    async def _call(self, label: str, call: Awaitable[Any]) -> Any:
-        """Await a service call; a refusal becomes an error toast with the service's words."""
-        self.pending_actions += 1
-        try:
-            return await call
-        except WatuiError as exc:
-            self.notify(exc.message, title=f"{label} refused", severity="error", timeout=8)
-            return None
-        except Exception as exc:  # an engine bug must not take the console down
-            log.exception("%s failed", label)
-            self.notify(f"{type(exc).__name__}: {exc}", title=f"{label} failed", severity="error", timeout=8)
-            return None
-        finally:
-            self.pending_actions -= 1
+    @on(ask.RunVerb)
+    def _run_verb(self, message: ask.RunVerb) -> None:
+        self.actions.request(message.session_ids, message.verb)
 
-    def _session_name(self, session_id: str) -> str:
-        session = self.state.sessions.get(session_id)
-        return session.name if session else session_id
+    @on(ask.StopAll)
+    def _stop_all(self) -> None:
+        self.actions.stop_all()
 
-    def run_action_on(self, session_id: str, verb: str) -> None:
-        """Start, stop, restart, log out or delete a session, in the background."""
-        self._run_verb(session_id, verb)
-
-    @work(group="actions", exit_on_error=False)
-    async def _run_verb(self, session_id: str, verb: str) -> None:
-        service = self.service
-        name = self._session_name(session_id)
-        calls: dict[str, Callable[[str], Awaitable[Any]]] = {
-            "start": service.start,
-            "stop": service.stop,
-            "restart": service.restart,
-            "logout": service.logout,
-            "delete": service.delete,
-        }
-        verb_call: Callable[[str], Awaitable[Any]]
-        if verb == "restart_or_start":
-            session = self.state.sessions.get(session_id)
-            verb_call = service.restart if session is not None and session.status in RUNNING else service.start
-        else:
-            verb_call = calls[verb]
-        label = "Start" if verb == "restart_or_start" else verb.replace("_", " ").capitalize()
-        result = await self._call(f"{label} {name!r}", verb_call(session_id))
-        if result is None and verb != "delete":
-            return
-        if verb == "delete":
-            # ``delete`` returns None on success too; the deleted event updates the table.
-            if session_id in self.state.sessions:
-                self._removed.add(session_id)
-                self._schedule_flush()
-        self.notify(f"{VERB_DONE.get(verb, verb)} {name!r}", timeout=3)
-
-    def confirm_then(self, session_id: str, verb: str, title: str, question: str, yes: str) -> None:
-        """Ask first, then run ``verb``; a no changes nothing."""
-
-        def answered(yes_: bool | None) -> None:
-            if yes_:
-                self.run_action_on(session_id, verb)
-
-        self.push_screen(ConfirmScreen(title, question, yes), answered)
-
-    def stop_all(self) -> None:
-        running = [s for s in self.state.sessions.values() if s.status in RUNNING or s.status == Status.DISCONNECTED]
-        if not running:
-            self.notify("No session is running.", timeout=3)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._stop_all([s.id for s in running])
-
-        self.push_screen(
-            ConfirmScreen("Stop all?", f"Stop {len(running)} running session{'s' if len(running) != 1 else ''}? "
-                          "Their links are kept; start them again with s.", "Stop all"),
-            answered,
-        )
-
-    @work(group="actions", exit_on_error=False)
-    async def _stop_all(self, ids: list[str]) -> None:
-        """Stop in batches: many sessions at once, without one slow stop holding up the rest."""
-        stopped = 0
-        for start in range(0, len(ids), STOP_ALL_BATCH):
-            batch = ids[start : start + STOP_ALL_BATCH]
-            results = await asyncio.gather(*(
-                self._call(f"Stop {self._session_name(i)!r}", self.service.stop(i)) for i in batch
-            ))
-            stopped += sum(result is not None for result in results)
-        self.notify(f"Stopped {stopped} session{'s' if stopped != 1 else ''}", timeout=3)
-
+    @on(ask.NewSession)
     def new_session(self) -> None:
+        if any(isinstance(s, NewSessionScreen) for s in self.screen_stack):
+            return
         existing = {s.name for s in self.state.sessions.values()}
         default = next(f"session-{n}" for n in range(1, len(existing) + 2) if f"session-{n}" not in existing)
-        self.push_screen(NewSessionScreen(default), self._created)
+        self.push_screen(NewSessionScreen(default))
 
-    def _created(self, spec: SessionCreate | None) -> None:
-        if spec is not None:
-            self._create(spec)
+    @on(ask.CreateSession)
+    def _create_requested(self, message: ask.CreateSession) -> None:
+        self.run_worker(self._create(message), group="actions", exit_on_error=False)
 
-    @work(group="actions", exit_on_error=False)
-    async def _create(self, spec: SessionCreate) -> None:
-        session = await self._call(f"Create {spec.name!r}", self.service.create_session(spec))
-        if session is None:
+    async def _create(self, message: ask.CreateSession) -> None:
+        """Create; a refusal goes back to the form, which stays open with what was typed."""
+        spec, form = message.spec, message.form
+        outcome, session = await self.actions.attempt(self.service.create_session(spec))
+        if not outcome.ok or session is None:
+            form.refused(outcome.reason)
             return
+        form.created()
         self.state.put(session)
-        self._dirty.add(session.id)
-        self._schedule_flush()
-        self.notify(f"Created {session.name!r}; starting it", timeout=3)
+        self.feed.touch(session.id)
+        self.notify(f"Created {clean(session.name)!r}; starting it", timeout=3, markup=False)
         if spec.link_method == LinkMethod.PHONE:
-            await self.push_screen(PairCodeScreen(session.id, session.pair_code, session.pair_code_expires_at))
+            if spec.phone_number:
+                self._pair_numbers[session.id] = spec.phone_number
+            await self.push_screen(PairCodeScreen(session.id, session.pair_code, session.pair_code_expires_at,
+                                                  phone_number=spec.phone_number))
         elif session.status != Status.CONNECTED:
             await self.push_screen(QrScreen(session.id))
+
+    @on(ask.OpenSession)
+    def _open_requested(self, message: ask.OpenSession) -> None:
+        self.open_session(message.session_id)
 
     def open_session(self, session_id: str) -> None:
         """``enter``: the QR code (or pairing code) while linking, the details otherwise."""
@@ -521,11 +386,16 @@ class WatuiApp(App[None]):
             return
         linking = session.status in (Status.INITIALIZING, Status.QR_READY, Status.CONNECTING) and not session.linked
         if linking and (session.pair_code or session.link_method == LinkMethod.PHONE):
-            self.push_screen(PairCodeScreen(session_id, session.pair_code, session.pair_code_expires_at))
+            self.push_screen(PairCodeScreen(session_id, session.pair_code, session.pair_code_expires_at,
+                                            phone_number=self._pair_numbers.get(session_id)))
         elif linking:
             self.push_screen(QrScreen(session_id))
         else:
             self.push_screen(DetailScreen(session_id))
+
+    @on(ask.ShowPairCode)
+    def _show_pair_code(self, message: ask.ShowPairCode) -> None:
+        self.open_pair_code(message.session_id, message.code, message.expires_at)
 
     def open_pair_code(self, session_id: str, code: str | None, expires_at: datetime | None) -> None:
         """Show the pairing code screen once; it replaces that session's QR screen if on top."""
@@ -535,7 +405,7 @@ class WatuiApp(App[None]):
                     screen.code, screen.expires_at = code, expires_at
                     screen.refresh_code()
                 return
-        pair = PairCodeScreen(session_id, code, expires_at)
+        pair = PairCodeScreen(session_id, code, expires_at, phone_number=self._pair_numbers.get(session_id))
         top = self.screen
         if isinstance(top, QrScreen) and top.session_id == session_id:
             top._dismissed = True
@@ -543,27 +413,38 @@ class WatuiApp(App[None]):
         else:
             self.push_screen(pair)
 
+    @on(ask.LinkByPhone)
+    def _link_by_phone(self, message: ask.LinkByPhone) -> None:
+        self.link_by_phone(message.session_id)
+
     def link_by_phone(self, session_id: str) -> None:
+        session = self.state.sessions.get(session_id)
+        name = session.name if session else session_id
+
         def answered(number: str | None) -> None:
             if number:
-                self._request_pair_code(session_id, number)
+                self._pair_numbers[session_id] = number
+                self.run_worker(self._request_pair_code(session_id, number), group="actions",
+                                exit_on_error=False)
 
-        self.push_screen(PhonePrompt(self._session_name(session_id)), answered)
+        self.push_screen(PhonePrompt(name), answered)
 
-    @work(group="actions", exit_on_error=False)
     async def _request_pair_code(self, session_id: str, number: str) -> None:
         self.open_pair_code(session_id, None, None)
-        code = await self._call(f"Pairing code for {self._session_name(session_id)!r}",
-                                self.service.request_pair_code(session_id, number))
-        if code is None:
-            for screen in self.screen_stack:
-                if isinstance(screen, PairCodeScreen) and screen.session_id == session_id:
-                    screen.close()
-            return
+        session = self.state.sessions.get(session_id)
+        name = clean(session.name) if session else session_id
+        code = await self.actions.call(f"Pairing code for {name!r}", self.service.request_pair_code(session_id, number))
         for screen in self.screen_stack:
             if isinstance(screen, PairCodeScreen) and screen.session_id == session_id:
-                screen.code, screen.expires_at = code.code, code.expires_at
-                screen.refresh_code()
+                if code is None:
+                    screen.close()
+                else:
+                    screen.code, screen.expires_at = code.code, code.expires_at
+                    screen.refresh_code()
+
+    @on(ask.ComposeMessage)
+    def _compose_requested(self, message: ask.ComposeMessage) -> None:
+        self.compose_message(message.session_id)
 
     def compose_message(self, session_id: str) -> None:
         """``m``: the compose box for a connected session; any other status is told, not opened."""
@@ -572,45 +453,80 @@ class WatuiApp(App[None]):
             return
         if session.status != Status.CONNECTED:
             self.notify(
-                f"{session.name!r} is {STATUS_LOOKS[session.status].label}, not connected: only a connected "
+                f"{clean(session.name)!r} is {session_look(session).label}, not connected: only a connected "
                 "session can send messages.",
-                title="Cannot send", severity="warning", timeout=5,
+                title="Cannot send", severity="warning", timeout=5, markup=False,
             )
             return
 
         def composed(draft: Draft | None) -> None:
             if draft is not None:
                 self._last_recipient = phone(draft.to)
-                self._send_message(session_id, draft)
+                self.run_worker(self._send_message(session_id, draft), group="actions", exit_on_error=False)
 
         self.push_screen(ComposeScreen(session.name, session.phone_number, self._last_recipient), composed)
 
-    @work(group="actions", exit_on_error=False)
     async def _send_message(self, session_id: str, draft: Draft) -> None:
         """Send; the ``message`` event (sent or failed) puts it in the log, the toast says how it went."""
-        name = self._session_name(session_id)
-        self.pending_actions += 1
+        session = self.state.sessions.get(session_id)
+        name = clean(session.name) if session else session_id
+        self.actions.pending += 1
         try:
             message = await self.service.send_message(session_id, draft.to, draft.text)
         except EngineFailure as exc:
             # The manager stored the failed message too: it shows in the log with this reason.
-            self.notify(exc.message, title=f"Message to {phone(draft.to)} failed", severity="error", timeout=8)
+            self.notify(exc.message, title=f"Message to {phone(draft.to)} failed", severity="error", timeout=8,
+                        markup=False)
         except WatuiError as exc:
-            self.notify(exc.message, title="Message not sent", severity="error", timeout=8)
+            self.notify(exc.message, title="Message not sent", severity="error", timeout=8, markup=False)
         except Exception as exc:  # an engine bug must not take the console down
             log.exception("sending from %s failed", session_id)
-            self.notify(f"{type(exc).__name__}: {exc}", title="Message not sent", severity="error", timeout=8)
+            self.notify(f"{type(exc).__name__}: {exc}", title="Message not sent", severity="error", timeout=8,
+                        markup=False)
         else:
-            self.notify(f"From {name!r} to {phone(message.chat)}", title="Message sent", timeout=3)
+            self.notify(f"From {name!r} to {clean(phone(message.chat))}", title="Message sent", timeout=3,
+                        markup=False)
         finally:
-            self.pending_actions -= 1
+            self.actions.pending -= 1
 
-    def simulate(self, session_id: str, action: str) -> None:
-        self._simulate(session_id, action)
+    @on(ask.Simulate)
+    def _simulate(self, message: ask.Simulate) -> None:
+        request = SimulateRequest.model_validate({"action": message.action})
+        self.run_worker(self.actions.call(f"Demo {message.action}",
+                                          self.service.simulate(message.session_id, request)),
+                        group="actions", exit_on_error=False)
 
-    @work(group="actions", exit_on_error=False)
-    async def _simulate(self, session_id: str, action: str) -> None:
-        await self._call(f"Demo {action}", self.service.simulate(session_id, SimulateRequest.model_validate({"action": action})))
+    @on(ask.OpenLog)
+    def _open_log(self, message: ask.OpenLog) -> None:
+        self.push_screen(LogScreen(message.session_id, message.kind))
+
+    @on(ask.CopyFrom)
+    def _copy_from(self, message: ask.CopyFrom) -> None:
+        session = self.state.sessions.get(message.session_id)
+        if session is None:
+            return
+
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                what, text = choice
+                self.copy_to_clipboard(text)
+                self.notify(clean(text), title=f"Copied the {what}", timeout=3, markup=False)
+
+        self.push_screen(CopyScreen(session), chosen)
+
+    @on(ask.ShowHelp)
+    def action_help(self) -> None:
+        if any(isinstance(s, HelpScreen) for s in self.screen_stack):
+            return
+        self.push_screen(HelpScreen(HelpScreen.all_sections(self.BINDINGS)))
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """A toast; on a screen where toasts would hide something (the QR code), a line of its own."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        show = getattr(self.screen, "show_notice", None) if self.screen_stack else None
+        if show is not None:
+            show(title, message, severity)
 
     # ================================================================ app keys
 
@@ -618,31 +534,10 @@ class WatuiApp(App[None]):
         if not isinstance(self.screen, HostsScreen):
             self.push_screen(HostsScreen())
 
-    def action_help(self) -> None:
-        if any(isinstance(s, HelpScreen) for s in self.screen_stack):
-            return
-        sections: list[tuple[str, list[Any]]] = [
-            ("Sessions table", [*MainScreen.BINDINGS]),
-            ("Moving around", [*self._table_bindings()]),
-            ("QR screen", [*QrScreen.BINDINGS]),
-            ("Pairing code screen", [*PairCodeScreen.BINDINGS]),
-            ("Engine hosts", [*HostsScreen.BINDINGS]),
-            ("Message box", [*ComposeScreen.BINDINGS,
-                             Binding("enter", "send", "Send", tooltip="In the text field; in To, goes on to the text")]),
-            ("Everywhere", [*self.BINDINGS,
-                            Binding("ctrl+p", "command_palette", "Command palette",
-                                    tooltip="Find a session or an action by name")]),
-        ]
-        self.push_screen(HelpScreen(sections))
-
-    @staticmethod
-    def _table_bindings() -> list[Any]:
-        from watui.widgets.sessions_table import SessionsTable
-
-        return list(SessionsTable.BINDINGS)
-
     async def action_quit(self) -> None:
         """Quit at once when nothing is in flight; ask first when an action is still running."""
+        from watui.screens.confirm import ConfirmScreen
+
         if self.pending_actions <= 0:
             self.exit()
             return
@@ -656,10 +551,6 @@ class WatuiApp(App[None]):
                           "Sessions keep their state.", "Quit", danger=False),
             answered,
         )
-
-    def get_system_commands(self, screen: Screen[Any]) -> Any:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("New session", "Create a session and link a phone", self.new_session)
 
 
 def _engine_crashed(kind: EventType, payload: dict[str, Any]) -> bool:
@@ -688,7 +579,7 @@ async def _run_console(settings: Settings, demo: bool) -> None:
     if settings.engine == "neonize":
         _keep_native_output_off_screen(settings.data_dir / "watui.log")
     manager = await SessionManager.open(settings)
-    app = WatuiApp(manager, demo=demo, freeze_heap=True)
+    app = WatuiApp(manager, demo=demo, freeze_heap=True, config_path=default_config_path())
     loop = asyncio.get_running_loop()
     hangups: set[asyncio.Task[None]] = set()
 

@@ -74,6 +74,7 @@ def run_attach(url: str, key: str, settings: Settings) -> None:
 
 async def _run_attach(url: str, key: str, settings: Settings) -> None:
     from watui.app import WatuiApp, _log_to_file
+    from watui.console_config import default_config_path
     from watui.remote import RemoteService
 
     _log_to_file(settings)
@@ -81,7 +82,8 @@ async def _run_attach(url: str, key: str, settings: Settings) -> None:
         service = await RemoteService.open(url, key)
     except WatuiError as exc:
         raise AttachError(f"Cannot attach to {url}: {exc.message}") from None
-    app = WatuiApp(service=service, link=service.link, freeze_heap=True)
+    # The same key bindings and theme as the local console (watui paths shows the file).
+    app = WatuiApp(service=service, link=service.link, freeze_heap=True, config_path=default_config_path())
     app.sub_title = url
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGHUP, signal.SIGTERM):

@@ -201,6 +201,9 @@ def paths(data_dir: Path | None) -> None:
     holder = read_holder(settings.data_dir)
     click.echo(f"lock:       {settings.data_dir / LOCK_FILE} "
                f"({'held by ' + holder.describe() if holder else 'free'})")
+    from watui.console_config import default_config_path
+
+    click.echo(f"console config: {default_config_path()}  (key bindings and theme)")
 
 
 @main.command()

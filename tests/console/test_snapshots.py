@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from watui.clock import FakeClock
 from watui.engines.simulated import SimulatedEngine
 from watui.errors import EngineFailure
@@ -197,3 +199,120 @@ def test_compose_modal_small(snap_compare: SnapCompare, make_app: AppFactory, cl
 
 def test_compose_modal_invalid_number(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
     assert snap_compare(make_app(), terminal_size=LARGE, run_before=scene(clock, "m", *"555-01", "enter"))
+
+
+# -- issue 10: the new screens, each at both sizes -------------------------------------------
+
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+
+
+async def _logged_out(pilot: Pilot, clock: FakeClock) -> None:
+    """Add a session whose phone unlinked it: its own badge, not a drop."""
+    app = pilot.app
+    old = await app.service.create_session(spec("old-phone", description="handed back"))
+    await clock.advance(0.5)
+    await app.service.simulate(old.id, act("scan"))
+    await clock.advance(1.0)
+    await app.service.simulate(old.id, act("logout"))
+    await sync(pilot)
+
+
+@SIZES
+def test_logged_out_session(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                            size: tuple[int, int]) -> None:
+    async def then(pilot: Pilot) -> None:
+        await _logged_out(pilot, clock)
+        pilot.app.go_to_session(find(pilot.app, "old-phone").id)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, then=then))
+
+
+@SIZES
+def test_session_event_log(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                           size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, "e", then=_log_loaded))
+
+
+@SIZES
+def test_all_sessions_event_log_filtered(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                                         size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size,
+                        run_before=scene(clock, "E", then=_then_keys("t", "slash", *"sales")))
+
+
+@SIZES
+def test_message_history(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                         engine: SimulatedEngine, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size,
+                        run_before=scene(clock, then=_conversation(clock, engine, "M")))
+
+
+@SIZES
+def test_bulk_confirm(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                      size: tuple[int, int]) -> None:
+    # Marked: sales-desk, support, warehouse (running) and archive (stopped: cannot stop).
+    assert snap_compare(make_app(), terminal_size=size,
+                        run_before=scene(clock, then=_mark_and("sales-desk", "support", "warehouse", "archive",
+                                                               keys=("x",))))
+
+
+@SIZES
+def test_bulk_progress_and_marks_in_header(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                                          size: tuple[int, int]) -> None:
+    async def then(pilot: Pilot) -> None:
+        from watui.models import RestoreProgress
+        from watui.verbs import Verb
+        from watui.widgets.messages import BulkProgress
+
+        await pilot.press("space", "space", "space")
+        pilot.app.manager.restore_progress = RestoreProgress(done=37, total=500)
+        await pilot.pause(0.6)
+        pilot.app.screen.post_message(BulkProgress(Verb.STOP, 40, 100))
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, select="archive", then=then))
+
+
+@SIZES
+def test_copy_menu(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                   size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, "y"))
+
+
+@SIZES
+def test_new_session_name_taken(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                                size: tuple[int, int]) -> None:
+    async def then(pilot: Pilot) -> None:
+        from .conftest import wait_until
+
+        form = pilot.app.screen
+        form.query_one("#new-name").value = "billing"
+        form.query_one("#new-description").value = "second invoices line"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: form.query_one("#new-name-error").display, "the error on the name")
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, "n", then=then))
+
+
+async def _log_loaded(pilot: Pilot) -> None:
+    from .conftest import wait_until
+
+    await wait_until(pilot, lambda: getattr(pilot.app.screen, "loaded", False), "the log is read")
+
+
+def _then_keys(*keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    async def then(pilot: Pilot) -> None:
+        await _log_loaded(pilot)
+        await pilot.press(*keys)
+
+    return then
+
+
+def _mark_and(*names: str, keys: tuple[str, ...]) -> Callable[[Pilot], Awaitable[None]]:
+    async def then(pilot: Pilot) -> None:
+        app = pilot.app
+        for name in names:
+            app.go_to_session(find(app, name).id)
+            await pilot.press("space")
+        await pilot.press(*keys)
+
+    return then

@@ -1,75 +1,96 @@
-"""Command palette provider: find a session by name or phone, and run any console action."""
+"""Command palette provider: find a session by name or phone, and run any console action.
+
+Each command posts one of the app's requests (:mod:`watui.messages`), like a key would.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
+from textual.content import Content
+from textual.message import Message
 
-if TYPE_CHECKING:
-    from watui.app import WatuiApp
+from watui import messages as ask
+from watui.screens.common import host
+from watui.verbs import Verb
+from watui.widgets.text import clean
 
 MAX_SESSION_HITS = 40
 """Enough to choose from; more only slows the palette down on 10,000 sessions."""
 
 
+def highlight(matcher: Matcher, text: str) -> Content:
+    """``Matcher.highlight`` without reading the text as markup (session names are user text)."""
+    content = Content(text)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    if score:
+        for offset in offsets:
+            if not text[offset].isspace():
+                content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
+
+
 class SessionCommands(Provider):
     """Sessions ("Go to sales-desk") and actions ("Stop sales-desk", "New session")."""
 
-    @property
-    def wapp(self) -> WatuiApp:
-        return cast("WatuiApp", self.app)
+    def _post(self, message: Message) -> Callable[[], object]:
+        return partial(self.app.post_message, message)
 
     def _global(self) -> list[tuple[str, Callable[[], object], str]]:
-        app = self.wapp
         return [
-            ("New session", app.new_session, "Create a session and link a phone"),
-            ("Stop all sessions", app.stop_all, "Stop every running session (asks first)"),
-            ("Filter sessions", app.focus_filter, "Filter the table by name, phone or status"),
-            ("Help: keys and statuses", app.action_help, "Every key, and what each status means"),
-            ("Engine hosts", app.action_hosts, "The engine host processes and the sessions each runs"),
+            ("New session", self._post(ask.NewSession()), "Create a session and link a phone"),
+            ("Stop all sessions", self._post(ask.StopAll()), "Stop every running session (asks first)"),
+            ("Event log: all sessions", self._post(ask.OpenLog(None)), "Every event, filtered, live"),
+            ("Help: keys and statuses", self._post(ask.ShowHelp()), "Every key, and what each status means"),
+            ("Engine hosts", partial(self.app.run_action, "app.hosts"),
+             "The engine host processes and the sessions each runs"),
         ]
 
     def _for_current(self) -> list[tuple[str, Callable[[], object], str]]:
-        app = self.wapp
-        current = app.current_session()
+        current = getattr(self.app, "current_session", lambda: None)()
         if current is None:
             return []
-        name = current.name
+        name, sid = clean(current.name), current.id
+
+        def verb(v: Verb) -> Callable[[], object]:
+            return self._post(ask.RunVerb((sid,), v))
+
         return [
-            (f"Open {name}", partial(app.open_session, current.id), "QR code while linking, details otherwise"),
-            (f"Start {name}", partial(app.run_action_on, current.id, "start"), ""),
-            (f"Stop {name}", partial(app.run_action_on, current.id, "stop"), ""),
-            (f"Restart {name}", partial(app.run_action_on, current.id, "restart"), ""),
-            (f"Log out {name}", partial(app.confirm_then, current.id, "logout", "Log out?",
-                                        f"Unlink {name!r} from its phone?", "Log out"), "asks first"),
-            (f"Delete {name}", partial(app.confirm_then, current.id, "delete", "Delete session?",
-                                       f"Delete {name!r} and its auth data?", "Delete"), "asks first"),
-            (f"Link {name} by phone number", partial(app.link_by_phone, current.id), "pairing code"),
-            (f"Send a message from {name}", partial(app.compose_message, current.id),
+            (f"Open {name}", self._post(ask.OpenSession(sid)), "QR code while linking, details otherwise"),
+            (f"Start {name}", verb(Verb.START), ""),
+            (f"Stop {name}", verb(Verb.STOP), ""),
+            (f"Restart {name}", verb(Verb.RESTART), ""),
+            (f"Log out {name}", verb(Verb.LOGOUT), "asks first"),
+            (f"Delete {name}", verb(Verb.DELETE), "asks first"),
+            (f"Link {name} by phone number", self._post(ask.LinkByPhone(sid)), "pairing code"),
+            (f"Send a message from {name}", self._post(ask.ComposeMessage(sid)),
              "a test message; connected sessions only"),
+            (f"Event log of {name}", self._post(ask.OpenLog(sid)), "every event of this session, live"),
+            (f"Message history of {name}", self._post(ask.OpenLog(sid, ask.LogKind.MESSAGES)), ""),
+            (f"Copy the id, phone or JID of {name}", self._post(ask.CopyFrom(sid)), "to the clipboard"),
         ]
 
     async def discover(self) -> Hits:
         for text, command, help_text in [*self._global(), *self._for_current()]:
-            yield DiscoveryHit(text, command, help=help_text)
+            yield DiscoveryHit(Content(text), command, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, command, help_text in [*self._global(), *self._for_current()]:
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), command, help=help_text)
+                yield Hit(score, highlight(matcher, text), command, help=help_text)
         if not query.strip():
             return
         found = 0
-        for session in self.wapp.state.sessions.values():
-            text = f"Go to {session.name}  ({session.status.value}{', +' + session.phone_number if session.phone_number else ''})"
+        for session in host(self.app).state.sessions.values():
+            number = f", +{session.phone_number}" if session.phone_number else ""
+            text = f"Go to {clean(session.name)}  ({session.status.value}{number})"
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(self.wapp.go_to_session, session.id),
+                yield Hit(score, highlight(matcher, text), self._post(ask.GoToSession(session.id)),
                           help="select it in the table")
                 found += 1
                 if found >= MAX_SESSION_HITS:

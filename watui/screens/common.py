@@ -1,24 +1,55 @@
-"""Small helpers the screens share."""
+"""Small helpers the screens share, and what screens may read of the console (``ConsoleHost``).
+
+Screens never import the app: they read state, service and clock through :class:`ConsoleHost`
+and ask for anything else by posting a message of :mod:`watui.messages`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime
+from typing import Any, Protocol, cast
 
+from rich.text import Text
 from textual.app import App
 from textual.screen import Screen
 
+from watui.models import RestoreProgress
+from watui.service import SessionService
+from watui.widgets.activity import Activity
+from watui.widgets.state import ConsoleState
 from watui.widgets.status_badge import phone
+from watui.widgets.text import clean
 
-if TYPE_CHECKING:
-    from watui.app import WatuiApp
+
+class ConsoleHost(Protocol):
+    """The parts of the console app a screen reads."""
+
+    state: ConsoleState
+    activity: Activity
+
+    @property
+    def service(self) -> SessionService: ...
+    @property
+    def codes_per_attempt(self) -> int: ...
+    @property
+    def restore_progress(self) -> RestoreProgress | None: ...
+    def now(self) -> datetime: ...
+    def tune_inputs(self, screen: Screen[Any]) -> None: ...
+    def ensure_events(self, session_id: str) -> None: ...
+    def ensure_messages(self, session_id: str) -> None: ...
+    def refresh_deliveries(self, session_id: str) -> None: ...
+
+
+def host(app: App[Any]) -> ConsoleHost:
+    return cast(ConsoleHost, app)
 
 
 class WatuiScreen(Screen[None]):
-    """A screen that knows its app is the watui console (typed access to state and service)."""
+    """A screen of the watui console (typed access to state, service and clock)."""
 
     @property
-    def wapp(self) -> WatuiApp:
-        return cast("WatuiApp", self.app)
+    def wapp(self) -> ConsoleHost:
+        return host(self.app)
 
 
 class FollowerScreen(WatuiScreen):
@@ -61,8 +92,14 @@ def linked_notice(app: App[Any], session_id: str, payload: dict[str, Any]) -> No
     """The success toast when a phone links."""
     state = getattr(app, "state", None)
     session = state.sessions.get(session_id) if state is not None else None
-    name = session.name if session else session_id
-    who = payload.get("push_name") or ""
-    number = phone(payload.get("phone_number")) if payload.get("phone_number") else ""
+    name = clean(session.name) if session else session_id
+    who = clean(str(payload.get("push_name") or ""))
+    number = clean(phone(payload.get("phone_number"))) if payload.get("phone_number") else ""
     detail = " ".join(part for part in (number, f"({who})" if who else "") if part)
-    app.notify(f"{name} is connected {detail}".rstrip(), title="Phone linked", severity="information")
+    app.notify(f"{name} is connected {detail}".rstrip(), title="Phone linked", severity="information",
+               markup=False)
+
+
+def user_text(text: str | None, style: str = "") -> Text:
+    """User-supplied text for a Static: never markup (see :mod:`watui.widgets.text`)."""
+    return Text(clean(text), style=style)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from watui.models import normalize_phone
 from watui.widgets.status_badge import phone
+from watui.widgets.text import clean
 
 MAX_TEXT = 4096
 """What the service accepts in one message (``SendMessage.text``)."""
@@ -46,7 +48,7 @@ class ComposeScreen(ModalScreen[Draft | None]):
     def compose(self) -> ComposeResult:
         source = f" ({phone(self.from_number)})" if self.from_number else ""
         with Vertical(id="compose-dialog", classes="dialog"):
-            yield Static(f"Message from {self.session_name!r}{source}", classes="dialog-title")
+            yield Static(Text(f"Message from {clean(self.session_name)!r}{source}"), classes="dialog-title")
             yield Static("Sends a real WhatsApp message from this session's number. "
                          "Enter sends; esc cancels.", classes="dialog-help")
             with Horizontal(classes="field"):
@@ -59,6 +61,7 @@ class ComposeScreen(ModalScreen[Draft | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
                 yield Button("Send (enter)", id="send", variant="primary")
+        yield Footer()
 
     def on_mount(self) -> None:
         tune = getattr(self.app, "tune_inputs", None)
@@ -67,7 +70,7 @@ class ComposeScreen(ModalScreen[Draft | None]):
         self.query_one("#compose-text" if self.to else "#compose-to", Input).focus()
 
     def _fail(self, message: str, field: str) -> None:
-        self.query_one("#compose-error", Static).update(message)
+        self.query_one("#compose-error", Static).update(Text(message))
         self.query_one(field, Input).focus()
 
     def _number(self) -> str | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -26,11 +27,13 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog", classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.question, id="confirm-question")
+            # Text, not markup: questions quote session names, which are user text.
+            yield Static(Text(self.title_text), classes="dialog-title")
+            yield Static(Text(self.question), id="confirm-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("No (n)", id="no", variant="default")
                 yield Button(f"{self.yes_label} (y)", id="yes", variant="error" if self.danger else "primary")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

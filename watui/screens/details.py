@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
+from watui import messages as ask
 from watui.screens.common import FollowerScreen
 from watui.widgets.detail_pane import DetailPane
 from watui.widgets.messages import StateChanged
+from watui.widgets.text import clean
 
 
 class DetailScreen(FollowerScreen):
@@ -16,6 +19,17 @@ class DetailScreen(FollowerScreen):
         Binding("escape", "back", "Back", id="details.back", tooltip="Back to the sessions"),
         Binding("m", "compose", "Message", id="details.message",
                 tooltip="Send a test message from this session (connected only)"),
+        Binding("e", "log('events')", "Log", id="details.log", tooltip="Every event of this session, live"),
+        Binding("M", "log('messages')", "Messages", id="details.messages",
+                tooltip="Every message of this session, live"),
+        Binding("y", "copy", "Copy", id="details.copy", show=False, tooltip="Copy the id, phone number or JID"),
+        Binding("down,j", "scroll('down')", "Down", id="details.down", show=False, tooltip="Scroll down"),
+        Binding("up,k", "scroll('up')", "Up", id="details.up", show=False, tooltip="Scroll up"),
+        Binding("pagedown,space", "scroll('page_down')", "Page down", id="details.page_down", show=False,
+                tooltip="One screen down"),
+        Binding("pageup", "scroll('page_up')", "Page up", id="details.page_up", show=False, tooltip="One screen up"),
+        Binding("home,g", "scroll('home')", "Top", id="details.top", show=False, tooltip="To the top"),
+        Binding("end,G", "scroll('end')", "Bottom", id="details.bottom", show=False, tooltip="To the bottom"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -29,12 +43,31 @@ class DetailScreen(FollowerScreen):
         self.wapp.ensure_messages(self.session_id)
 
     def action_compose(self) -> None:
-        self.wapp.compose_message(self.session_id)
+        self.post_message(ask.ComposeMessage(self.session_id))
+
+    def action_log(self, kind: str) -> None:
+        self.post_message(ask.OpenLog(self.session_id, ask.LogKind(kind)))
+
+    def action_copy(self) -> None:
+        self.post_message(ask.CopyFrom(self.session_id))
+
+    def action_scroll(self, where: str) -> None:
+        """The pane scrolls with keys as well as the mouse."""
+        pane = self.query_one(DetailPane)
+        moves = {
+            "down": lambda: pane.scroll_down(animate=False),
+            "up": lambda: pane.scroll_up(animate=False),
+            "page_down": lambda: pane.scroll_page_down(animate=False),
+            "page_up": lambda: pane.scroll_page_up(animate=False),
+            "home": lambda: pane.scroll_home(animate=False),
+            "end": lambda: pane.scroll_end(animate=False),
+        }
+        moves[where]()
 
     def _draw(self) -> None:
         session = self.wapp.state.sessions.get(self.session_id)
         self.query_one("#details-title", Static).update(
-            f" Session details: {session.name}" if session else " Session deleted"
+            Text(f" Session details: {clean(session.name)}" if session else " Session deleted")
         )
         state = self.wapp.state
         self.query_one(DetailPane).show(

@@ -1,6 +1,14 @@
-"""The main screen: the live sessions table beside the highlighted session's details."""
+"""The main screen: the live sessions table beside the highlighted session's details.
+
+Actions apply to the marked rows when there are any (space marks, ``*`` marks what the filter
+shows, escape clears), else to the highlighted one. The header tells the state at a glance:
+counts by status, sessions still being restored at start-up, and sparklines of connected
+sessions and messages per minute over the last hour.
+"""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from rich.style import Style
 from rich.text import Text
@@ -9,20 +17,27 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input, ProgressBar, Static
 
+from watui import messages as ask
 from watui.machine import Status
 from watui.models import Session
 from watui.screens.common import WatuiScreen
+from watui.verbs import Verb
+from watui.widgets.activity import sparkline
 from watui.widgets.detail_pane import DetailPane
-from watui.widgets.messages import StateChanged
+from watui.widgets.messages import BulkProgress, StateChanged
 from watui.widgets.server_link import ServerLink
 from watui.widgets.sessions_table import SessionsTable
 from watui.widgets.state import SORT_COLUMNS
-from watui.widgets.status_badge import STATUS_LOOKS
+from watui.widgets.status_badge import LEGEND, StatusLook, session_look
+from watui.widgets.text import clean
 
 NARROW_WIDTH = 110
 """Below this many columns the detail pane moves under the table."""
+
+SPARK_MINUTES = 30
+"""Bars per sparkline when there is room: one per minute."""
 
 EMPTY_STATE = Text.assemble(
     ("No sessions yet.\n\n", "bold"),
@@ -31,6 +46,10 @@ EMPTY_STATE = Text.assemble(
     "Press ", ("?", "bold reverse"), " for every key, ", ("ctrl+p", "bold reverse"), " for the command palette.",
 )
 
+HEADER_ORDER = ("connected", "qr_ready", "initializing", "connecting", "disconnected", "logged_out", "failed",
+                "stopped")
+LOOKS: dict[str, StatusLook] = dict(LEGEND)
+
 
 class MainScreen(WatuiScreen):
     """Every session in one table; actions apply to the highlighted row."""
@@ -38,21 +57,34 @@ class MainScreen(WatuiScreen):
     BINDINGS = [
         Binding("n", "new", "New", id="main.new", tooltip="Create a session and link a phone"),
         Binding("enter", "open", "Open", id="main.open", tooltip="QR code while linking, details otherwise"),
-        Binding("s", "session('start')", "Start", id="main.start", tooltip="Start the highlighted session"),
-        Binding("x", "session('stop')", "Stop", id="main.stop", tooltip="Stop the highlighted session (keeps its link)"),
-        Binding("r", "session('restart')", "Restart", id="main.restart", tooltip="Stop then start the highlighted session"),
-        Binding("l", "logout", "Log out", id="main.logout", tooltip="Unlink the phone (asks first)"),
-        Binding("d", "delete", "Delete", id="main.delete", tooltip="Delete the session and its auth data (asks first)"),
+        Binding("s", "verb('start')", "Start", id="main.start",
+                tooltip="Start the highlighted session (or the marked ones)"),
+        Binding("x", "verb('stop')", "Stop", id="main.stop",
+                tooltip="Stop the highlighted session, keeping its link (or the marked ones)"),
+        Binding("r", "verb('restart')", "Restart", id="main.restart",
+                tooltip="Stop then start the highlighted session (or the marked ones)"),
+        Binding("l", "verb('logout')", "Log out", id="main.logout", tooltip="Unlink the phone (asks first)"),
+        Binding("d", "verb('delete')", "Delete", id="main.delete",
+                tooltip="Delete the session and its auth data (asks first)"),
         Binding("m", "compose", "Message", id="main.message", show=False,
                 tooltip="Send a test message from the highlighted session (connected only)"),
         Binding("p", "link_phone", "Link by phone", id="main.phone", show=False,
                 tooltip="Link the highlighted session with a pairing code instead of a QR code"),
         Binding("slash", "filter", "Filter", id="main.filter", tooltip="Filter by name, phone or status"),
+        Binding("e", "log('events')", "Log", id="main.log", show=False,
+                tooltip="Every event of the highlighted session, live"),
+        Binding("E", "log_all", "All events", id="main.log_all", show=False,
+                tooltip="Every event of every session, live"),
+        Binding("M", "log('messages')", "Message history", id="main.messages", show=False,
+                tooltip="Every message of the highlighted session, live"),
+        Binding("y", "copy", "Copy", id="main.copy", show=False,
+                tooltip="Copy the highlighted session's id, phone number or JID"),
         Binding("o", "sort", "Sort", id="main.sort", show=False, tooltip="Sort by the next column"),
         Binding("O", "reverse_sort", "Reverse sort", id="main.reverse_sort", show=False, tooltip="Flip the sort order"),
         Binding("X", "stop_all", "Stop all", id="main.stop_all", show=False, tooltip="Stop every running session (asks first)"),
         Binding("i", "toggle_detail", "Details pane", id="main.toggle_detail", show=False, tooltip="Show or hide the detail pane"),
-        Binding("escape", "clear_filter", "Clear filter", id="main.clear_filter", show=False, tooltip="Clear the filter"),
+        Binding("escape", "clear", "Clear marks/filter", id="main.clear_filter", show=False,
+                tooltip="Clear the marks, then the filter"),
     ]
 
     def __init__(self) -> None:
@@ -61,6 +93,7 @@ class MainScreen(WatuiScreen):
         self.sort_column = "name"
         self.sort_descending = False
         self._had_row = False
+        self._counts: tuple[int, Counter[str]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
@@ -87,6 +120,8 @@ class MainScreen(WatuiScreen):
         self.refresh_view(everything=True)
         self.table.focus()
         self.set_interval(5.0, self.refresh_times, name="relative-times")
+        self._restoring = False
+        self.set_interval(0.5, self._watch_restore, name="restore-progress")
 
     def on_resize(self, event: Resize) -> None:
         narrow = event.size.width < NARROW_WIDTH
@@ -98,6 +133,15 @@ class MainScreen(WatuiScreen):
         """Relative times ("3m ago") age without events; redraw the visible lines."""
         self.table.refresh()
         self._show_detail()
+        self._draw_topbar()
+
+    def _watch_restore(self) -> None:
+        """The header follows the start-up restore while there is one."""
+        progress = self.wapp.restore_progress
+        restoring = progress is not None and not progress.finished
+        if restoring or self._restoring:
+            self._restoring = restoring
+            self._draw_topbar()
 
     # -- view -------------------------------------------------------------------------
 
@@ -118,6 +162,25 @@ class MainScreen(WatuiScreen):
             self._show_detail()
         self._draw_topbar()
 
+    def look_counts(self) -> Counter[str]:
+        """Sessions by how they look (a logged-out session is not counted as a drop).
+
+        Counted once per change of the state: a filter keystroke redraws the header too.
+        """
+        state = self.wapp.state
+        if self._counts is not None and self._counts[0] == state.version:
+            return self._counts[1]
+        counts: Counter[str] = Counter()
+        logged_out = LOOKS["logged_out"]
+        for session in state.sessions.values():
+            status = session.status
+            if status == Status.DISCONNECTED and session_look(session) is logged_out:
+                counts["logged_out"] += 1
+            else:
+                counts[status.value] += 1
+        self._counts = (state.version, counts)
+        return counts
+
     def _draw_topbar(self) -> None:
         state = self.wapp.state
         bar = Text()
@@ -125,23 +188,49 @@ class MainScreen(WatuiScreen):
         if self.wapp.service.simulated:
             bar.append(" DEMO ", style="bold black on #f9a825")
         total = len(state.sessions)
+        brand = bar.copy()
         bar.append(f"  {total} session{'s' if total != 1 else ''}", style="bold")
-        counts = state.counts()
-        shown = [s for s in (Status.CONNECTED, Status.QR_READY, Status.INITIALIZING, Status.CONNECTING,
-                             Status.DISCONNECTED, Status.FAILED, Status.STOPPED) if counts.get(s)]
+        counts = self.look_counts()
+        shown = [key for key in HEADER_ORDER if counts.get(key)]
         tail = Text()
+        progress = self.wapp.restore_progress
+        if progress is not None and not progress.finished:
+            tail.append(f"  restoring {progress.done}/{progress.total}", style="bold #f9a825")
+        marked = len(self.table.marked)
+        if marked:
+            tail.append(f"  {marked} marked", style="bold reverse")
         if self.query_text:
-            tail.append(f"   filter “{self.query_text}”: {len(self.table.rows)} shown", style="bold")
-        # Labels when they fit, icons and numbers alone on a narrow terminal.
-        for with_label in (True, False):
+            tail.append(f"  filter “{clean(self.query_text)}”: {len(self.table.rows)} shown", style="bold")
+        width = self.size.width
+        # Labels when they fit, then icons and numbers alone, then without "sessions";
+        # sparklines in what is left.
+        for compact in range(3):
             summary = Text()
-            for status in shown:
-                look = STATUS_LOOKS[status]
-                label = f" {look.label}" if with_label else ""
-                summary.append(f"  {look.icon} {counts[status]}{label}", style=Style(color=look.background, bold=True))
-            if bar.cell_len + summary.cell_len + tail.cell_len <= self.size.width or not with_label:
+            for key in shown:
+                look = LOOKS[key]
+                part = f"  {look.icon} {counts[key]} {look.label}" if compact == 0 else f" {look.icon}{counts[key]}"
+                summary.append(part, style=Style(color=look.background, bold=True))
+            head = bar if compact < 2 else Text.assemble(brand, (f"  {total}", "bold"))
+            if head.cell_len + summary.cell_len + tail.cell_len + (24 if compact == 0 else 0) <= width:
                 break
-        self.query_one("#topbar", Static).update(Text.assemble(bar, summary, tail))
+        used = head.cell_len + summary.cell_len + tail.cell_len
+        self.query_one("#topbar", Static).update(Text.assemble(head, summary, tail, self._sparklines(width - used)))
+
+    def _sparklines(self, room: int) -> Text:
+        """Connected sessions and messages per minute, the last minutes up to an hour, if they fit."""
+        # "  ● 12 ▁▂▃  ✉ 3/m ▁▁▅ " : two labels of up to ~9 cells, two bars, gaps.
+        connected, messages = self.wapp.activity.series(self.wapp.now())
+        conn_label = f"  conn {connected[-1]} "
+        msg_label = f"  msg {messages[-1]}/m "
+        bars = min(SPARK_MINUTES, (room - len(conn_label) - len(msg_label) - 1) // 2)
+        if bars < 6:
+            return Text()
+        text = Text(" " * max(0, room - len(conn_label) - len(msg_label) - 2 * bars - 1))
+        text.append(conn_label, style="bold #2e7d32")
+        text.append(sparkline(connected[-bars:]), style="#66bb6a")
+        text.append(msg_label, style="bold #29b6f6")
+        text.append(sparkline(messages[-bars:]), style="#29b6f6")
+        return text
 
     def _show_detail(self) -> None:
         session_id = self.table.current_id
@@ -156,6 +245,11 @@ class MainScreen(WatuiScreen):
             self.wapp.refresh_deliveries(session_id)
 
     def on_state_changed(self, message: StateChanged) -> None:
+        table = self.table
+        if table.marked and (message.removed or message.everything):
+            gone = {i for i in table.marked if i not in self.wapp.state.sessions}
+            if gone:
+                table.set_marks(table.marked - gone)
         self.refresh_view(changed=message.changed | message.removed, everything=message.everything)
 
     @on(SessionsTable.Highlighted)
@@ -170,7 +264,7 @@ class MainScreen(WatuiScreen):
 
     @on(SessionsTable.Opened)
     def _opened(self, message: SessionsTable.Opened) -> None:
-        self.wapp.open_session(message.session_id)
+        self.post_message(ask.OpenSession(message.session_id))
 
     @on(SessionsTable.SortRequested)
     def _sort_requested(self, message: SessionsTable.SortRequested) -> None:
@@ -198,6 +292,13 @@ class MainScreen(WatuiScreen):
         if not box.value:
             box.display = False
         self.table.focus()
+
+    def action_clear(self) -> None:
+        """``escape``: the marks first, then the filter."""
+        if self.table.marked:
+            self.table.set_marks(set())
+            return
+        self.action_clear_filter()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -232,10 +333,10 @@ class MainScreen(WatuiScreen):
     # -- actions ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("session", "logout", "delete", "link_phone", "open", "compose"):
-            # Greyed out in the footer without a highlighted session; the service explains
-            # any other refusal in a toast.
-            return True if self.is_mounted and self._current() is not None else None
+        if action in ("verb", "link_phone", "open", "compose", "copy", "log"):
+            # Greyed out in the footer without a highlighted session; the app explains any
+            # other refusal in a toast.
+            return True if self.is_mounted and (self._current() is not None or self._marked()) else None
         return True
 
     def _current(self) -> Session | None:
@@ -244,47 +345,88 @@ class MainScreen(WatuiScreen):
         except Exception:
             return None
 
+    def current_session(self) -> Session | None:
+        return self._current()
+
+    def _marked(self) -> tuple[str, ...]:
+        try:
+            table = self.table
+        except Exception:
+            return ()
+        return tuple(s.id for s in self.wapp.state.sorted(self.sort_column, self.sort_descending)
+                     if s.id in table.marked)
+
+    def go_to(self, session_id: str) -> None:
+        """Select a session, clearing a filter that hides it."""
+        if self.table.index_of(session_id) is None and self.query_text:
+            self.set_filter("")
+        self.table.select(session_id)
+
     def action_new(self) -> None:
-        self.wapp.new_session()
+        self.post_message(ask.NewSession())
 
     def action_open(self) -> None:
         current = self._current()
         if current is not None:
-            self.wapp.open_session(current.id)
+            self.post_message(ask.OpenSession(current.id))
 
-    def action_session(self, verb: str) -> None:
-        current = self._current()
-        if current is not None:
-            self.wapp.run_action_on(current.id, verb)
-
-    def action_logout(self) -> None:
-        current = self._current()
-        if current is not None:
-            self.wapp.confirm_then(
-                current.id, "logout", "Log out?",
-                f"Unlink {current.name!r} from its phone? Linking it again needs a new scan.", "Log out",
-            )
-
-    def action_delete(self) -> None:
-        current = self._current()
-        if current is not None:
-            self.wapp.confirm_then(
-                current.id, "delete", "Delete session?",
-                f"Delete {current.name!r}, its history and its auth data? This cannot be undone.", "Delete",
-            )
+    def action_verb(self, verb: str) -> None:
+        """A verb on the marked sessions, or on the highlighted one."""
+        targets = self._marked()
+        if not targets:
+            current = self._current()
+            targets = (current.id,) if current is not None else ()
+        if targets:
+            self.post_message(ask.RunVerb(targets, Verb(verb)))
 
     def action_compose(self) -> None:
         current = self._current()
         if current is not None:
-            self.wapp.compose_message(current.id)
+            self.post_message(ask.ComposeMessage(current.id))
 
     def action_link_phone(self) -> None:
         current = self._current()
         if current is not None:
-            self.wapp.link_by_phone(current.id)
+            self.post_message(ask.LinkByPhone(current.id))
+
+    def action_log(self, kind: str) -> None:
+        current = self._current()
+        if current is not None:
+            self.post_message(ask.OpenLog(current.id, ask.LogKind(kind)))
+
+    def action_log_all(self) -> None:
+        self.post_message(ask.OpenLog(None))
+
+    def action_copy(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.post_message(ask.CopyFrom(current.id))
 
     def action_stop_all(self) -> None:
-        self.wapp.stop_all()
+        self.post_message(ask.StopAll())
 
     def action_toggle_detail(self) -> None:
         self.toggle_class("-detail-hidden")
+
+    # -- marks and bulk progress --------------------------------------------------------
+
+    @on(SessionsTable.MarksChanged)
+    def _marks_changed(self) -> None:
+        self._draw_topbar()
+        self.refresh_bindings()
+
+    async def on_bulk_progress(self, message: BulkProgress) -> None:
+        """A line under the header while a bulk action runs (built on first use: not in first paint)."""
+        boxes = self.query("#bulk")
+        if message.finished:
+            for box in boxes:
+                box.display = False
+            return
+        if not boxes:
+            await self.mount(Horizontal(Static("", id="bulk-label"), ProgressBar(id="bulk-bar", show_eta=False),
+                                        id="bulk"), after=self.query_one("#topbar"))
+        box = self.query_one("#bulk")
+        box.display = True
+        self.query_one("#bulk-label", Static).update(
+            Text(f" {message.verb.ongoing.capitalize()} {message.done}/{message.total} ", style="bold"))
+        self.query_one("#bulk-bar", ProgressBar).update(total=message.total, progress=message.done)

@@ -11,11 +11,13 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
+from watui import messages as ask
 from watui.machine import EventType, Status
 from watui.models import normalize_phone
 from watui.screens.common import FollowerScreen, linked_notice
 from watui.widgets.messages import SessionEvent, StateChanged
-from watui.widgets.status_badge import status_badge, until
+from watui.widgets.status_badge import phone, session_badge, until
+from watui.widgets.text import clean, one_line
 
 
 class PhonePrompt(ModalScreen[str | None]):
@@ -29,7 +31,7 @@ class PhonePrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="phone-dialog", classes="dialog"):
-            yield Static(f"Link {self.session_name!r} by phone number", classes="dialog-title")
+            yield Static(Text(f"Link {clean(self.session_name)!r} by phone number"), classes="dialog-title")
             yield Static("The phone's number in international format. WhatsApp sends that phone a "
                          "notification; you type the code shown next.", classes="dialog-help")
             yield Input(placeholder="+14155550123", id="phone-number")
@@ -37,6 +39,7 @@ class PhonePrompt(ModalScreen[str | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Get code", id="ok", variant="primary")
+        yield Footer()
 
     def on_mount(self) -> None:
         tune = getattr(self.app, "tune_inputs", None)
@@ -93,8 +96,11 @@ class PairCodeScreen(FollowerScreen):
                 tooltip="Demo only: play the phone typing this code"),
     ]
 
-    def __init__(self, session_id: str, code: str | None = None, expires_at: datetime | None = None) -> None:
+    def __init__(self, session_id: str, code: str | None = None, expires_at: datetime | None = None,
+                 *, phone_number: str | None = None) -> None:
         super().__init__(session_id, classes="link-screen")
+        self.phone_number = phone_number
+        """The number the code is for (digits), when this console asked for it."""
         self.code = code
         self.expires_at = expires_at
         self.failure: str | None = None
@@ -121,7 +127,7 @@ class PairCodeScreen(FollowerScreen):
         return True
 
     def action_demo_enter(self) -> None:
-        self.wapp.simulate(self.session_id, "scan")
+        self.post_message(ask.Simulate(self.session_id, "scan"))
 
     def refresh_times(self) -> None:
         """The countdown to the code's expiry."""
@@ -136,23 +142,25 @@ class PairCodeScreen(FollowerScreen):
         app = self.wapp
         session = app.state.sessions.get(self.session_id)
         name = session.name if session else self.session_id
-        title = Text.assemble(("Link by phone number  ", "bold"), (name, "bold"))
+        title = Text.assemble(("Link by phone number  ", "bold"), (clean(name), "bold"))
         if session is not None:
             title.append("  ")
-            title.append_text(status_badge(session.status, width=None))
+            title.append_text(session_badge(session, width=None))
         self.query_one("#pair-title", Static).update(title)
         code_widget = self.query_one("#pair-code", Static)
         if self.failure:
-            code_widget.update(Text(f"Pairing failed: {self.failure}", style="bold red"))
+            code_widget.update(Text(f"Pairing failed: {one_line(self.failure)}", style="bold red"))
         elif self.code:
             code_widget.update(Text(spaced_code(self.code), style="bold"))
         else:
             code_widget.update(Text("Requesting a code…", style="dim"))
-        expiry = ""
+        expiry = Text()
+        if self.phone_number:
+            expiry.append(f"For the phone {phone(self.phone_number)}", style="bold")
         if self.code and not self.failure:
-            expiry = f"Code expires {until(self.expires_at, app.now())}"
+            expiry.append(f"{'  ·  ' if expiry else ''}Code expires {until(self.expires_at, app.now())}")
         if session is not None and session.status == Status.CONNECTING:
-            expiry = "Code accepted, linking…"
+            expiry = Text("Code accepted, linking…")
         self.query_one("#pair-expiry", Static).update(expiry)
         steps = Text()
         for number, step in enumerate(STEPS, 1):

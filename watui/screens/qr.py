@@ -18,12 +18,15 @@ from textual.binding import Binding
 from textual.containers import Center, Middle, Vertical
 from textual.widgets import Footer, Static
 
+from watui import messages as ask
 from watui.errors import QrNotAvailable, WatuiError
 from watui.machine import EventType, Status
 from watui.screens.common import FollowerScreen, linked_notice
+from watui.verbs import Verb
 from watui.widgets.messages import SessionEvent, StateChanged
 from watui.widgets.qr_view import QrView
-from watui.widgets.status_badge import seconds_left, status_badge
+from watui.widgets.status_badge import seconds_left, session_badge
+from watui.widgets.text import clean, one_line
 
 CHROME_LINES = 4
 """Lines the screen needs besides the code: title, status line, hint, footer."""
@@ -63,6 +66,7 @@ class QrScreen(FollowerScreen):
                 with Center():
                     yield Static("", id="qr-message")
             yield Static("", id="qr-status", classes="link-status")
+            yield Static("", id="qr-notice", classes="link-status")
         yield Footer()
 
     # -- state ------------------------------------------------------------------------
@@ -106,12 +110,22 @@ class QrScreen(FollowerScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "demo_scan":
             return bool(getattr(self.wapp.service, "simulated", False))
-        if action == "retry":
-            session = self.session
-            return self.failure is not None or (
-                session is not None and session.status in (Status.FAILED, Status.STOPPED, Status.DISCONNECTED)
-            )
         return True
+
+    def _can_retry(self) -> bool:
+        session = self.session
+        return self.failure is not None or (
+            session is not None and session.status in (Status.FAILED, Status.STOPPED, Status.DISCONNECTED)
+        )
+
+    def show_notice(self, title: str, message: str, severity: str) -> None:
+        """Toasts would cover the code's corner: here they are a line under it instead."""
+        style = {"error": "bold red", "warning": "bold yellow"}.get(severity, "bold")
+        line = Text()
+        if title:
+            line.append(f"{title}: ", style=style)
+        line.append(" ".join(message.split()), style=style if not title else "")
+        self.query_one("#qr-notice", Static).update(line)
 
     # -- drawing ----------------------------------------------------------------------
 
@@ -126,10 +140,10 @@ class QrScreen(FollowerScreen):
     def _draw(self) -> None:
         session = self.session
         name = session.name if session else self.session_id
-        title = Text.assemble(("Link a phone  ", "bold"), (name, "bold"))
+        title = Text.assemble(("Link a phone  ", "bold"), (clean(name), "bold"))
         if session is not None:
             title.append("  ")
-            title.append_text(status_badge(session.status, width=None))
+            title.append_text(session_badge(session, width=None))
         if self.wapp.service.simulated:
             title.append("  DEMO", style="bold reverse")
         self.query_one("#qr-title", Static).update(title)
@@ -139,7 +153,7 @@ class QrScreen(FollowerScreen):
         fits, need = self.fits()
         if self.failure:
             view.display = False
-            message.update(Text.assemble(("Pairing failed\n", "bold red"), (self.failure, "red"),
+            message.update(Text.assemble(("Pairing failed\n", "bold red"), (one_line(self.failure), "red"),
                                          ("\n\nPress r to try again, escape to go back.", "")))
         elif self.scanned or (session is not None and session.status == Status.CONNECTING):
             view.display = False
@@ -212,7 +226,8 @@ class QrScreen(FollowerScreen):
             self.refresh_bindings()
         elif event.type == EventType.PAIR_CODE:
             # Linking by phone number instead: the pairing code screen takes this one's place.
-            self.wapp.open_pair_code(self.session_id, payload.get("code"), _parse_ts(payload.get("expires_at")))
+            self.post_message(ask.ShowPairCode(self.session_id, payload.get("code"),
+                                               _parse_ts(payload.get("expires_at"))))
 
     def on_state_changed(self, message: StateChanged) -> None:
         if self.session_id in message.removed:
@@ -223,13 +238,18 @@ class QrScreen(FollowerScreen):
     # -- actions ----------------------------------------------------------------------
 
     def action_retry(self) -> None:
+        if not self._can_retry():
+            self.show_notice("Retry", "The code on screen is still live: r starts over only once linking has "
+                             "failed or stopped. Scan it, wait for the next one, or press p to link by "
+                             "phone number.", "warning")
+            return
         self.failure = None
         self.qr_text = None
         self._draw()
-        self.wapp.run_action_on(self.session_id, "restart_or_start")
+        self.post_message(ask.RunVerb((self.session_id,), Verb.RESTART_OR_START))
 
     def action_link_phone(self) -> None:
-        self.wapp.link_by_phone(self.session_id)
+        self.post_message(ask.LinkByPhone(self.session_id))
 
     def action_demo_scan(self) -> None:
-        self.wapp.simulate(self.session_id, "scan")
+        self.post_message(ask.Simulate(self.session_id, "scan"))

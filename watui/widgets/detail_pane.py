@@ -22,7 +22,8 @@ from watui.machine import EventType, Status
 from watui.models import Event, MessageDirection, MessageStatus, Session, mask_url
 from watui.webhooks import DeliveryStatus, WebhookDelivery
 from watui.widgets.state import LoggedMessage
-from watui.widgets.status_badge import STATUS_LOOKS, ago, phone, stamp, status_badge, until
+from watui.widgets.status_badge import ago, phone, session_badge, session_look, stamp, until
+from watui.widgets.text import clean, one_line, plain
 
 
 def _grid() -> Table:
@@ -38,25 +39,26 @@ def describe_event(event: Event) -> Text:
     kind = event.type
     if kind == EventType.STATUS:
         frm, to = p.get("from") or "—", p.get("to") or "—"
-        reason = f" ({p['reason']})" if p.get("reason") else ""
+        reason = f" ({clean(str(p['reason']))})" if p.get("reason") else ""
         return Text.assemble(("status ", "bold"), f"{frm} → {to}{reason}")
     if kind == EventType.QR:
         return Text.assemble(("qr ", "bold"), f"code {p.get('generation', '?')} issued")
     if kind == EventType.PAIR_CODE:
-        return Text.assemble(("pair code ", "bold"), str(p.get("code", "")))
+        return Text.assemble(("pair code ", "bold"), clean(str(p.get("code", ""))))
     if kind == EventType.CONNECTED:
-        who = p.get("push_name") or ""
+        who = clean(str(p.get("push_name") or ""))
         return Text.assemble(("connected ", "bold green"), f"{phone(p.get('phone_number'))} {who}".rstrip())
     if kind == EventType.DISCONNECTED:
-        return Text.assemble(("disconnected ", "bold yellow"), str(p.get("reason") or ""))
+        return Text.assemble(("disconnected ", "bold yellow"), clean(str(p.get("reason") or "")))
     if kind == EventType.ERROR:
-        return Text.assemble(("error ", "bold red"), str(p.get("message") or p.get("code") or ""))
+        return Text.assemble(("error ", "bold red"), one_line(str(p.get("message") or p.get("code") or "")))
     if kind == EventType.MESSAGE:
         arrow = "←" if p.get("direction") == "in" else "→"
-        return Text.assemble(("message ", "bold"), f"{arrow} {p.get('chat', '')}: {p.get('text', '')}")
+        return Text.assemble(("message ", "bold"), f"{arrow} {clean(str(p.get('chat', '')))}: "
+                                                   f"{one_line(str(p.get('text', '')))}")
     if kind == EventType.DELETED:
         return Text("deleted", style="bold")
-    return Text(str(kind))
+    return Text(clean(str(kind)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +106,16 @@ class FieldsSection(DetailSection):
     def render_session(self, ctx: DetailContext) -> RenderableType:
         session, now = ctx.session, ctx.now
         grid = _grid()
-        grid.add_row("Name", session.name)
+        grid.add_row("Name", plain(session.name))
         if session.description:
-            grid.add_row("About", session.description)
-        grid.add_row("Status", Text.assemble(status_badge(session.status, width=None),
-                                             f"  {STATUS_LOOKS[session.status].meaning}"))
+            grid.add_row("About", plain(session.description))
+        grid.add_row("Status", Text.assemble(session_badge(session, width=None),
+                                             f"  {session_look(session).meaning}"))
         if session.reason:
-            grid.add_row("Reason", Text(session.reason, style="bold red" if session.status == "failed" else ""))
+            grid.add_row("Reason", plain(session.reason, style="bold red" if session.status == "failed" else ""))
         grid.add_row("Phone", phone(session.phone_number))
         if session.push_name:
-            grid.add_row("Push name", session.push_name)
+            grid.add_row("Push name", plain(session.push_name))
         grid.add_row("Linked", "yes" if session.linked else "no")
         grid.add_row("Link method", "QR code" if session.link_method == "qr" else "phone number")
         if session.status == "qr_ready":
@@ -128,7 +130,7 @@ class FieldsSection(DetailSection):
         grid.add_row("Connected", stamp(session.connected_at))
         grid.add_row("Created", stamp(session.created_at))
         grid.add_row("Updated", stamp(session.updated_at))
-        grid.add_row("Owner", session.owner)
+        grid.add_row("Owner", plain(session.owner))
         grid.add_row("Id", Text(session.id, style="dim"))
         return grid
 
@@ -140,7 +142,7 @@ class SettingsSection(DetailSection):
         s = ctx.session.settings
         grid = _grid()
         grid.add_row("Auto-reconnect", f"{'on' if s.auto_reconnect else 'off'}, up to {s.max_reconnect_attempts} tries")
-        grid.add_row("Webhook", mask_url(s.webhook_url) if s.webhook_url else Text("none", style="dim"))
+        grid.add_row("Webhook", plain(mask_url(s.webhook_url)) if s.webhook_url else Text("none", style="dim"))
         if s.webhook_url:
             kinds = ", ".join(str(e) for e in s.webhook_events) if s.webhook_events else "all events"
             grid.add_row("Sends", kinds)
@@ -162,7 +164,7 @@ class EventsSection(DetailSection):
 
 def party(chat: str) -> str:
     """The other side of a chat: ``+14155550100`` for a number, a group's JID as it is."""
-    return chat if "@" in chat else phone(chat)
+    return clean(chat) if "@" in chat else clean(phone(chat))
 
 
 MESSAGE_LOOK: dict[MessageStatus, str] = {
@@ -197,13 +199,13 @@ class MessageLog:
     def _status(message: LoggedMessage) -> Text:
         look = MESSAGE_LOOK.get(message.status, "")
         if message.status == MessageStatus.FAILED and message.error:
-            return Text(f"failed: {message.error}", style=look)
+            return Text(f"failed: {one_line(message.error)}", style=look)
         return Text(str(message.status), style=look)
 
     @staticmethod
     def _body(message: LoggedMessage) -> Text:
         # One line per message: a text's own line breaks would break the layout.
-        return Text(" ".join(message.text.split()), no_wrap=True, overflow="ellipsis")
+        return Text(one_line(message.text), no_wrap=True, overflow="ellipsis")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
         newest_first = list(reversed(self.messages))
@@ -221,7 +223,7 @@ class MessageLog:
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(max_width=max(12, width // 3), overflow="fold")
         for message in messages:
-            grid.add_row(ago(message.timestamp, self.now), self._arrow(message), party(message.chat),
+            grid.add_row(ago(message.timestamp, self.now), self._arrow(message), Text(party(message.chat)),
                          self._body(message), self._status(message))
         return grid
 
@@ -240,7 +242,7 @@ class MessageLog:
             error.add_column(width=1)
             error.add_column(no_wrap=True, style="red")
             error.add_column(ratio=1, style="red", overflow="fold")
-            error.add_row("", "✖", message.error)
+            error.add_row("", "✖", plain(message.error))
             yield error
 
 
@@ -297,7 +299,7 @@ class WebhooksSection(DetailSection):
                 line.append(f"{delivery.last_status_code or ''} after {delivery.attempts} attempt(s), "
                             f"{ago(delivery.delivered_at, ctx.now)}", style="dim")
             else:
-                reason = delivery.last_error or (f"HTTP {delivery.last_status_code}" if delivery.last_status_code else "")
+                reason = one_line(delivery.last_error) or (f"HTTP {delivery.last_status_code}" if delivery.last_status_code else "")
                 line.append(f"{delivery.status}: {reason}".rstrip(": "), style=colour)
                 if delivery.status == DeliveryStatus.PENDING and delivery.next_attempt_at:
                     when = until(delivery.next_attempt_at, ctx.now)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from watui.models import Event
+from watui.verbs import Verb
 
 
 @dataclass
@@ -27,7 +28,16 @@ class StateChanged(Message, bubble=False):
     Posted once per coalesced batch, however many events the batch held.
     """
 
-
     changed: frozenset[str] = field(default_factory=frozenset)
     removed: frozenset[str] = field(default_factory=frozenset)
     everything: bool = False
+
+
+@dataclass
+class BulkProgress(Message, bubble=False):
+    """A bulk action went on: ``done`` of ``total`` sessions handled (``finished`` at the end)."""
+
+    verb: Verb
+    done: int
+    total: int
+    finished: bool = False

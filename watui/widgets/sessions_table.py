@@ -23,7 +23,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from watui.models import Session
-from watui.widgets.status_badge import BADGE_WIDTH, ago, phone, status_badge
+from watui.widgets.status_badge import BADGE_WIDTH, ago, phone, session_badge
+from watui.widgets.text import clean, fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ DROP_ORDER = ("reconnects", "phone", "messages")
 
 def cell_text(column: str, session: Session, now: datetime) -> str:
     if column == "name":
-        return session.name
+        return clean(session.name)
     if column == "phone":
         return phone(session.phone_number) if session.phone_number else "—"
     if column == "activity":
@@ -62,15 +63,6 @@ def cell_text(column: str, session: Session, now: datetime) -> str:
     return session.status.value
 
 
-def fit(text: str, width: int, right: bool = False) -> str:
-    """Pad or cut ``text`` to exactly ``width`` cells (an ellipsis marks a cut)."""
-    if width <= 0:
-        return ""
-    if len(text) > width:
-        return text[: width - 1] + "…"
-    return text.rjust(width) if right else text.ljust(width)
-
-
 class SessionsTable(ScrollView, can_focus=True):
     """Sessions, one per line, with a fixed header, a row cursor and column sorting."""
 
@@ -80,6 +72,7 @@ class SessionsTable(ScrollView, can_focus=True):
         "sessions-table--cursor",
         "sessions-table--cursor-blurred",
         "sessions-table--dim",
+        "sessions-table--marked",
     }
 
     DEFAULT_CSS = """
@@ -93,6 +86,7 @@ class SessionsTable(ScrollView, can_focus=True):
     SessionsTable > .sessions-table--cursor { background: $accent 45%; text-style: bold; }
     SessionsTable > .sessions-table--cursor-blurred { background: $accent 20%; }
     SessionsTable > .sessions-table--dim { color: $text-muted; }
+    SessionsTable > .sessions-table--marked { background: $warning 25%; color: $text-warning; text-style: bold; }
     """
 
     BINDINGS = [
@@ -102,7 +96,14 @@ class SessionsTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False, id="table.page_down", tooltip="One screen down"),
         Binding("home,g", "jump(0)", "First", show=False, id="table.first", tooltip="First session"),
         Binding("end,G", "jump(-1)", "Last", show=False, id="table.last", tooltip="Last session"),
+        Binding("space", "mark", "Mark", show=False, id="table.mark",
+                tooltip="Mark or unmark the session (actions then apply to every marked one)"),
+        Binding("asterisk", "mark_all", "Mark shown", show=False, id="table.mark_all",
+                tooltip="Mark every session the filter shows"),
     ]
+
+    MARK = "▌"
+    """Drawn in the first cell of a marked row."""
 
     @dataclass
     class Highlighted(Message):
@@ -117,6 +118,13 @@ class SessionsTable(ScrollView, can_focus=True):
 
         table: SessionsTable
         session_id: str
+
+    @dataclass
+    class MarksChanged(Message):
+        """Rows were marked or unmarked."""
+
+        table: SessionsTable
+        marked: frozenset[str]
 
     @dataclass
     class SortRequested(Message):
@@ -142,6 +150,7 @@ class SessionsTable(ScrollView, can_focus=True):
         self.sort_descending = False
         self.empty_message = "No sessions."
         self._last_highlight: str | bool | None = False
+        self.marked: set[str] = set()
 
     # -- data -------------------------------------------------------------------------
 
@@ -161,6 +170,7 @@ class SessionsTable(ScrollView, can_focus=True):
         keep = keep if keep is not None else self.current_id
         self.rows = rows
         self._index = {s.id: i for i, s in enumerate(rows)}
+
         if keep is not None and keep in self._index:
             self.cursor = self._index[keep]
         else:
@@ -169,6 +179,25 @@ class SessionsTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
         self.refresh()
         self._announce()
+
+    # -- marks --------------------------------------------------------------------------
+
+    def set_marks(self, marked: set[str]) -> None:
+        self.marked = set(marked)
+        self.refresh()
+        self.post_message(self.MarksChanged(self, frozenset(self.marked)))
+
+    def action_mark(self) -> None:
+        current = self.current_id
+        if current is None:
+            return
+        self.marked.symmetric_difference_update({current})
+        self.post_message(self.MarksChanged(self, frozenset(self.marked)))
+        self.refresh()
+        self._move_to(self.cursor + 1)
+
+    def action_mark_all(self) -> None:
+        self.set_marks(self.marked | {s.id for s in self.rows})
 
     def index_of(self, session_id: str) -> int | None:
         return self._index.get(session_id)
@@ -251,14 +280,17 @@ class SessionsTable(ScrollView, can_focus=True):
         if is_cursor:
             name = "sessions-table--cursor" if self.has_focus else "sessions-table--cursor-blurred"
             base = base + self.get_component_rich_style(name)
+        marked = session.id in self.marked
+        if marked:
+            base = base + self.get_component_rich_style("sessions-table--marked")
         # Only the colour of the dim style: its background would hide the cursor.
         dim = base + Style(color=self.get_component_rich_style("sessions-table--dim").color)
         now = self._now()
-        segments = [Segment(" ", base)]
+        segments = [Segment(self.MARK if marked else " ", base)]
         columns = self.columns_for(width)
         for i, (column, w) in enumerate(columns):
             if column.key == "status":
-                badge = status_badge(session.status, width=w)
+                badge = session_badge(session, width=w)
                 segments.append(Segment(badge.plain, badge.style if isinstance(badge.style, Style) else None))
             else:
                 text = cell_text(column.key, session, now)
@@ -306,15 +338,19 @@ class SessionsTable(ScrollView, can_focus=True):
         self.refresh()
 
     def on_click(self, event: events.Click) -> None:
-        if event.y == 0:
-            x = event.x - 1
-            for column, w in self.columns_for(self.size.width):
+        # Positions inside the border: the click event counts from the widget's outer edge.
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            x = offset.x - 1
+            for column, w in self.columns_for(self.scrollable_content_region.width or self.size.width):
                 if 0 <= x < w:
                     self.post_message(self.SortRequested(self, column.key))
                     return
                 x -= w + 1
             return
-        index = int(self.scroll_offset.y) + event.y - 1
+        index = int(self.scroll_offset.y) + offset.y - 1
         if 0 <= index < len(self.rows):
             self._move_to(index)
             if event.chain >= 2:

@@ -13,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 
 from watui.machine import Status
+from watui.models import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,22 +35,55 @@ STATUS_LOOKS: dict[Status, StatusLook] = {
     Status.STOPPED: StatusLook("stopped", "■", "#546e7a", "#ffffff", "not running; start it with s"),
 }
 
+LOGGED_OUT_REASON = "logged_out"
+
+LOGGED_OUT = StatusLook("logged out", "⊘", "#6a1b9a", "#ffffff", "logged out — link again (start it for a new QR code)")
+"""Not a status of its own (``disconnected`` with reason ``logged_out``), but not a drop
+either: the link is gone and will not come back by itself, so it looks and reads apart."""
+
+LEGEND: tuple[tuple[str, StatusLook], ...] = (
+    *((status.value, look) for status, look in STATUS_LOOKS.items() if status != Status.DISCONNECTED),
+    (Status.DISCONNECTED.value, STATUS_LOOKS[Status.DISCONNECTED]),
+    ("logged_out", LOGGED_OUT),
+)
+"""Every look, in the order the help legend shows them."""
+
+
+def logged_out(status: Status, reason: str | None) -> bool:
+    return status == Status.DISCONNECTED and reason == LOGGED_OUT_REASON
+
+
+def look_of(status: Status, reason: str | None = None) -> StatusLook:
+    """How a session in ``status`` (for ``reason``) is drawn."""
+    return LOGGED_OUT if logged_out(status, reason) else STATUS_LOOKS[status]
+
+
+def session_look(session: Session) -> StatusLook:
+    return look_of(session.status, session.reason)
+
+
 BADGE_WIDTH = 16
 """Cells a badge takes in the table: the longest label plus icon and padding."""
 
 
-def badge_style(status: Status) -> Style:
-    look = STATUS_LOOKS[status]
+def badge_style(look: StatusLook) -> Style:
     return Style(color=look.foreground, bgcolor=look.background, bold=True)
 
 
-def status_badge(status: Status, *, width: int | None = BADGE_WIDTH) -> Text:
+def status_badge(status: Status, *, width: int | None = BADGE_WIDTH, reason: str | None = None) -> Text:
     """`` ● connected `` on its status colour, padded to ``width`` cells."""
-    look = STATUS_LOOKS[status]
+    return look_badge(look_of(status, reason), width=width)
+
+
+def look_badge(look: StatusLook, *, width: int | None = BADGE_WIDTH) -> Text:
     body = f" {look.icon} {look.label} "
     if width is not None:
         body = body.ljust(width)[:width]
-    return Text(body, style=badge_style(status), end="")
+    return Text(body, style=badge_style(look), end="")
+
+
+def session_badge(session: Session, *, width: int | None = BADGE_WIDTH) -> Text:
+    return status_badge(session.status, width=width, reason=session.reason)
 
 
 def ago(ts: datetime | None, now: datetime) -> str:
