@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -218,7 +218,11 @@ def _unavailable(exc: Exception) -> Exception:
 
 
 class Store:
-    """Sessions, the append-only event log, API keys and messages."""
+    """Sessions, the append-only event log, API keys and messages (the SQLite backend of
+    :class:`watui.stores.base.StoreProtocol`)."""
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+    """The SQL that ``fetchall`` and ``write(statements=...)`` take."""
 
     def __init__(
         self,
@@ -317,6 +321,11 @@ class Store:
             await self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._w.close()
         await self._r.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (writes are refused from then on)."""
+        return self._closed
 
     @property
     def last_event_id(self) -> int:
