@@ -1,9 +1,17 @@
 """Console benchmarks (issue 3): figures printed, not timed tests.
 
-    .venv/bin/python -m bench.bench_console [--sessions 10000] [--burst 1000]
+    .venv/bin/python -m bench.bench_console [--sessions 10000] [--burst 1000] [--mode both]
 
-The Textual app runs headless at 120x40 over a real manager (simulated engine, fake clock so
-nothing moves unless the benchmark says so) holding N sessions:
+The Textual app runs headless at 120x40 holding N sessions, in two variants measured in the
+same run (``--mode inline|attach|both``):
+
+- inline: over a real manager in the same process (simulated engine, fake clock so nothing
+  moves unless the benchmark says so), as ``watui`` runs;
+- attach: over a real ``watui serve`` in another process (``bench/console_server.py``, the
+  simulated engine slow to connect so nothing moves on its own), through the HTTP API and the
+  ``/v1/events`` stream, as ``watui attach`` runs.
+
+Each variant measures:
 
 1. first paint: from starting the app to the sessions table drawn with its rows;
 2. a burst of status changes: ``start`` on B stopped sessions at once (each becomes
@@ -14,17 +22,24 @@ nothing moves unless the benchmark says so) holding N sessions:
    table has been drawn (median of several keys).
 
 Goals (from the issue): first paint <= 1 s, burst visible <= 1 s, no frame over 50 ms,
-filter <= 100 ms.
+filter <= 100 ms; in attach mode the same goals (issue 10).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import re
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,21 +128,103 @@ async def populate(manager: SessionManager, count: int) -> float:
     return time.perf_counter() - start
 
 
-async def run(args: argparse.Namespace) -> list[Figure]:
+def bench_settings(data: Path, args: argparse.Namespace) -> Settings:
+    return Settings(data_dir=data, engine="simulated", sqlite_synchronous="OFF",
+                    subscriber_queue_size=max(1024, args.burst * 4))
+
+
+Burst = Callable[[list[str]], Awaitable[float]]
+"""Starts the given sessions; returns when the starts were done (``perf_counter`` time)."""
+
+
+@contextlib.asynccontextmanager
+async def inline_app(args: argparse.Namespace) -> AsyncIterator[tuple[WatuiApp, Burst]]:
+    """The console over a manager in this process, as ``watui`` runs it."""
     data = Path(tempfile.mkdtemp(prefix="watui-bench-console-"))
     clock = FakeClock()
-    settings = Settings(data_dir=data, engine="simulated", sqlite_synchronous="OFF",
-                        subscriber_queue_size=max(1024, args.burst * 4))
     engine = SimulatedEngine(clock=clock, seed=1, connect_latency=1.0, persist_auth=False)
-    manager = await SessionManager.open(settings, engine=engine, clock=clock)
+    manager = await SessionManager.open(bench_settings(data, args), engine=engine, clock=clock)
     create_s = await populate(manager, args.sessions)
     print(f"created {args.sessions:,} sessions in {create_s:.1f} s (setup, not a figure)")
+    app = WatuiApp(manager, clock=clock, cursor_blink=False, freeze_heap=True)  # as run_console does
 
+    async def burst(ids: list[str]) -> float:
+        await asyncio.gather(*(app.service.start(i) for i in ids))
+        return time.perf_counter()
+
+    try:
+        yield app, burst
+    finally:
+        await manager.aclose()
+
+
+@contextlib.asynccontextmanager
+async def attached_app(args: argparse.Namespace) -> AsyncIterator[tuple[WatuiApp, Burst]]:
+    """The console over a ``watui serve`` in another process, as ``watui attach`` runs it."""
+    from watui.remote import RemoteService
+
+    data = Path(tempfile.mkdtemp(prefix="watui-bench-console-attach-"))
+    manager = await SessionManager.open(bench_settings(data, args), engine=SimulatedEngine(seed=1))
+    create_s = await populate(manager, args.sessions)
+    await manager.aclose()
+    print(f"created {args.sessions:,} sessions in {create_s:.1f} s (setup, not a figure)")
+    server = subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
+        [sys.executable, "-m", "bench.console_server", "--data-dir", str(data), "--port", "0",
+         "--queue", str(max(1024, args.burst * 4)), "--burst", str(args.burst)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+
+    def read_output() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read_output, daemon=True).start()
+    try:
+        url = await _wait_line(lines, re.compile(r"watui serving on (http://\S+)"), server)
+        remote = await RemoteService.open(url, (data / "admin.key").read_text().strip())
+        app = WatuiApp(service=remote, link=remote.link, cursor_blink=False, freeze_heap=True)
+
+        async def burst(ids: list[str]) -> float:
+            """The server starts the same sessions in its own process (SIGUSR1)."""
+            start = time.perf_counter()
+            seen = len(lines)
+            os.kill(server.pid, signal.SIGUSR1)
+            took = await _wait_line(lines, re.compile(r"burst done in ([0-9.]+) ms"), server, seen)
+            return start + float(took) / 1000
+
+        try:
+            yield app, burst
+        finally:
+            await remote.aclose()
+    finally:
+        server.terminate()
+        await asyncio.to_thread(server.wait, 30)
+
+
+async def _wait_line(lines: list[str], pattern: re.Pattern[str], server: subprocess.Popen[str],
+                     start: int = 0) -> str:
+    while True:
+        for line in lines[start:]:
+            match = pattern.search(line)
+            if match:
+                return match.group(1)
+        if server.poll() is not None:
+            raise RuntimeError("the benchmark's server ended:\n" + "".join(lines))
+        await asyncio.sleep(0.001)
+
+
+async def run(args: argparse.Namespace, attach: bool = False) -> list[Figure]:
+    async with (attached_app if attach else inline_app)(args) as (app, burst):
+        return await measure(app, burst, args)
+
+
+async def measure(app: WatuiApp, burst: Burst, args: argparse.Namespace) -> list[Figure]:
     recorder = FrameRecorder()
     recorder.install()
     figures: list[Figure] = []
     try:
-        app = WatuiApp(manager, clock=clock, cursor_blink=False, freeze_heap=True)  # as run_console does
         app.animation_level = "none"
         t0 = time.perf_counter()
         async with app.run_test(size=(120, 40)) as pilot:
@@ -140,13 +237,12 @@ async def run(args: argparse.Namespace) -> list[Figure]:
             await pilot.pause()
 
             # -- burst ------------------------------------------------------------------
-            service = app.service
             ids = sorted(app.state.sessions)[: args.burst]
+            attached = app.manager is None
             probe = LagProbe(0.005)
             probe.start()
             burst_start = time.perf_counter()
-            await asyncio.gather(*(service.start(i) for i in ids))
-            calls_done = time.perf_counter()
+            calls_done = await burst(ids)
 
             def burst_applied() -> bool:
                 state = app.state.sessions
@@ -159,12 +255,15 @@ async def run(args: argparse.Namespace) -> list[Figure]:
             lag = [s * 1000 for s in probe.samples]
             figures += [
                 Figure(f"burst of {args.burst:,} status changes visible", (shown - burst_start) * 1000, "ms", 1000,
-                       note=f"service calls took {(calls_done - burst_start) * 1000:,.0f} ms of it"),
+                       note=f"{'the server' if attached else 'service calls'} took "
+                            f"{(calls_done - burst_start) * 1000:,.0f} ms of it"),
                 Figure("  of which: console catch-up after the last call", (shown - calls_done) * 1000, "ms",
                        note="events -> coalesced refresh -> frame"),
                 Figure("longest frame during the burst", recorder.longest_since(burst_start) * 1000, "ms", 50),
                 Figure("event-loop lag during the burst, p99", percentile(lag, 99), "ms",
-                       note=f"max {max(lag, default=0):.0f} ms (manager and console share the loop)"),
+                       note=f"max {max(lag, default=0):.0f} ms "
+                            + ("(the console's loop; the server is another process)" if attached
+                               else "(manager and console share the loop)")),
                 Figure("refreshes for the burst", app.flushes, "", digits=0,
                        note="coalesced batches (one repaint each)"),
             ]
@@ -195,8 +294,22 @@ async def run(args: argparse.Namespace) -> list[Figure]:
             assert [s.name for s in table.rows] == ["ses-00123"], table.rows[:3]
     finally:
         recorder.uninstall()
-        await manager.aclose()
     return figures
+
+
+COMPARED = ("first paint", "burst of", "longest frame during the burst", "filter keystroke")
+
+
+def comparison(inline: list[Figure], attach: list[Figure]) -> list[Figure]:
+    """Attach against inline, figure by figure, as ratios (the baseline is this run's inline)."""
+    out = []
+    for mine in attach:
+        base = next((f for f in inline if f.name == mine.name), None)
+        if base is None or not mine.name.startswith(COMPARED) or not base.value:
+            continue
+        out.append(Figure(f"{mine.name}: attach / inline", mine.value / base.value, "x", digits=2,
+                          note=f"{base.value:,.0f} {base.unit} inline, {mine.value:,.0f} {mine.unit} attached"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,9 +317,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--burst", type=int, default=1_000)
     parser.add_argument("--verbose", action="store_true", help="print every frame time while filtering")
+    parser.add_argument("--mode", choices=["inline", "attach", "both"], default="both")
     args = parser.parse_args(argv)
-    figures = asyncio.run(run(args))
-    print_table(f"Console: {args.sessions:,} sessions, burst of {args.burst:,}, headless 120x40", figures)
+    title = f"{args.sessions:,} sessions, burst of {args.burst:,}, headless 120x40"
+    results: dict[str, list[Figure]] = {}
+    for mode in ("inline", "attach"):
+        if args.mode in (mode, "both"):
+            results[mode] = asyncio.run(run(args, attach=mode == "attach"))
+            where = "in-process manager" if mode == "inline" else "attached to watui serve over HTTP + SSE"
+            print_table(f"Console ({where}): {title}", results[mode])
+    if len(results) == 2:
+        print_table(f"Console, attach vs inline (same run): {title}",
+                    comparison(results["inline"], results["attach"]))
 
 
 if __name__ == "__main__":

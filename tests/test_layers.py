@@ -11,7 +11,7 @@ CORE = [
     "watui.machine", "watui.models", "watui.errors", "watui.config", "watui.clock", "watui.store",
     "watui.bus", "watui.manager", "watui.service", "watui.qr", "watui.engines.simulated",
     "watui.engines.base", "watui.server", "watui.engines.factory", "watui.engines.hosts",
-    "watui.engines.hosts.host", "watui.engines.hosts.wire", "watui.server.routes_engine",
+    "watui.engines.hosts.host", "watui.engines.hosts.wire", "watui.server.routes_engine", "watui.remote",
 ]
 
 BLOCKER = """

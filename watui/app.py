@@ -25,6 +25,7 @@ from textual import events, on
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 
 from watui import messages as ask
@@ -36,6 +37,7 @@ from watui.errors import EngineFailure, WatuiError
 from watui.feed import Feed
 from watui.machine import EventType, Status
 from watui.models import Caller, LinkMethod, RestoreProgress, Session, SimulateRequest
+from watui.remote.link import LinkMonitor, LinkStatus
 from watui.screens.commands import SessionCommands
 from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.copy import CopyScreen
@@ -65,7 +67,8 @@ ManagerFactory = Callable[[], Awaitable["SessionManager"]]
 
 
 class WatuiApp(App[None]):
-    """The console. Give it a running manager, or a factory that opens one in the app's loop."""
+    """The console. Give it a running manager, or a factory that opens one in the app's loop,
+    or a service (``watui attach``: a :class:`watui.remote.RemoteService` and its ``link``)."""
 
     CSS_PATH = "watui.tcss"
     TITLE = "watui"
@@ -81,11 +84,16 @@ class WatuiApp(App[None]):
                 tooltip="Leave watui"),
     ]
 
+    server_link: reactive[LinkStatus | None] = reactive(None, always_update=True)
+    """Attach mode: the server and the state of the link to it (``None`` in-process)."""
+
     def __init__(
         self,
         manager: SessionManager | None = None,
         *,
         open_manager: ManagerFactory | None = None,
+        service: SessionService | None = None,
+        link: LinkMonitor | None = None,
         caller: Caller | None = None,
         clock: Clock | None = None,
         demo: bool = False,
@@ -95,11 +103,12 @@ class WatuiApp(App[None]):
         config_path: Path | None = None,
     ) -> None:
         super().__init__()
-        if manager is None and open_manager is None:
-            raise ValueError("WatuiApp needs a manager or an open_manager factory")
+        if manager is None and open_manager is None and service is None:
+            raise ValueError("WatuiApp needs a manager, an open_manager factory or a service")
         self.manager: SessionManager | None = manager
         self._open_manager = open_manager
-        self._owns_manager = manager is None
+        self._owns_manager = manager is None and service is None
+        self.link = link
         self.caller = caller or Caller.local_admin()
         self.clock: Clock = clock or (manager.clock if manager is not None else RealClock())
         self.demo = demo
@@ -113,7 +122,7 @@ class WatuiApp(App[None]):
         self.typeahead = TypeAhead(self, background=(SessionEvent,))
         self.config_path = config_path
         self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
-        self._service: SessionService | None = None
+        self._service: SessionService | None = service
         self._subscription: Subscription | None = None
         self._last_recipient = ""
         self._pair_numbers: dict[str, str] = {}
@@ -189,11 +198,14 @@ class WatuiApp(App[None]):
 
     async def on_mount(self) -> None:
         self._apply_config()
-        if self.manager is None:
-            assert self._open_manager is not None
-            self.manager = await self._open_manager()
-            self.clock = self.manager.clock
-        self._service = self.manager.service(self.caller)
+        if self._service is None:
+            if self.manager is None:
+                assert self._open_manager is not None
+                self.manager = await self._open_manager()
+                self.clock = self.manager.clock
+            self._service = self.manager.service(self.caller)
+        if self.link is not None:
+            self.link.listen(self._link_changed)
         # Subscribe before listing: an event that lands in between is applied on top.
         self._subscription = self.service.subscribe()
         page = await self.service.list_sessions(limit=None)
@@ -238,6 +250,13 @@ class WatuiApp(App[None]):
             await seed_demo(self.service)
         except WatuiError as exc:
             self.notify(f"Demo data: {exc.message}", severity="warning", markup=False)
+
+    def _link_changed(self, status: LinkStatus) -> None:
+        """Attach mode: show the link; after a resync (events lost) re-read every session."""
+        before = self.server_link
+        self.server_link = status
+        if before is not None and status.resyncs > before.resyncs:
+            self.feed.reload_all()
 
     # ================================================================ events → state
 

@@ -84,7 +84,7 @@ def main(
     private_umask()
     if ctx.invoked_subcommand is not None:
         return
-    from watui.app import run_console
+    from watui.attach import AttachError, run_console_or_attach
 
     if demo:
         engine = engine or "simulated"
@@ -93,7 +93,10 @@ def main(
     settings = make_settings(
         engine=engine, engine_isolation=engine_isolation, data_dir=data_dir, log_format=log_format
     )
-    exit_if_data_dir_unusable(lambda: run_console(settings, demo=demo))
+    try:
+        exit_if_data_dir_unusable(lambda: run_console_or_attach(settings, demo=demo))
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -201,3 +204,43 @@ def paths(data_dir: Path | None) -> None:
     from watui.console_config import default_config_path
 
     click.echo(f"console config: {default_config_path()}  (key bindings and theme)")
+
+
+@main.command()
+@click.argument("url", envvar="WATUI_URL")
+@click.option("--key", envvar="WATUI_API_KEY", default=None,
+              help="API key [env WATUI_API_KEY; for a server on this machine, the data dir's admin.key].")
+@data_dir_option
+def attach(url: str, key: str | None, data_dir: Path | None) -> None:
+    """The console, driving a running `watui serve` at URL (env WATUI_URL)."""
+    from watui.attach import AttachError, normalize_url, resolve_key, run_attach
+
+    settings = make_settings(data_dir=data_dir)
+    try:
+        url = normalize_url(url)
+        run_attach(url, resolve_key(url, key, settings.data_dir), settings)
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--attach", "attach_url", envvar="WATUI_URL", default=None,
+              help="Drive a running server at this URL instead of running one here [env WATUI_URL].")
+@click.option("--key", envvar="WATUI_API_KEY", default=None, help="API key for --attach [env WATUI_API_KEY].")
+@click.option("--public-url", default=None, help="The address browsers use, if not http://HOST:PORT.")
+@click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
+@data_dir_option
+def web(host: str, port: int, attach_url: str | None, key: str | None, public_url: str | None,
+        engine: str | None, data_dir: Path | None) -> None:
+    """The console in a browser (each tab is a console of the same sessions)."""
+    from watui.attach import AttachError
+    from watui.web import run_web
+
+    settings = make_settings(engine=engine, data_dir=data_dir)
+    try:
+        exit_if_data_dir_unusable(lambda: run_web(settings, host=host, port=port, attach=attach_url, key=key,
+                                                  public_url=public_url))
+    except AttachError as exc:
+        raise click.ClickException(str(exc)) from None

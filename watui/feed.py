@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 BULK_RELOAD = 256
 """Above this many changed sessions in one batch, re-list everything instead of one by one."""
 
+RETRY_AFTER = 1.0
+"""Seconds before re-reading changed sessions after a read failed (the server is away)."""
+
 DELIVERIES_EVERY = 1.0
 """Seconds between two reads of the highlighted session's webhook deliveries."""
 
@@ -40,6 +43,8 @@ class Feed:
         self._events_loaded: set[str] = set()
         self._deliveries_loaded: dict[str, float] = {}
         self.flushes = 0
+        self._everything = False
+        """The next batch re-reads every session (events were lost: attach mode's resync)."""
         self.connected: set[str] = set()
         """Connected sessions as the events tell it, sampled at each event's own time (so the
         header's sparkline does not depend on when a refresh happened to run)."""
@@ -74,6 +79,11 @@ class Feed:
         self.dirty.add(session_id)
         self.schedule()
 
+    def reload_all(self) -> None:
+        """Re-read every session with the next batch (the events since the last one are lost)."""
+        self._everything = True
+        self.schedule()
+
     def schedule(self) -> None:
         if self._scheduled or self._flushing:
             return
@@ -82,7 +92,7 @@ class Feed:
 
     @property
     def pending(self) -> bool:
-        return bool(self.dirty or self.removed)
+        return bool(self.dirty or self.removed or self._everything)
 
     async def flush(self) -> None:
         """Re-read the changed sessions and tell every screen, once per batch."""
@@ -92,20 +102,33 @@ class Feed:
         try:
             dirty, self.dirty = self.dirty, set()
             removed, self.removed = self.removed, set()
-            everything = len(dirty) > BULK_RELOAD
+            everything, self._everything = len(dirty) > BULK_RELOAD or self._everything, False
             try:
                 if everything:
                     page = await app.service.list_sessions(limit=None)
                     app.state.replace_all(page.sessions)
                 else:
-                    for session_id in dirty:
-                        try:
-                            app.state.put(await app.service.get_session(session_id))
-                        except SessionNotFound:
+                    # Concurrently: attached to a server, each read is a round trip (the remote
+                    # service sends the reads of one turn as one bulk request).
+                    ids = list(dirty)
+                    reads = await asyncio.gather(*(app.service.get_session(i) for i in ids),
+                                                 return_exceptions=True)
+                    for session_id, read in zip(ids, reads, strict=True):
+                        if isinstance(read, SessionNotFound):
                             removed.add(session_id)
+                        elif isinstance(read, BaseException):
+                            raise read
+                        else:
+                            app.state.put(read)
             except Exception:
-                # The service went away (shutting down) or failed: keep what is on screen.
-                log.exception("refreshing %d sessions failed", len(dirty))
+                # The service is away (shutting down, or a server being restarted): keep what
+                # is on screen, and read these sessions again in a while.
+                log.warning("refreshing %d sessions failed", len(dirty), exc_info=True)
+                self.dirty |= dirty
+                self.removed |= removed
+                self._everything |= everything
+                self._scheduled = True
+                app.set_timer(RETRY_AFTER, self.flush, name="flush-sessions-retry")
                 return
             for session_id in removed:
                 app.state.remove(session_id)

@@ -27,6 +27,7 @@ from watui.verbs import Verb
 from watui.widgets.activity import sparkline
 from watui.widgets.detail_pane import DetailPane
 from watui.widgets.messages import BulkProgress, StateChanged
+from watui.widgets.server_link import ServerLink
 from watui.widgets.sessions_table import SessionsTable
 from watui.widgets.state import SORT_COLUMNS
 from watui.widgets.status_badge import LEGEND, StatusLook, session_look
@@ -96,6 +97,7 @@ class MainScreen(WatuiScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
+        yield ServerLink(id="server-link")
         with Horizontal(id="main-body"):
             with Vertical(id="table-area"):
                 yield SessionsTable(self.wapp.now, id="sessions")

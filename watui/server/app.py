@@ -20,7 +20,9 @@ from fastapi.routing import APIRoute
 from watui import __version__, logthrottle
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
+from watui.server.routes_bulk import bulk_router
 from watui.server.routes_engine import engine_router
+from watui.server.routes_events import events_router
 from watui.server.routes_server import install_docs, server_router
 from watui.server.routes_sessions import sessions_router
 from watui.server.routes_streams import streams_router
@@ -83,7 +85,7 @@ def create_app(
     install_docs(app)
     routers = [
         server_router(), sessions_router(simulated=state.simulated), streams_router(), webhooks_router,
-        engine_router,
+        engine_router, events_router, bulk_router,
     ]
     app.state.route_methods = [
         (route.path_regex, frozenset(route.methods or ()))

@@ -104,7 +104,10 @@ def streams_router() -> APIRouter:
                 raise EventsExpired(resume, oldest)
         lease = state.lease(request.state.api_key_id, service_caller(request))
         subscription = service.subscribe(after_id=resume)
-        return state.pump(subscription, lease)
+        response = state.pump(subscription, lease)
+        # Where the log stood: a client that sees no event before it disconnects resumes here.
+        response.headers["X-Last-Event-Id"] = str(subscription.last_id)
+        return response
 
     return router
 

@@ -1,0 +1,372 @@
+"""``RemoteService``: the :class:`watui.service.SessionService` of a running ``watui serve``.
+
+Each call is one request to the HTTP API (``/v1``) with the caller's key; a refusal raises the
+same :class:`watui.errors.WatuiError` subclass as in-process, carrying the server's own message
+(see :mod:`watui.remote.errors`); a server that cannot be reached raises
+:class:`~watui.remote.errors.ServerUnreachable`. ``subscribe()`` follows ``/v1/events``
+(:mod:`watui.remote.subscription`). So the console's screens run unchanged on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from watui.errors import SessionNotFound
+from watui.machine import EventType, Status
+from watui.models import (
+    EngineHost,
+    Event,
+    Message,
+    MessagePage,
+    PairCode,
+    QrCode,
+    RestoreProgress,
+    Session,
+    SessionCreate,
+    SessionPage,
+    SessionSettings,
+    SessionUpdate,
+    SimulateRequest,
+)
+from watui.remote.errors import error_from_response, unreachable
+from watui.remote.link import LinkMonitor
+from watui.remote.subscription import Backoff, RemoteSubscription
+from watui.service import SortKey
+from watui.webhooks import WebhookDeliveryPage
+
+PAGE = 100
+"""The API's largest page of sessions."""
+
+MAX_BULK_IDS = 1000
+"""Sessions one bulk read may name (the server's limit)."""
+
+STREAM_WAIT = 5.0
+"""Seconds a call waits for a new subscription's first connection (see ``first_attempt``)."""
+
+RESTORE_POLL = 2.0
+"""Seconds between two reads of the server's restore progress while a restore runs."""
+
+
+def _session_line(line: str) -> Session:
+    try:
+        return Session.model_validate_json(line)
+    except ValidationError:  # a masked webhook secret: the slow way
+        return _session(json.loads(line))
+
+
+def _session(data: dict[str, Any]) -> Session:
+    """A session from its JSON. The server masks a webhook secret (``whsec_…``), which the
+    settings' own check would refuse: the mask is put back after validation."""
+    settings = data.get("settings") or {}
+    secret = settings.get("webhook_secret")
+    if secret is None:
+        return Session.model_validate(data)
+    session = Session.model_validate({**data, "settings": {**settings, "webhook_secret": None}})
+    masked: SessionSettings = session.settings.model_copy(update={"webhook_secret": secret})
+    return session.model_copy(update={"settings": masked})
+
+
+class RemoteService:
+    """A running server's API, spoken as a :class:`~watui.service.SessionService`.
+
+    Make one with :meth:`open` (checks the URL and the key first), close it with
+    :meth:`aclose`. ``link`` tells how the event stream is doing.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        engine: str = "",
+        timeout: float = 15.0,
+        backoff: Backoff | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.engine = engine
+        self.client = httpx.AsyncClient(
+            base_url=self.url + "/v1",
+            headers={"Authorization": f"Bearer {key}", "User-Agent": "watui-attach"},
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            transport=transport,
+        )
+        self.stream_timeout = httpx.Timeout(timeout, read=None)
+        """Streams wait for events as long as the server keeps them open (it pings)."""
+        self.backoff = backoff or Backoff()
+        self.link = LinkMonitor(self.url)
+        self.owners: dict[str, str] = {}
+        """Session id → owner, from every session read: SSE frames do not carry the owner."""
+        self._subscriptions: set[RemoteSubscription] = set()
+        self._restore: RestoreProgress | None = None
+        self._wanted: dict[str, list[asyncio.Future[Session]]] = {}
+        self._read_scheduled = False
+        self._reads: set[asyncio.Task[None]] = set()
+        self._restore_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, key: str, **kwargs: Any) -> RemoteService:
+        """Connect: the server must answer ``/v1/health`` and accept the key (else the
+        ``WatuiError`` that says why, e.g. ``Unauthorized`` or ``ServerUnreachable``)."""
+        service = cls(url, key, **kwargs)
+        try:
+            health = await service._health()
+            service.engine = str(health.get("engine", ""))
+            await service._request("GET", "/sessions", params={"limit": 1})
+        except BaseException:
+            await service.aclose()
+            raise
+        return service
+
+    async def aclose(self) -> None:
+        for subscription in list(self._subscriptions):
+            await subscription.aclose()
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        await self._after_new_streams()
+        try:
+            response = await self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._request(method, path, **kwargs)).json()
+
+    async def _after_new_streams(self) -> None:
+        """In-process, ``subscribe()`` is live at once; here its connection takes a round
+        trip. A call made after it waits for that first connection (at most
+        ``STREAM_WAIT``), so what the call reads is no older than the stream."""
+        waiting = [s.first_attempt.wait() for s in self._subscriptions if not s.first_attempt.is_set()]
+        if waiting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waiting), STREAM_WAIT)
+
+    def _forget(self, subscription: RemoteSubscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    def _keep(self, session: Session) -> Session:
+        self.owners[session.id] = session.owner
+        return session
+
+    async def _session_call(self, method: str, path: str, **kwargs: Any) -> Session:
+        return self._keep(_session(await self._json(method, path, **kwargs)))
+
+    async def _health(self) -> dict[str, Any]:
+        health: dict[str, Any] = await self._json("GET", "/health")
+        progress = health.get("restoring")
+        self._restore = RestoreProgress.model_validate(progress) if progress else None
+        return health
+
+    # ------------------------------------------------------------------ SessionService
+
+    @property
+    def simulated(self) -> bool:
+        return self.engine == "simulated"
+
+    async def list_sessions(
+        self,
+        *,
+        status: Status | None = None,
+        query: str | None = None,
+        limit: int | None = 20,
+        offset: int = 0,
+        sort: SortKey = "created_at",
+        descending: bool = False,
+    ) -> SessionPage:
+        params: dict[str, Any] = {"sort": sort, "descending": str(descending).lower()}
+        if status is not None:
+            params["status"] = status.value
+        if query:
+            params["q"] = query
+        if limit is not None and limit <= PAGE:
+            return await self._page(params, offset, limit)
+        body = {key: value for key, value in params.items() if key != "descending"}
+        everything = await self._bulk({**body, "descending": descending})
+        return SessionPage(sessions=everything[offset : None if limit is None else offset + limit],
+                           total=len(everything))
+
+    async def _page(self, params: dict[str, Any], offset: int, limit: int) -> SessionPage:
+        response = await self._request("GET", "/sessions", params={**params, "offset": offset, "limit": limit})
+        try:
+            page = SessionPage.model_validate_json(response.content)
+        except ValidationError:  # a masked webhook secret: the slow way
+            data = response.json()
+            page = SessionPage(sessions=[_session(s) for s in data["sessions"]], total=data["total"])
+        for session in page.sessions:
+            self._keep(session)
+        return page
+
+    async def _bulk(self, body: dict[str, Any]) -> list[Session]:
+        """``POST /v1/bulk/sessions``: many sessions in one streamed answer (NDJSON)."""
+        await self._after_new_streams()
+        sessions: list[Session] = []
+        try:
+            async with self.client.stream("POST", "/bulk/sessions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_from_response(response)
+                async for line in response.aiter_lines():
+                    if line:
+                        sessions.append(self._keep(_session_line(line)))
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+        return sessions
+
+    async def get_session(self, session_id: str) -> Session:
+        """Reads made in the same turn of the loop (the console re-reading the sessions a
+        burst of events changed) go out together, as one bulk read."""
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(session_id, []).append(future)
+        if not self._read_scheduled:
+            self._read_scheduled = True
+            asyncio.get_running_loop().call_soon(self._read_wanted)
+        return await future
+
+    def _read_wanted(self) -> None:
+        self._read_scheduled = False
+        wanted, self._wanted = self._wanted, {}
+        task = asyncio.get_running_loop().create_task(self._read_sessions(wanted))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    async def _read_sessions(self, wanted: dict[str, list[asyncio.Future[Session]]]) -> None:
+        ids = list(wanted)
+        found: dict[str, Session] = {}
+        try:
+            if len(ids) == 1:  # one read: the plain route, with its own refusals
+                try:
+                    found[ids[0]] = await self._session_call("GET", f"/sessions/{ids[0]}")
+                except SessionNotFound:
+                    pass
+            else:
+                for start in range(0, len(ids), MAX_BULK_IDS):
+                    for session in await self._bulk({"ids": ids[start : start + MAX_BULK_IDS]}):
+                        found[session.id] = session
+        except Exception as exc:
+            for futures in wanted.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        for session_id, futures in wanted.items():
+            for future in futures:
+                if future.done():
+                    continue
+                if session_id in found:
+                    future.set_result(found[session_id])
+                else:
+                    future.set_exception(SessionNotFound(session_id))
+
+    async def create_session(self, spec: SessionCreate) -> Session:
+        data = await self._json("POST", "/sessions", json=spec.model_dump(mode="json"))
+        return self._keep(_session(data["session"]))
+
+    async def update_session(self, session_id: str, patch: SessionUpdate) -> Session:
+        return await self._session_call("PATCH", f"/sessions/{session_id}",
+                                        json=patch.model_dump(mode="json", exclude_unset=True))
+
+    async def start(self, session_id: str) -> Session:
+        return await self._session_call("POST", f"/sessions/{session_id}/start")
+
+    async def stop(self, session_id: str) -> Session:
+        return await self._session_call("POST", f"/sessions/{session_id}/stop")
+
+    async def restart(self, session_id: str) -> Session:
+        return await self._session_call("POST", f"/sessions/{session_id}/restart")
+
+    async def logout(self, session_id: str) -> Session:
+        return await self._session_call("POST", f"/sessions/{session_id}/logout")
+
+    async def delete(self, session_id: str) -> None:
+        await self._request("DELETE", f"/sessions/{session_id}")
+
+    async def request_pair_code(self, session_id: str, phone_number: str) -> PairCode:
+        data = await self._json("POST", f"/sessions/{session_id}/pair-code", json={"phone_number": phone_number})
+        return PairCode.model_validate(data)
+
+    async def get_qr(self, session_id: str) -> QrCode:
+        return QrCode.model_validate(await self._json("GET", f"/sessions/{session_id}/qr"))
+
+    async def send_message(self, session_id: str, to: str, text: str) -> Message:
+        data = await self._json("POST", f"/sessions/{session_id}/messages", json={"to": to, "text": text})
+        return Message.model_validate(data)
+
+    async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> MessagePage:
+        params = {"limit": max(1, min(limit, PAGE)), "offset": offset}
+        return MessagePage.model_validate(await self._json("GET", f"/sessions/{session_id}/messages", params=params))
+
+    async def list_events(
+        self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[Event]:
+        params: dict[str, Any] = {"after_id": after_id, "limit": limit}
+        if session_id is not None:
+            params["session_id"] = session_id
+        data = await self._json("GET", "/events/log", params=params)
+        return [Event.model_validate(e) for e in data["events"]]
+
+    async def list_webhook_deliveries(
+        self, session_id: str, *, limit: int = 50, offset: int = 0
+    ) -> WebhookDeliveryPage:
+        params = {"limit": max(1, min(limit, PAGE)), "offset": offset}
+        data = await self._json("GET", f"/sessions/{session_id}/webhooks/deliveries", params=params)
+        return WebhookDeliveryPage.model_validate(data)
+
+    async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
+        data = await self._json("GET", f"/sessions/{session_id}/events", params={"limit": limit})
+        return [Event.model_validate(e) for e in data["events"]]
+
+    def subscribe(
+        self,
+        *,
+        session_id: str | None = None,
+        after_id: int | None = None,
+        types: frozenset[EventType] | None = None,
+    ) -> RemoteSubscription:
+        subscription = RemoteSubscription(self, session_id=session_id, after_id=after_id, types=types)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def simulate(self, session_id: str, request: SimulateRequest) -> Session:
+        return await self._session_call("POST", f"/sessions/{session_id}/simulate",
+                                        json=request.model_dump(mode="json", exclude_none=True))
+
+    async def engine_hosts(self) -> list[EngineHost]:
+        data = await self._json("GET", "/engine/hosts")
+        rows = data.get("hosts", []) if isinstance(data, dict) else data
+        return [EngineHost.model_validate(h) for h in rows]
+
+    @property
+    def restore_progress(self) -> RestoreProgress | None:
+        """The server's restore, as of its last ``/v1/health``; re-read every couple of
+        seconds while one is under way."""
+        if self._restore is not None and not self._restore.finished:
+            self._reread_restore()
+        return self._restore
+
+    def _reread_restore(self) -> None:
+        if self._restore_task is not None and not self._restore_task.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(RESTORE_POLL)
+            with contextlib.suppress(Exception):
+                await self._health()
+
+        with contextlib.suppress(RuntimeError):  # read outside a loop: the value stands
+            self._restore_task = asyncio.get_running_loop().create_task(later())
+
