@@ -197,6 +197,75 @@ class StoreClosed(StoreUnavailable):
         super().__init__(message)
 
 
+class GroupCommitWriter:
+    """The write queue both stores share: callers queue atomic writes; one writer task takes
+    whatever is queued (up to ``max_batch``) into each transaction, so a burst of writes costs
+    a handful of commits. Backends implement :meth:`_commit` for one batch."""
+
+    def __init__(self, *, max_batch: int) -> None:
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _start_writer(self, name: str) -> None:
+        self._writer_task = asyncio.create_task(self._write_loop(), name=name)
+
+    async def _stop_writer(self) -> bool:
+        """Refuse new writes and flush the queued ones; False if it was stopped before."""
+        if self._closed:
+            return False
+        self._closed = True
+        await self._queue.put(None)
+        if self._writer_task is not None:
+            await self._writer_task
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """Whether the store was closed (writes are refused from then on)."""
+        return self._closed
+
+    async def write(
+        self,
+        *,
+        events: Sequence[NewEvent] = (),
+        sessions: Sequence[Session] = (),
+        deleted: Sequence[str] = (),
+        messages: Sequence[NewMessage] = (),
+        statements: Sequence[Statement] = (),
+    ) -> WriteResult:
+        """Queue one atomic write and wait until it has committed."""
+        if self._closed:
+            raise StoreClosed()
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(
+            _Write(list(events), list(sessions), list(deleted), list(messages), list(statements), future)
+        )
+        return await future
+
+    async def append(self, events: Sequence[NewEvent], *, sessions: Sequence[Session] = ()) -> list[Event]:
+        return (await self.write(events=events, sessions=sessions)).events
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        raise NotImplementedError
+
+
 _OUTAGES = frozenset({"FULL", "READONLY", "IOERR", "CANTOPEN", "BUSY", "LOCKED", "PERM", "NOLFS", "NOMEM"})
 """SQLite result codes (``SQLITE_FULL``, ``SQLITE_IOERR_WRITE``, …) that mean the store cannot
 write right now, as opposed to a bad statement (a bug)."""
@@ -217,7 +286,7 @@ def _unavailable(exc: Exception) -> Exception:
     return exc
 
 
-class Store:
+class Store(GroupCommitWriter):
     """Sessions, the append-only event log, API keys and messages (the SQLite backend of
     :class:`watui.stores.base.StoreProtocol`)."""
 
@@ -232,15 +301,12 @@ class Store:
         *,
         max_batch: int,
     ) -> None:
+        super().__init__(max_batch=max_batch)
         self.path = path
         self._w = writer
         self._r = reader
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._next_event_id = 1
         self._next_message_id = 1
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closed = False
         self.event_hooks: list[EventHook] = []
         self.on_commit: list[Callable[[list[Event]], None]] = []
         """Called in commit order, right after each transaction, with its events (the bus)."""
@@ -278,7 +344,7 @@ class Store:
         store = cls(path, writer, reader, max_batch=max_batch)
         await store._load_counters()
         store.last_committed_id = await store.max_event_id()
-        store._writer_task = asyncio.create_task(store._write_loop(), name="watui-store-writer")
+        store._start_writer("watui-store-writer")
         return store
 
     @staticmethod
@@ -311,21 +377,12 @@ class Store:
 
     async def close(self) -> None:
         """Flush every queued write, then close both connections."""
-        if self._closed:
+        if not await self._stop_writer():
             return
-        self._closed = True
-        await self._queue.put(None)
-        if self._writer_task is not None:
-            await self._writer_task
         with contextlib.suppress(Exception):
             await self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._w.close()
         await self._r.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called (writes are refused from then on)."""
-        return self._closed
 
     @property
     def last_event_id(self) -> int:
@@ -333,42 +390,6 @@ class Store:
         return self._next_event_id - 1
 
     # ---------------------------------------------------------------- writes
-
-    async def write(
-        self,
-        *,
-        events: Sequence[NewEvent] = (),
-        sessions: Sequence[Session] = (),
-        deleted: Sequence[str] = (),
-        messages: Sequence[NewMessage] = (),
-        statements: Sequence[Statement] = (),
-    ) -> WriteResult:
-        """Queue one atomic write and wait until it has committed."""
-        if self._closed:
-            raise StoreClosed()
-        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(
-            _Write(list(events), list(sessions), list(deleted), list(messages), list(statements), future)
-        )
-        return await future
-
-    async def append(self, events: Sequence[NewEvent], *, sessions: Sequence[Session] = ()) -> list[Event]:
-        return (await self.write(events=events, sessions=sessions)).events
-
-    async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
 
     async def _commit(self, batch: list[_Write]) -> None:
         event_rows: list[tuple[Any, ...]] = []

@@ -51,10 +51,9 @@ from watui.models import (
 from watui.store import (
     OUTGOING_PROGRESS,
     EventHook,
-    NewMessage,
+    GroupCommitWriter,
     Statement,
     Store,
-    StoreClosed,
     WriteResult,
     _Write,
     hash_key,
@@ -212,18 +211,15 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitWriter):
     """Sessions, the commit-ordered event log, messages and API keys in PostgreSQL."""
 
     dialect: Dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int) -> None:
+        super().__init__(max_batch=max_batch)
         self._pool = pool
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
         self._writer: asyncpg.Connection | None = None
-        self._closed = False
         self.event_hooks: list[EventHook] = []
         self.on_commit: list[Callable[[list[Event]], None]] = []
         self.commit_observers: list[Callable[[float], None]] = []
@@ -256,7 +252,7 @@ class PostgresStore:
             raise
         store = cls(pool, max_batch=max_batch)
         store.last_committed_id = await store.max_event_id()
-        store._writer_task = asyncio.create_task(store._write_loop(), name="watui-pg-store-writer")
+        store._start_writer("watui-pg-store-writer")
         return store
 
     @staticmethod
@@ -281,57 +277,12 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Flush every queued write, then close the pool."""
-        if self._closed:
+        if not await self._stop_writer():
             return
-        self._closed = True
-        await self._queue.put(None)
-        if self._writer_task is not None:
-            await self._writer_task
         await self._drop_writer_connection()
         await self._pool.close()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called (writes are refused from then on)."""
-        return self._closed
-
     # ---------------------------------------------------------------- writes
-
-    async def write(
-        self,
-        *,
-        events: Sequence[NewEvent] = (),
-        sessions: Sequence[Session] = (),
-        deleted: Sequence[str] = (),
-        messages: Sequence[NewMessage] = (),
-        statements: Sequence[Statement] = (),
-    ) -> WriteResult:
-        """Queue one atomic write and wait until it has committed."""
-        if self._closed:
-            raise StoreClosed()
-        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(
-            _Write(list(events), list(sessions), list(deleted), list(messages), list(statements), future)
-        )
-        return await future
-
-    async def append(self, events: Sequence[NewEvent], *, sessions: Sequence[Session] = ()) -> list[Event]:
-        return (await self.write(events=events, sessions=sessions)).events
-
-    async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
 
     async def _commit(self, batch: list[_Write]) -> None:
         started = time.perf_counter()
