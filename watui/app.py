@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -572,6 +572,22 @@ def run_console(settings: Settings, demo: bool) -> None:
     asyncio.run(_run_console(settings, demo))
 
 
+@contextlib.contextmanager
+def on_hangup_signals(handler: Callable[[], None]) -> Iterator[None]:
+    """Send SIGHUP (the SSH session closed) and SIGTERM to ``handler`` while the console runs,
+    so it can shut down cleanly instead of dying mid-write; the handlers go afterwards."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, handler)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+
 async def _run_console(settings: Settings, demo: bool) -> None:
     from watui.manager import SessionManager
 
@@ -588,15 +604,10 @@ async def _run_console(settings: Settings, demo: bool) -> None:
         hangups.add(task)
         task.add_done_callback(hangups.discard)
 
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, on_hangup)
     try:
-        await app.run_async()
+        with on_hangup_signals(on_hangup):
+            await app.run_async()
     finally:
-        for signum in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
         await manager.aclose()
     if demo:
         _say(f"watui demo data is in {settings.data_dir}")

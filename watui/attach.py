@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def run_attach(url: str, key: str, settings: Settings) -> None:
 
 
 async def _run_attach(url: str, key: str, settings: Settings) -> None:
-    from watui.app import WatuiApp, _log_to_file
+    from watui.app import WatuiApp, _log_to_file, on_hangup_signals
     from watui.console_config import default_config_path
     from watui.remote import RemoteService
 
@@ -85,16 +84,10 @@ async def _run_attach(url: str, key: str, settings: Settings) -> None:
     # The same key bindings and theme as the local console (watui paths shows the file).
     app = WatuiApp(service=service, link=service.link, freeze_heap=True, config_path=default_config_path())
     app.sub_title = url
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, app.exit)
     try:
-        await app.run_async()
+        with on_hangup_signals(app.exit):
+            await app.run_async()
     finally:
-        for signum in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
         await service.aclose()
 
 
