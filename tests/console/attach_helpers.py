@@ -4,17 +4,13 @@ subprocess that can be killed and restarted on the same port) and a console atta
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from serve_process import ServerProcess
 from textual.pilot import Pilot
 
 from watui.app import WatuiApp
@@ -22,9 +18,6 @@ from watui.config import Settings
 from watui.engines.simulated import SimulatedEngine
 from watui.remote import Backoff, RemoteService
 from watui.server import BackgroundServer
-
-REPO = Path(__file__).resolve().parents[2]
-SERVING = re.compile(r"watui serving on (http://\S+)")
 
 
 def fast_engine() -> SimulatedEngine:
@@ -44,52 +37,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServeProcess:
-    """``python -m watui serve --engine simulated`` on a fixed port, so a restart is at the
-    same address; ``kill()`` is SIGKILL (nothing is flushed or parked on purpose)."""
-
-    def __init__(self, data_dir: Path, port: int, **env: str) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_key(self) -> str:
-        return (self.data_dir / "admin.key").read_text().strip()
-
-    def start(self, timeout: float = 30.0) -> ServeProcess:
-        env = {**os.environ, "WATUI_SSE_PING_INTERVAL": "0.5", "WATUI_SQLITE_SYNCHRONOUS": "NORMAL", **self.env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watui", "serve", "--engine", "simulated", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        found = threading.Event()
-        proc = self.proc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self.output.append(line)
-                if SERVING.search(line):
-                    found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(timeout):
-            self.kill()
-            raise RuntimeError("server did not start:\n" + "".join(self.output))
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+def serve_process(data_dir: Path, port: int, **env: str) -> ServerProcess:
+    """``watui serve`` on a fixed port, so a restart is at the same address; ``kill()`` is
+    SIGKILL (nothing is flushed or parked on purpose)."""
+    defaults = {"WATUI_SSE_PING_INTERVAL": "0.5", "WATUI_SQLITE_SYNCHRONOUS": "NORMAL"}
+    return ServerProcess(data_dir, port=port, env={**defaults, **env})
 
 
 async def attach(url: str, key: str, *, backoff: Backoff | None = None) -> tuple[RemoteService, WatuiApp]:

@@ -27,10 +27,10 @@ from watui.widgets.sessions_table import SessionsTable
 
 from .attach_helpers import (
     HeldBackoff,
-    ServeProcess,
     attach,
     background_server,
     free_port,
+    serve_process,
     toasts,
     wait_for,
 )
@@ -135,11 +135,11 @@ async def test_refusals_show_the_servers_own_message(tmp_path: Path) -> None:
 async def test_a_killed_and_restarted_server_is_resumed_with_nothing_missed(tmp_path: Path) -> None:
     """kill -9 the server, restart it at the same address, change things while the console
     is held away: once back, the console shows every change, resumed by Last-Event-ID."""
-    server = ServeProcess(tmp_path / "data", free_port()).start()
+    server = serve_process(tmp_path / "data", free_port()).start()
     backoff = HeldBackoff()
     try:
-        service, app = await attach(server.url, server.admin_key, backoff=backoff)
-        async with app.run_test(size=(120, 36)) as pilot, api(server.url, server.admin_key) as client:
+        service, app = await attach(server.base_url, server.admin_key, backoff=backoff)
+        async with app.run_test(size=(120, 36)) as pilot, api(server.base_url, server.admin_key) as client:
             await app.ready.wait()
             before = (await client.post("/sessions", json={"name": "before"})).json()["session_id"]
             await wait_for(pilot, lambda: "before" in names(app), "the first session")
@@ -168,9 +168,9 @@ async def test_a_killed_and_restarted_server_is_resumed_with_nothing_missed(tmp_
 
 async def test_the_event_stream_skips_and_repeats_nothing_across_a_restart(tmp_path: Path) -> None:
     """The subscription alone, against the log: every id once, in order, across kill -9."""
-    server = ServeProcess(tmp_path / "data", free_port()).start()
+    server = serve_process(tmp_path / "data", free_port()).start()
     backoff = HeldBackoff()
-    service = await RemoteService.open(server.url, server.admin_key, backoff=backoff)
+    service = await RemoteService.open(server.base_url, server.admin_key, backoff=backoff)
     seen: list[int] = []
 
     async def read() -> None:
@@ -180,7 +180,7 @@ async def test_the_event_stream_skips_and_repeats_nothing_across_a_restart(tmp_p
     try:
         subscription = service.subscribe()
         reader = asyncio.create_task(read())
-        async with api(server.url, server.admin_key) as client:
+        async with api(server.base_url, server.admin_key) as client:
             first = await linked_session(client, "first")
             backoff.hold()
             server.kill()
@@ -232,22 +232,22 @@ async def test_a_server_that_cannot_resume_is_resynced_from_a_fresh_listing(tmp_
     restored backup): the console's resume point is past its log, the server refuses it, and
     the console re-reads every session instead."""
     port = free_port()
-    server = ServeProcess(tmp_path / "data", port).start()
+    server = serve_process(tmp_path / "data", port).start()
     server.kill()
     shutil.copytree(tmp_path / "data", tmp_path / "backup")  # keys, no session, no event
     server.start()
-    backup = ServeProcess(tmp_path / "backup", port)
+    backup = serve_process(tmp_path / "backup", port)
     try:
-        service, app = await attach(server.url, server.admin_key)
+        service, app = await attach(server.base_url, server.admin_key)
         async with app.run_test(size=(120, 36)) as pilot:
             await app.ready.wait()
-            async with api(server.url, server.admin_key) as client:
+            async with api(server.base_url, server.admin_key) as client:
                 for name in ("a", "b", "c"):
                     await client.post("/sessions", json={"name": name})
             await wait_for(pilot, lambda: names(app) == {"a", "b", "c"}, "three sessions")
             server.kill()
             backup.start()
-            async with api(backup.url, backup.admin_key) as client:
+            async with api(backup.base_url, backup.admin_key) as client:
                 await client.post("/sessions", json={"name": "fresh", "start": False})
             await wait_for(pilot, lambda: names(app) == {"fresh"}, "only the restored server's session")
             assert service.link.status.resyncs == 1
@@ -323,11 +323,11 @@ async def test_a_resume_past_retention_is_resynced_from_a_fresh_listing(tmp_path
     """The console is away longer than the server keeps events (410 EVENTS_EXPIRED): it
     follows the live stream again and re-reads every session, so what it missed shows."""
     retention = {"WATUI_EVENT_RETENTION_DAYS": str(3 / 86400)}  # three seconds
-    server = ServeProcess(tmp_path / "data", free_port(), **retention).start()
+    server = serve_process(tmp_path / "data", free_port(), **retention).start()
     backoff = HeldBackoff()
     try:
-        service, app = await attach(server.url, server.admin_key, backoff=backoff)
-        async with app.run_test(size=(120, 36)) as pilot, api(server.url, server.admin_key) as client:
+        service, app = await attach(server.base_url, server.admin_key, backoff=backoff)
+        async with app.run_test(size=(120, 36)) as pilot, api(server.base_url, server.admin_key) as client:
             await app.ready.wait()
             await client.post("/sessions", json={"name": "seen", "start": False})
             await wait_for(pilot, lambda: "seen" in names(app), "the first session")

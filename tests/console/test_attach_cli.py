@@ -14,10 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from serve_process import REPO
 
 from watui.attach import AttachError, normalize_url, resolve_key
 
-from .attach_helpers import REPO, ServeProcess, background_server, free_port
+from .attach_helpers import background_server, free_port, serve_process
 
 
 def watui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -122,21 +123,21 @@ def test_the_console_on_a_data_dir_a_server_holds_offers_to_attach(tmp_path: Pat
     """``watui`` where ``watui serve`` already runs: no fight over the data dir. In a
     terminal it asks, and attaches; without one it says how, and exits 2."""
     data = tmp_path / "data"
-    server = ServeProcess(data, free_port()).start()
+    server = serve_process(data, free_port()).start()
     try:
-        with httpx.Client(base_url=server.url + "/v1", headers={"Authorization": f"Bearer {server.admin_key}"}) as api:
+        with httpx.Client(base_url=server.base_url + "/v1", headers={"Authorization": f"Bearer {server.admin_key}"}) as api:
             api.post("/sessions", json={"name": "held-by-server", "start": False})
 
         scripted = watui("--data-dir", str(data))
         assert scripted.returncode == 2
-        assert f"serving {server.url}" in scripted.stderr and f"watui attach {server.url}" in scripted.stderr
+        assert f"serving {server.base_url}" in scripted.stderr and f"watui attach {server.base_url}" in scripted.stderr
 
         declined = Terminal("--data-dir", str(data))
         try:
             declined.read_until(b"Attach to the server at")
             declined.type(b"n\r")
             assert declined.wait() == 2
-            assert f"watui attach {server.url}".encode() in declined.screen
+            assert f"watui attach {server.base_url}".encode() in declined.screen
         finally:
             declined.close()
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from serve_process import ServerProcess
 from server_helpers import (
-    ServerProcess,
     api_client,
     fast_engine,
     keep_webhooks_offline,

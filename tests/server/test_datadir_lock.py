@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import REPO, ServerProcess, api_client
+from serve_process import REPO, ServerProcess
+from server_helpers import api_client
 
 from watui.datadir import DataDirLock, DataDirLocked, LockHolder, read_holder
 

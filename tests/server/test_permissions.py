@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from server_helpers import REPO, ServerProcess, api_client
+from serve_process import REPO, ServerProcess
+from server_helpers import api_client
 
 
 def mode(path: Path) -> int:

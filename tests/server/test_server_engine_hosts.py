@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server_helpers import ServerProcess, api_client, decode, read_until
+from serve_process import ServerProcess
+from server_helpers import api_client, decode, read_until
 
 from watui.server import BackgroundServer
 

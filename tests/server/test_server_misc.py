@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 
 import httpx
-from server_helpers import REPO, ServerProcess, api_client
+from serve_process import REPO, ServerProcess
+from server_helpers import api_client
 
 from watui.server import BackgroundServer
 

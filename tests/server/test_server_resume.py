@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import httpx
 from httpx_sse import ServerSentEvent, connect_sse
-from server_helpers import ServerProcess, api_client, decode, read_until
+from serve_process import ServerProcess
+from server_helpers import api_client, decode, read_until
 
 from watui.server import BackgroundServer
 

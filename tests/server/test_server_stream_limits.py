@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import SSEError, connect_sse
-from server_helpers import REPO, api_client, decode, read_until
+from serve_process import REPO
+from server_helpers import api_client, decode, read_until
 from test_server_resume import link
 
 from watui.server import BackgroundServer
