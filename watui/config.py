@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def default_data_dir() -> Path:
@@ -73,6 +79,23 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     webhook_allowed_hosts: list[str] = Field(default_factory=list)
 
+    # Cluster mode (docs/cluster.md): several nodes share PostgreSQL and Redis. Without a
+    # database URL nothing changes: embedded SQLite, one process.
+    database_url: str | None = None
+    """``postgresql://…``: the store of record shared by every node of a cluster."""
+    redis_url: str | None = None
+    """``redis://…``: the event fan-out between nodes (Redis Streams)."""
+    node_id: str = Field(default_factory=lambda: default_node_id())
+    """This node's name in the cluster (default ``<host>-<pid>``)."""
+    node_capacity: int = Field(1000, ge=0)
+    """Sessions this node runs at most."""
+    node_url: str | None = None
+    """The URL other nodes reach this node's API at (default ``http://<host>:<port>``)."""
+    lease_ttl: float = Field(10, gt=0, le=10)
+    """Seconds a node's hold on a session lasts unless renewed (renewed every third of it)."""
+    route_timeout: float = Field(10, gt=0)
+    """Seconds a node waits for the node that runs a session before ``503 NODE_UNAVAILABLE``."""
+
     # Retention.
     event_retention_days: float = Field(30, gt=0)
     message_retention_days: float = Field(90, gt=0)
@@ -84,6 +107,19 @@ class Settings(BaseSettings):
         if self.engine_isolation is not None:
             return self.engine_isolation
         return "process" if self.engine == "neonize" else "inline"
+
+    @property
+    def clustered(self) -> bool:
+        """True when this process is a node of a cluster (a database URL is set)."""
+        return self.database_url is not None
+
+    @property
+    def advertised_url(self) -> str:
+        """Where other nodes reach this node's API."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def db_path(self) -> Path:

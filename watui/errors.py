@@ -104,6 +104,27 @@ class StoreUnavailable(WatuiError):
     """Seconds a client should wait before retrying (the ``Retry-After`` header)."""
 
 
+class NodeUnavailable(WatuiError):
+    """Cluster mode: the node that runs the session did not answer in time (or the session is
+    between nodes). Nothing changed here; retry after ``retry_after`` seconds."""
+
+    code = "NODE_UNAVAILABLE"
+    status = 503
+    retry_after = 2
+
+
+class LeaseLost(NodeUnavailable):
+    """Cluster mode: this node no longer holds the session's lease (another node claimed it,
+    with a newer fencing token), so the store refused the write. The node drops the session."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"Session {session_id!r} moved to another node; nothing was changed here. Retry.",
+            details={"session_id": session_id},
+        )
+        self.session_id = session_id
+
+
 class EventsExpired(WatuiError):
     """A resume from before the oldest event the log still keeps (retention pruned the rest)."""
 

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watui.errors import StoreUnavailable, Unauthorized, WatuiError
+from watui.errors import NodeUnavailable, StoreUnavailable, Unauthorized, WatuiError
 from watui.server.schemas import ERROR_CODE_FOR_STATUS
 
 log = logging.getLogger("watui.server")
@@ -74,7 +74,7 @@ async def _watui_error(request: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] | None = None
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, StoreUnavailable):
+    elif isinstance(exc, (StoreUnavailable, NodeUnavailable)):
         headers = {"Retry-After": str(exc.retry_after)}
     if exc.status >= 500:
         log.warning("%s %s -> %s %s", request.method, request.url.path, exc.code, exc.message)
