@@ -1,0 +1,46 @@
+"""What the cluster's parts hand each other: a node as the nodes table describes it, and the
+question the router asks ("which other node runs this session?")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One row of ``GET /v1/cluster``'s ``nodes``."""
+
+    node_id: str
+    url: str
+    started_at: datetime
+    heartbeat_at: datetime
+    sessions: int
+    """Sessions the node runs (leases it holds), as of its last heartbeat."""
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The node that holds a live lease on a session."""
+
+    node_id: str
+    url: str
+
+
+class Locator(Protocol):
+    """What the router and ``GET /v1/cluster`` need from the cluster."""
+
+    node_id: str
+    """This node."""
+    lease_ttl: float
+
+    async def locate(self, session_id: str) -> Holder | None:
+        """The *other* node holding a live lease on ``session_id``; None when this node holds
+        it, or nobody does (then this node answers the call itself)."""
+        ...
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every node that has heartbeated within a few lease TTLs, oldest first."""
+        ...
