@@ -107,6 +107,14 @@ def main(
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allowed browser origin (repeatable).")
 @data_dir_option
 @log_format_option
+@click.option("--database-url", default=None, metavar="postgresql://…",
+              help="Cluster mode: the PostgreSQL database every node shares (else embedded SQLite).")
+@click.option("--redis-url", default=None, metavar="redis://…",
+              help="Cluster mode: the Redis that fans events out between nodes.")
+@click.option("--node-id", default=None, help="This node's name in the cluster [<host>-<pid>].")
+@click.option("--node-capacity", type=int, default=None, help="Sessions this node runs at most [1000].")
+@click.option("--node-url", default=None,
+              help="The URL other nodes reach this node at [http://HOST:PORT].")
 def serve(
     host: str | None,
     port: int | None,
@@ -115,13 +123,22 @@ def serve(
     cors_origins: tuple[str, ...],
     data_dir: Path | None,
     log_format: str | None,
+    database_url: str | None,
+    redis_url: str | None,
+    node_id: str | None,
+    node_capacity: int | None,
+    node_url: str | None,
 ) -> None:
-    """Headless mode: the same sessions over HTTP and Server-Sent Events."""
+    """Headless mode: the same sessions over HTTP and Server-Sent Events.
+
+    With --database-url, this process is one node of a cluster (docs/cluster.md)."""
     from watui.server import run_server
 
     settings = make_settings(
         host=host, port=port, engine=engine, engine_isolation=engine_isolation, data_dir=data_dir,
         cors_origins=list(cors_origins) or None, log_format=log_format,
+        database_url=database_url, redis_url=redis_url, node_id=node_id,
+        node_capacity=node_capacity, node_url=node_url,
     )
     exit_if_data_dir_unusable(lambda: run_server(settings))
 

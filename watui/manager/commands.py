@@ -82,6 +82,7 @@ class Commands:
         """Start ``session`` (its lock held); ``caller`` None is the restore (no limit)."""
         transition(session.status, Trigger.START)  # raises before anything is reserved
         self.registry.check_limit(session, caller)
+        await self.supervisor.placement.acquire(session, caller)
         stale = self.supervisor.runtimes.get(session.id)
         if stale is not None:  # e.g. a disconnected session waiting to reconnect
             await self.supervisor.teardown(stale)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from watui.clock import Clock
-from watui.machine import EventType, Trigger, transition
+from watui.machine import RUNNING, EventType, Status, Trigger, transition
 from watui.manager.registry import Registry
 from watui.models import NewEvent, Session
 from watui.store import NewMessage, Store, WriteResult
@@ -29,6 +29,8 @@ class Journal:
         self.clock = clock
         self.registry = registry
         self.on_change: list[Callable[[Session], None]] = []
+        self.node_id: str | None = None
+        """Cluster mode: this node, written into the snapshots of the sessions it runs."""
 
     async def apply(
         self,
@@ -52,6 +54,8 @@ class Journal:
             update["status"] = result.target
             if result.changes_status or trigger in (Trigger.RECONNECT_FAILED, Trigger.LOGGED_OUT):
                 update["reason"] = reason
+            if self.node_id is not None:
+                update["node_id"] = self.node_id if runs_on_node(result.target, trigger) else None
         new = session.model_copy(update=update)
         events = [
             NewEvent(
@@ -105,6 +109,13 @@ class Journal:
     def notify(self, session: Session) -> None:
         for callback in self.on_change:
             callback(session)
+
+
+def runs_on_node(status: Status, trigger: Trigger) -> bool:
+    """Whether a session that reached ``status`` by ``trigger`` is still run by its node: a
+    running one is, and so is a disconnected one waiting to reconnect, but not one parked by a
+    shutdown (another node, or this one's next start, takes it up)."""
+    return status in RUNNING or (status is Status.DISCONNECTED and trigger is not Trigger.SHUTDOWN)
 
 
 def _payload(

@@ -30,6 +30,20 @@ class Registry:
             self.sessions[session.id] = session
             self.names[(session.owner, session.name)] = session.id
 
+    def mirror(self, session: Session) -> None:
+        """Cluster mode: take the snapshot another node wrote (its name comes along)."""
+        old = self.sessions.get(session.id)
+        if old is not None and old.name != session.name:
+            self.release_name(old)
+        self.sessions[session.id] = session
+        self.names[(session.owner, session.name)] = session.id
+
+    def forget(self, session_id: str) -> None:
+        """Cluster mode: another node deleted the session."""
+        old = self.sessions.pop(session_id, None)
+        if old is not None:
+            self.release_name(old)
+
     def lock(self, session_id: str) -> asyncio.Lock:
         """The lock every change of one session takes, so its transitions come one at a time."""
         lock = self.locks.get(session_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from watui.clock import Clock, TimerHandle
 from watui.config import Settings
 from watui.engines.base import Engine, EngineEvent, EngineSession
-from watui.errors import EngineFailure, InvalidTransition, StoreUnavailable
+from watui.errors import EngineFailure, InvalidTransition, LeaseLost, StoreUnavailable
+from watui.manager.placement import LocalPlacement, Placement
 from watui.manager.registry import Registry
 from watui.models import MessageStatus, PairCode, Session
 
@@ -128,6 +129,11 @@ class Supervisor:
         self.background: set[asyncio.Task[None]] = set()
         self.handling = 0
         """Items being handled right now, across every runtime (ended ones included)."""
+        self.placement: Placement = LocalPlacement()
+        """Where sessions run (a cluster node's leases; set by the manager)."""
+        self.on_lease_lost: Callable[[str], Awaitable[None]] | None = None
+        """Cluster mode: called when a write was refused because another node took the
+        session over (set by the manager, which drops the session)."""
 
     def spawn(self, session: Session) -> Runtime:
         """Open an engine session for ``session`` and start its task; it takes an active slot."""
@@ -167,10 +173,24 @@ class Supervisor:
             release = getattr(self.engine, "release", None)
             if release is not None:
                 release(session_id)
+        try:
+            await self.placement.release(session_id)
+        except Exception as exc:  # the lease then lapses by itself within its TTL
+            log.warning("releasing %s's placement failed: %s", session_id, exc)
         runtime.inbox.put_nowait(_STOP)
         task = runtime.task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    def finish_later_call(self, call: Awaitable[None]) -> None:
+        """Run ``call`` in the background (a runtime's own task cannot wait for its teardown)."""
+
+        async def run() -> None:
+            await call
+
+        task = asyncio.get_running_loop().create_task(run())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def finish_later(self, runtime: Runtime) -> None:
         """Tear ``runtime`` down after the item being handled (its own task cannot wait for it)."""
@@ -233,6 +253,10 @@ class Supervisor:
                 await self.handler.on_engine(runtime, item)
         except InvalidTransition as exc:
             log.debug("ignored %r for %s: %s", item, runtime.session_id, exc.message)
+        except LeaseLost:
+            log.warning("session %s moved to another node; dropping it here", runtime.session_id)
+            if self.on_lease_lost is not None:
+                self.finish_later_call(self.on_lease_lost(runtime.session_id))
         except StoreUnavailable as exc:  # the store logs the outage itself; no traceback here
             log.warning("session %s could not record %r: %s", runtime.session_id, item, exc.message)
         except Exception:

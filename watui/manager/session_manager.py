@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from watui.bus import EventBus
 from watui.clock import Clock, FakeClock, RealClock
@@ -27,6 +29,7 @@ from watui.machine import RUNNING, Status, Trigger
 from watui.manager.commands import Commands
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
+from watui.manager.placement import LeasePlacement
 from watui.manager.registry import Registry
 from watui.manager.runtime import Supervisor
 from watui.manager.scoped import ScopedService
@@ -41,10 +44,13 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
-from watui.restore import Restorer
+from watui.restore import JITTER, Restorer
 from watui.retention import Retention
 from watui.store import Store
 from watui.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from watui.cluster.node import ClusterNode
 
 
 class SessionManager:
@@ -71,7 +77,9 @@ class SessionManager:
         self._restorer = Restorer(self, concurrency=settings.restore_concurrency)
         self.retention: Retention | None = None
         self.data_lock: DataDirLock | None = None
-        """This process's hold on the data dir (set by :meth:`open`)."""
+        """This process's hold on the data dir (set by :meth:`open`; none in a cluster)."""
+        self.cluster: ClusterNode | None = None
+        """Cluster mode: this process as a node (leases, heartbeats, takeover, fan-out)."""
 
     @property
     def prerender_qr(self) -> bool:
@@ -101,6 +109,8 @@ class SessionManager:
         hundreds of sessions reconnect a few at a time.
         """
         clock = clock or RealClock()
+        if settings.clustered:
+            return await cls._open_node(settings, engine=engine, clock=clock)
         lock, store = await open_data_dir(settings)
         try:
             manager = cls(settings, store, engine or build_engine(settings, clock), clock)
@@ -111,15 +121,44 @@ class SessionManager:
         manager.data_lock = lock
         if isinstance(clock, FakeClock):
             clock.idle = manager.drain_all
-        manager.registry.load(await store.load_sessions())
-        # Before anything is written: every event from here on is queued for its webhook.
-        manager.webhooks = WebhookDispatcher(store, settings, sessions=manager.registry.sessions, clock=clock)
-        manager.webhooks.start()
-        manager.retention = Retention(store, settings, clock)
-        manager.retention.start()
+        await manager._load_and_start_services(store)
         if restore:
             manager._restorer.start()
         return manager
+
+    @classmethod
+    async def _open_node(cls, settings: Settings, *, engine: Engine | None, clock: Clock) -> SessionManager:
+        """Cluster mode: open the shared PostgreSQL store and join the cluster. No start-up
+        restore: the node takes over whatever needs a node (docs/cluster.md), its own
+        sessions of a previous run included."""
+        from watui.cluster.node import ClusterNode
+        from watui.stores.postgres import PostgresStore
+
+        assert settings.database_url is not None
+        settings.ensure_dirs()
+        store = await PostgresStore.open(settings.database_url, max_batch=settings.commit_max_batch)
+        try:
+            manager = cls(settings, store, engine or build_engine(settings, clock), clock)  # type: ignore[arg-type]
+            node = manager.cluster = ClusterNode(manager, store, settings)
+            manager.supervisor.placement = LeasePlacement(node.leases, settings.max_active_sessions_per_owner)
+            manager.supervisor.on_lease_lost = manager.drop
+            manager.journal.node_id = settings.node_id
+            manager.bus.follow(node.feed)
+            node.feed.on_sessions.append(manager._mirror)
+            await manager._load_and_start_services(store)  # type: ignore[arg-type]
+            await node.start()
+        except BaseException:
+            await store.close()
+            raise
+        return manager
+
+    async def _load_and_start_services(self, store: Store) -> None:
+        self.registry.load(await store.load_sessions())
+        # Before anything is written: every event from here on is queued for its webhook.
+        self.webhooks = WebhookDispatcher(store, self.settings, sessions=self.registry.sessions, clock=self.clock)
+        self.webhooks.start()
+        self.retention = Retention(store, self.settings, self.clock)
+        self.retention.start()
 
     async def aclose(self) -> None:
         """Stop every task, park running sessions so start-up resumes them, flush the store."""
@@ -127,22 +166,31 @@ class SessionManager:
             return
         self._closing = True
         await self._restorer.aclose()
+        if self.cluster is not None:
+            await self.cluster.stop_taking_over()
         ids = list(self.supervisor.runtimes)
 
         async def park(session_id: str) -> None:
+            # Parked first, torn down after (the lock keeps the runtime from acting in
+            # between): in a cluster the write needs the lease that the teardown gives up,
+            # and once it is given up another node takes the session over.
             async with self.registry.lock(session_id):
                 runtime = self.supervisor.runtimes.get(session_id)
                 if runtime is None:
                     return
-                await self.supervisor.teardown(runtime)
-                session = self.registry.sessions[session_id]
-                if session.status in RUNNING:
-                    await self.journal.apply(
-                        session, Trigger.SHUTDOWN, reason="shutdown", changes=cleared_link_state(),
-                    )
+                try:
+                    session = self.registry.sessions[session_id]
+                    if session.status in RUNNING:
+                        await self.journal.apply(
+                            session, Trigger.SHUTDOWN, reason="shutdown", changes=cleared_link_state(),
+                        )
+                finally:
+                    await self.supervisor.teardown(runtime)
 
         for start in range(0, len(ids), 500):
             await asyncio.gather(*(park(i) for i in ids[start : start + 500]), return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.aclose()
         await self.bus.close()
         with contextlib.suppress(Exception):
             await self.engine.aclose()
@@ -172,23 +220,84 @@ class SessionManager:
         pairing starts over with fresh codes.
         """
         async with self.registry.lock(session_id):
-            session = self.registry.sessions.get(session_id)
-            if (
-                self._closing or session is None or not session.autostart
-                or session.status is not Status.DISCONNECTED or session_id in self.supervisor.runtimes
-            ):
-                return False  # stopped, started or deleted meanwhile
-            if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
-                runtime = self.supervisor.spawn(session)
-                runtime.on_settled = on_settled
-                self.lifecycle.schedule_reconnect(runtime, session, delay=delay)
-                return True
-            await self.commands.start_locked(session, caller=None)
-            started = self.supervisor.runtimes.get(session_id)
-            if started is None:
-                return False  # the start failed at once
-            started.on_settled = on_settled
+            return await self._restore_locked(session_id, delay=delay, on_settled=on_settled)
+
+    async def _restore_locked(
+        self, session_id: str, *, delay: float, on_settled: Callable[[], None] | None
+    ) -> bool:
+        session = self.registry.sessions.get(session_id)
+        if (
+            self._closing or session is None or not session.autostart
+            or session.status is not Status.DISCONNECTED or session_id in self.supervisor.runtimes
+        ):
+            return False  # stopped, started or deleted meanwhile
+        if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
+            runtime = self.supervisor.spawn(session)
+            runtime.on_settled = on_settled
+            self.lifecycle.schedule_reconnect(runtime, session, delay=delay)
             return True
+        await self.commands.start_locked(session, caller=None)
+        started = self.supervisor.runtimes.get(session_id)
+        if started is None:
+            return False  # the start failed at once
+        started.on_settled = on_settled
+        return True
+
+    # ================================================================ cluster mode
+
+    async def take_over(self, session_id: str) -> None:
+        """This node just claimed ``session_id``'s lease (its node died, or handed it over on
+        shutdown): park it if it was left running, then resume it as a restart would."""
+        session = await self._reload(session_id)
+        async with self.registry.lock(session_id):
+            session = self.registry.sessions.get(session_id)
+            resumed = False
+            if session is not None and session_id not in self.supervisor.runtimes:
+                if session.status in RUNNING:
+                    session = await self.journal.apply(
+                        session, Trigger.SHUTDOWN, reason="node_lost", changes=cleared_link_state(),
+                    )
+                resumed = await self._restore_locked(session_id, delay=random.uniform(0, JITTER), on_settled=None)
+            if not resumed and session_id not in self.supervisor.runtimes:
+                await self.supervisor.placement.release(session_id)  # nothing to run here
+
+    async def drop(self, session_id: str) -> None:
+        """Another node holds ``session_id`` now (this one was paused or cut off past its
+        lease): stop running it here, without writing anything, and take the current
+        snapshot from the store."""
+        async with self.registry.lock(session_id):
+            self.supervisor.placement.forget(session_id)
+            runtime = self.supervisor.runtimes.get(session_id)
+            if runtime is not None:
+                await self.supervisor.teardown(runtime)
+        await self._reload(session_id)
+
+    async def _reload(self, session_id: str) -> Session | None:
+        """The session as the store has it, put in the registry (None: it was deleted)."""
+        rows = await self.store.fetchall("SELECT doc FROM sessions WHERE id = $1", [session_id])
+        if not rows:
+            self._mirror([], [session_id])
+            return None
+        session = Session.model_validate_json(rows[0][0])
+        self.registry.mirror(session)
+        self.journal.notify(session)
+        return session
+
+    def _mirror(self, sessions: list[Session], deleted: list[str]) -> None:
+        """Snapshots other nodes wrote: keep this node's view of the cluster current (the
+        sessions it runs itself it knows best)."""
+        runtimes = self.supervisor.runtimes
+        for session in sessions:
+            if session.id in runtimes:
+                continue
+            current = self.registry.sessions.get(session.id)
+            if current is not None and current.updated_at > session.updated_at:
+                continue  # an older snapshot overtaken by a newer one
+            self.registry.mirror(session)
+            self.journal.notify(session)
+        for session_id in deleted:
+            if session_id not in runtimes:
+                self.registry.forget(session_id)
 
     # ================================================================ what callers use
 

@@ -1,0 +1,71 @@
+"""Where a session runs: this process alone, or one node of a cluster.
+
+The commands ask the placement before a session's runtime is made (``acquire``) and tell it
+when the runtime is gone (``release``). On one node there is nothing to ask: the registry's
+per-owner limit, checked synchronously, is the whole story. In a cluster the placement takes
+the session's lease (watui/cluster/leases.py): only the node holding it runs the session, the
+per-owner limit is checked in the claim's transaction (across every node), and the lease's
+fencing token guards every write the node makes for the session.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from watui.models import Caller, Session
+
+if TYPE_CHECKING:
+    from watui.cluster.leases import Leases
+
+
+class Placement(Protocol):
+    node_id: str | None
+    """The node that runs this process's sessions (None on a single node)."""
+
+    async def acquire(self, session: Session, caller: Caller | None) -> None:
+        """Before ``session``'s runtime is made: raise to refuse (limit, held elsewhere)."""
+        ...
+
+    async def release(self, session_id: str) -> None:
+        """After the session's runtime is gone."""
+        ...
+
+    def forget(self, session_id: str) -> None:
+        """The session was lost to another node: drop it without writing anything."""
+        ...
+
+
+class LocalPlacement:
+    """One process: the registry's limit check (made before) is all there is."""
+
+    node_id: str | None = None
+
+    async def acquire(self, session: Session, caller: Caller | None) -> None:
+        return None
+
+    async def release(self, session_id: str) -> None:
+        return None
+
+    def forget(self, session_id: str) -> None:
+        return None
+
+
+class LeasePlacement:
+    """A cluster node: a session runs here only under this node's lease on it."""
+
+    def __init__(self, leases: Leases, max_active_per_owner: int) -> None:
+        self.leases = leases
+        self.node_id: str | None = leases.node_id
+        self.max_active_per_owner = max_active_per_owner
+
+    async def acquire(self, session: Session, caller: Caller | None) -> None:
+        # Admins and the node's own takeovers and restores (caller None) pass the limit.
+        limit = None if caller is None or caller.admin else self.max_active_per_owner
+        await self.leases.claim(session.id, session.owner, limit=limit)
+
+    async def release(self, session_id: str) -> None:
+        if session_id in self.leases.tokens:
+            await self.leases.release(session_id)
+
+    def forget(self, session_id: str) -> None:
+        self.leases.tokens.pop(session_id, None)
