@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from watui.errors import NodeUnavailable
 from watui.models import Caller, Session
 
 if TYPE_CHECKING:
@@ -53,12 +54,19 @@ class LocalPlacement:
 class LeasePlacement:
     """A cluster node: a session runs here only under this node's lease on it."""
 
-    def __init__(self, leases: Leases, max_active_per_owner: int) -> None:
+    def __init__(self, leases: Leases, max_active_per_owner: int, capacity: int) -> None:
         self.leases = leases
         self.node_id: str | None = leases.node_id
         self.max_active_per_owner = max_active_per_owner
+        self.capacity = capacity
 
     async def acquire(self, session: Session, caller: Caller | None) -> None:
+        if session.id not in self.leases.tokens and len(self.leases.tokens) >= self.capacity:
+            raise NodeUnavailable(
+                f"Node {self.node_id!r} already runs {self.capacity} sessions (its capacity);"
+                " start this one through another node",
+                details={"node_id": self.node_id, "capacity": self.capacity},
+            )
         # Admins and the node's own takeovers and restores (caller None) pass the limit.
         limit = None if caller is None or caller.admin else self.max_active_per_owner
         await self.leases.claim(session.id, session.owner, limit=limit)

@@ -140,7 +140,9 @@ class SessionManager:
         try:
             manager = cls(settings, store, engine or build_engine(settings, clock), clock)  # type: ignore[arg-type]
             node = manager.cluster = ClusterNode(manager, store, settings)
-            manager.supervisor.placement = LeasePlacement(node.leases, settings.max_active_sessions_per_owner)
+            manager.supervisor.placement = LeasePlacement(
+                node.leases, settings.max_active_sessions_per_owner, settings.node_capacity
+            )
             manager.supervisor.on_lease_lost = manager.drop
             manager.journal.node_id = settings.node_id
             manager.bus.follow(node.feed)
