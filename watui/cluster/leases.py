@@ -61,10 +61,12 @@ ADD_MISSING = """
 INSERT INTO leases(session_id, owner, node_id, token, expires_at)
 SELECT s.id, s.owner, '', 0, '-infinity'::timestamptz FROM sessions s
 WHERE s.wants_node AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.session_id = s.id)
+ORDER BY s.id
 ON CONFLICT (session_id) DO NOTHING
 """
 """A lapsed lease row (node '' and token 0: nobody ever held it) for each session that wants a
-node and has none, so that :data:`CLAIM_ORPHANS` can lock rows to split the work."""
+node and has none, so that :data:`CLAIM_ORPHANS` can lock rows to split the work. In id order,
+so two nodes adding the same rows at once wait for each other instead of deadlocking."""
 
 CLAIM_ORPHANS = """
 WITH orphans AS (

@@ -17,14 +17,18 @@ from watui.cluster.types import NodeInfo
 
 _COLUMNS = "node_id, url, started_at, heartbeat_at, sessions, capacity"
 
-UPSERT = """
+_UPSERT = """
 INSERT INTO nodes AS n (node_id, url, started_at, heartbeat_at, capacity, sessions)
 VALUES ($1, $2, now(), now(), $3, $4)
 ON CONFLICT (node_id) DO UPDATE
-SET url = EXCLUDED.url, heartbeat_at = now(), capacity = EXCLUDED.capacity, sessions = EXCLUDED.sessions
+SET url = EXCLUDED.url, heartbeat_at = now(), capacity = EXCLUDED.capacity,
+    sessions = EXCLUDED.sessions{restart}
 """
-"""A heartbeat that also brings a missing row back (deleted by a leave that raced it, or by
-hand), keeping ``started_at`` when the row is there."""
+REGISTER = _UPSERT.format(restart=", started_at = now()")
+"""Join (or rejoin under the same id): the row as new, started now."""
+HEARTBEAT = _UPSERT.format(restart="")
+"""Alive, running this many sessions. An upsert, so a heartbeat also brings back a row that a
+leave racing it (or a person) deleted, keeping ``started_at`` when the row is there."""
 
 
 class Nodes:
@@ -40,12 +44,11 @@ class Nodes:
 
     async def register(self) -> None:
         """Join the cluster: (re)write this node's row, started now, running nothing yet."""
-        await self.pool.execute(
-            UPSERT + ", started_at = now()", self.node_id, self.url, self.capacity, 0)
+        await self.pool.execute(REGISTER, self.node_id, self.url, self.capacity, 0)
 
     async def heartbeat(self, sessions: int) -> None:
         """Say this node is alive and runs ``sessions`` sessions."""
-        await self.pool.execute(UPSERT, self.node_id, self.url, self.capacity, sessions)
+        await self.pool.execute(HEARTBEAT, self.node_id, self.url, self.capacity, sessions)
 
     async def leave(self) -> None:
         """Leave the cluster cleanly (after handing the sessions over): delete the row."""
