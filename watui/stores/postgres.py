@@ -18,6 +18,11 @@ retention or a purge) without a ``MAX(id)`` scan. The cost is that event-writing
 of all nodes commit one at a time; group commit makes each of them carry many events, and a
 batch of events alone is a single statement (counter and rows in one ``WITH``), one round trip.
 
+**Fencing (cluster mode).** With :attr:`PostgresStore.fencing` set, each write transaction
+first locks the lease rows of the sessions it touches (``FOR SHARE``) and refuses, alone and
+with :class:`~watui.errors.LeaseLost`, a write for a session that another node has claimed
+since (see :func:`_may_write` and docs/cluster.md, "Leases and fencing").
+
 Migrations are versioned in ``watui_schema`` and run under an advisory lock, so nodes that
 start together migrate once.
 """
@@ -258,7 +263,7 @@ FENCE_ROWS = (
 )
 """The lease rows of the sessions a write transaction touches, locked until it ends: a claim
 (which updates the row) waits for the write to commit, so no claim slips in between the check
-and the commit. Locked in session-id order, so two writers never wait on each other."""
+and the commit. The locks are shared, so writers on several nodes never wait for each other."""
 
 
 def _touched(write: _Write) -> set[str]:
