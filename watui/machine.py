@@ -62,6 +62,13 @@ DELETED = None
 """``transition`` returns ``None`` as the new status for a deleted session."""
 
 
+def wants_node(status: Status, autostart: bool) -> bool:
+    """Whether a session in this state should be running on some node of a cluster: it runs,
+    or it is disconnected and set to come back by itself (``autostart``). A node whose lease on
+    such a session lapsed (it died) leaves it for another node to claim."""
+    return status in RUNNING or (status is Status.DISCONNECTED and autostart)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     trigger: Trigger

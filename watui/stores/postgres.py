@@ -18,6 +18,11 @@ retention or a purge) without a ``MAX(id)`` scan. The cost is that event-writing
 of all nodes commit one at a time; group commit makes each of them carry many events, and a
 batch of events alone is a single statement (counter and rows in one ``WITH``), one round trip.
 
+**Fencing (cluster mode).** With :attr:`PostgresStore.fencing` set, each write transaction
+first locks the lease rows of the sessions it touches (``FOR SHARE``) and refuses, alone and
+with :class:`~watui.errors.LeaseLost`, a write for a session that another node has claimed
+since (see :func:`_may_write` and docs/cluster.md, "Leases and fencing").
+
 Migrations are versioned in ``watui_schema`` and run under an advisory lock, so nodes that
 start together migrate once.
 """
@@ -32,12 +37,12 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from watui.errors import StoreUnavailable
-from watui.machine import EventType
+from watui.errors import LeaseLost, StoreUnavailable
+from watui.machine import EventType, wants_node
 from watui.models import (
     ApiKey,
     Event,
@@ -142,6 +147,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
     """,
+    # Cluster mode (watui.cluster, docs/cluster.md "Leases and fencing"): the nodes table, the
+    # leases with their fencing tokens (from a sequence, so a token is never given twice), and
+    # which sessions want a node. The backfill spells out watui.machine.wants_node as it is
+    # today; from here on the store's session upsert keeps the column with that function.
+    """
+    CREATE TABLE nodes (
+        node_id      text PRIMARY KEY,
+        url          text NOT NULL,
+        started_at   timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        capacity     integer NOT NULL,
+        sessions     integer NOT NULL DEFAULT 0
+    );
+    CREATE SEQUENCE lease_token;
+    CREATE TABLE leases (
+        session_id text PRIMARY KEY,
+        owner      text NOT NULL,
+        node_id    text NOT NULL,
+        token      bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX leases_owner ON leases(owner, expires_at);
+    CREATE INDEX leases_node ON leases(node_id, expires_at);
+    ALTER TABLE sessions ADD COLUMN wants_node boolean NOT NULL DEFAULT false;
+    UPDATE sessions SET wants_node = (doc::jsonb ->> 'status') IN
+        ('initializing', 'qr_ready', 'connecting', 'connected')
+        OR ((doc::jsonb ->> 'status') = 'disconnected'
+            AND coalesce((doc::jsonb ->> 'autostart')::boolean, false));
+    CREATE INDEX sessions_wants_node ON sessions(id) WHERE wants_node;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -211,6 +246,48 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+class Fence(Protocol):
+    """What the store asks before a write in cluster mode (``watui.cluster.leases.Leases`` is
+    one): which node this is, and the fencing token it holds for a session, if any."""
+
+    node_id: str
+
+    def token(self, session_id: str) -> int | None:
+        """This node's fencing token for ``session_id``; None when it holds no lease on it."""
+        ...
+
+
+FENCE_ROWS = (
+    "SELECT session_id, node_id, token, expires_at > now() FROM leases"
+    " WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR SHARE"
+)
+"""The lease rows of the sessions a write transaction touches, locked until it ends: a claim
+(which updates the row) waits for the write to commit, so no claim slips in between the check
+and the commit. The locks are shared, so writers on several nodes never wait for each other."""
+
+
+def _touched(write: _Write) -> set[str]:
+    """The sessions a write changes (its extra ``statements`` are SQL the store cannot read)."""
+    touched = {e.session_id for e in write.events}
+    touched.update(m.session_id for m in write.messages)
+    touched.update(s.id for s in write.sessions)
+    touched.update(write.deleted)
+    return touched
+
+
+def _may_write(fence: Fence, session_id: str, lease: tuple[str, int, bool] | None) -> bool:
+    """The fencing rule for one session, given its lease row ``(node_id, token, live)``.
+
+    A node holding token T may write only while the row still names it with T (expired but
+    not claimed by anyone else is fine: nobody else wrote since). A node holding no token may
+    write only when no other node holds a live lease (it creates, or changes a session nobody
+    runs)."""
+    mine = fence.token(session_id)
+    if mine is not None:
+        return lease is not None and lease[0] == fence.node_id and lease[1] == mine
+    return lease is None or not lease[2] or lease[0] == fence.node_id
+
+
 class PostgresStore(GroupCommitWriter):
     """Sessions, the commit-ordered event log, messages and API keys in PostgreSQL."""
 
@@ -226,6 +303,15 @@ class PostgresStore(GroupCommitWriter):
         self.commits = 0
         self.last_committed_id = 0
         self.failing: str | None = None
+        self.fencing: Fence | None = None
+        """Cluster mode: when set, every write is checked against the lease rows of the
+        sessions it touches (see :meth:`_fenced_out`); a write that fails the check fails alone
+        with :class:`LeaseLost`. None (single node, tests): no check, no extra round trip."""
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, for the cluster's own tables (leases, nodes)."""
+        return self._pool
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -286,9 +372,17 @@ class PostgresStore(GroupCommitWriter):
 
     async def _commit(self, batch: list[_Write]) -> None:
         started = time.perf_counter()
+        refused: dict[int, str] = {}
+        allowed = batch
         try:
             conn = await self._writer_connection()
-            if self.event_hooks or any(w.messages or w.sessions or w.deleted or w.statements for w in batch):
+            fence = self.fencing
+            if fence is not None:  # the check and the writes in one transaction
+                async with conn.transaction():
+                    refused = await self._fenced_out(conn, fence, batch)
+                    allowed = [write for i, write in enumerate(batch) if i not in refused]
+                    results = await self._apply(conn, allowed)
+            elif self.event_hooks or any(w.messages or w.sessions or w.deleted or w.statements for w in batch):
                 async with conn.transaction():
                     results = await self._apply(conn, batch)
             else:  # events alone are one statement, atomic by itself: one round trip
@@ -320,9 +414,27 @@ class PostgresStore(GroupCommitWriter):
                     callback(all_events)
                 except Exception:
                     log.exception("on_commit callback failed")
-        for write, result in zip(batch, results, strict=True):
+        for write, result in zip(allowed, results, strict=True):
             if not write.future.done():
                 write.future.set_result(result)
+        for index, session_id in refused.items():
+            if not batch[index].future.done():
+                batch[index].future.set_exception(LeaseLost(session_id))
+
+    @staticmethod
+    async def _fenced_out(conn: asyncpg.Connection, fence: Fence, batch: list[_Write]) -> dict[int, str]:
+        """The writes of ``batch`` that this node may not make (index -> the first session it
+        lost), checked against the lease rows locked ``FOR SHARE`` in the caller's transaction."""
+        touched = [_touched(write) for write in batch]
+        session_ids = sorted(set().union(*touched))
+        if not session_ids:
+            return {}
+        rows = await conn.fetch(FENCE_ROWS, session_ids)
+        leases = {row[0]: (row[1], row[2], row[3]) for row in rows}
+        lost = {s for s in session_ids if not _may_write(fence, s, leases.get(s))}
+        if lost:
+            log.warning("refusing writes for sessions this node no longer holds: %s", sorted(lost))
+        return {i: min(sessions & lost) for i, sessions in enumerate(touched) if sessions & lost}
 
     async def _writer_connection(self) -> asyncpg.Connection:
         """The writer keeps one connection (handing it back to the pool after each commit
@@ -368,7 +480,7 @@ class PostgresStore(GroupCommitWriter):
                 "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)",
                 message_count)]
         message_rows: list[tuple[Any, ...]] = []
-        session_rows: dict[str, tuple[str, str, str]] = {}
+        session_rows: dict[str, tuple[str, str, str, bool]] = {}
         deleted: list[tuple[str, list[str]]] = []
         extra: list[Statement] = []
         results: list[WriteResult] = []
@@ -390,7 +502,8 @@ class PostgresStore(GroupCommitWriter):
                 message_rows.append((message.id, m.session_id, m.direction.value, m.chat, m.text,
                                      m.message_id, m.status.value, m.error, m.timestamp))
             for session in write.sessions:
-                session_rows[session.id] = (session.id, session.owner, session.model_dump_json())
+                session_rows[session.id] = (session.id, session.owner, session.model_dump_json(),
+                                            wants_node(session.status, session.autostart))
             for session_id in write.deleted:
                 session_rows.pop(session_id, None)
                 deleted.append((session_id, _MESSAGE_EVENTS))
@@ -402,8 +515,8 @@ class PostgresStore(GroupCommitWriter):
                 message_rows)
         if session_rows:
             await conn.executemany(
-                "INSERT INTO sessions(id, owner, doc) VALUES ($1,$2,$3) ON CONFLICT (id) DO UPDATE"
-                " SET owner = EXCLUDED.owner, doc = EXCLUDED.doc",
+                "INSERT INTO sessions(id, owner, doc, wants_node) VALUES ($1,$2,$3,$4) ON CONFLICT (id)"
+                " DO UPDATE SET owner = EXCLUDED.owner, doc = EXCLUDED.doc, wants_node = EXCLUDED.wants_node",
                 list(session_rows.values()))
         if deleted:
             await conn.executemany("DELETE FROM sessions WHERE id = $1", [(d[0],) for d in deleted])

@@ -1,0 +1,254 @@
+"""Leases and fencing on a real PostgreSQL: one lease per session, expiry and takeover with a
+greater token, renewal, the cluster-wide per-owner limit, orphans split between nodes, and the
+store refusing the writes of a node that lost its lease."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from watui.cluster.leases import LeaseHeld, Leases
+from watui.cluster.nodes import Nodes
+from watui.cluster.types import Holder
+from watui.errors import LeaseLost, SessionLimitReached
+from watui.machine import EventType, Status, wants_node
+from watui.models import NewEvent, Session, utcnow
+from watui.stores.postgres import MIGRATIONS, PostgresStore
+
+OpenNodes = Callable[[int], Awaitable[list[PostgresStore]]]
+
+TTL = 0.5
+"""Short enough to let a lease lapse in a test; waits below are TTL plus a margin."""
+
+_ids = itertools.count(1)
+
+
+def session(owner: str = "alice", status: Status = Status.CONNECTED, *, autostart: bool = False) -> Session:
+    now = utcnow()
+    n = next(_ids)
+    return Session(id=f"s{n}", name=f"s{n}", owner=owner, status=status, autostart=autostart,
+                   created_at=now, updated_at=now)
+
+
+def event(s: Session, text: str = "") -> NewEvent:
+    return NewEvent(type=EventType.STATUS, session_id=s.id, owner=s.owner, payload={"note": text})
+
+
+async def lapse() -> None:
+    await asyncio.sleep(TTL + 0.3)
+
+
+async def test_a_lease_is_held_by_one_node_at_a_time(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    await Nodes(a.pool, "A", "http://a:1", 10).register()
+    la, lb = Leases(a.pool, "A", 10), Leases(b.pool, "B", 10)
+
+    token = await la.claim("s", "alice")
+    with pytest.raises(LeaseHeld) as held:
+        await lb.claim("s", "alice")
+    assert held.value.node_id == "A" and held.value.details == {"session_id": "s", "node_id": "A"}
+    assert lb.tokens == {}
+    assert await la.claim("s", "alice") == token, "re-claiming its own live lease keeps the token"
+    assert la.tokens == {"s": token}
+    assert await lb.holder("s") == Holder(node_id="A", url="http://a:1")
+    assert await la.holder("s") is None, "holder() names other nodes only"
+    assert await la.nodes_of() == {"s": "A"} and await lb.count_by_node() == {"A": 1}
+
+
+async def test_an_expired_lease_is_taken_over_with_a_greater_token(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", TTL), Leases(b.pool, "B", TTL)
+    first = await la.claim("s", "alice")
+    await lapse()
+    assert await lb.holder("s") is None
+    second = await lb.claim("s", "alice")
+    assert second > first
+    with pytest.raises(LeaseHeld):
+        await la.claim("s", "alice")
+    assert "s" not in la.tokens
+
+
+async def test_renew_keeps_the_leases_still_held_and_reports_the_lost_ones(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", TTL), Leases(b.pool, "B", TTL)
+    t1, t2 = await la.claim("s1", "alice"), await la.claim("s2", "alice")
+    for _ in range(3):  # renewed past its TTL several times over: still A's
+        await asyncio.sleep(TTL / 2)
+        assert await la.renew() == set()
+    with pytest.raises(LeaseHeld):
+        await lb.claim("s1", "alice")
+
+    await lapse()  # both lapse; B takes s2 only
+    await lb.claim("s2", "alice")
+    assert await la.renew() == {"s2"}
+    assert la.tokens == {"s1": t1}, "expired but claimed by nobody: renewed, same token"
+    assert t2 not in la.tokens.values()
+    with pytest.raises(LeaseHeld):
+        await lb.claim("s1", "alice")
+
+
+async def test_release_hands_the_session_over_and_never_gives_a_token_twice(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", 10), Leases(b.pool, "B", 10)
+    first = await la.claim("s", "alice")
+    await la.release("s")
+    assert la.tokens == {} and await la.count_live() == 0
+    second = await lb.claim("s", "alice")
+    await lb.release("s")
+    third = await la.claim("s", "alice")
+    assert first < second < third
+
+    await la.claim("t", "alice")
+    await la.release_all()
+    assert la.tokens == {} and await la.renew() == set()
+    assert await lb.claim("s", "alice") > third
+    assert await lb.claim("t", "alice") > third
+
+
+async def test_fencing_refuses_the_write_of_a_node_that_lost_the_lease_and_only_that(
+    open_nodes: OpenNodes,
+) -> None:
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", TTL), Leases(b.pool, "B", TTL)
+    a.fencing, b.fencing = la, lb
+    s, t = session(), session()
+    await a.write(sessions=[s, t], events=[event(s, "created"), event(t, "created")])
+    await la.claim(s.id, s.owner)
+    await la.claim(t.id, t.owner)
+
+    await lapse()  # A was paused past its TTL; B claims s (t lapsed too, but nobody took it)
+    await lb.claim(s.id, s.owner)
+    before = await a.max_event_id()
+    commits = a.commits
+    lost, kept = await asyncio.gather(
+        a.write(events=[event(s, "stale")], sessions=[s]),
+        a.write(events=[event(t, "fresh")], sessions=[t]),
+        return_exceptions=True,
+    )
+    assert a.commits == commits + 1, "both writes went in one transaction"
+    assert isinstance(lost, LeaseLost) and lost.session_id == s.id
+    assert not isinstance(kept, BaseException)
+    assert [e.id for e in kept.events] == [before + 1], "the refused write took no event id"
+
+    written = await b.write(events=[event(s, "on B")])
+    assert written.events[0].id == before + 2
+    notes = [e.payload["note"] for e in await b.read_events(session_id=s.id)]
+    assert notes == ["created", "on B"]
+
+
+async def test_a_node_with_no_token_cannot_write_a_session_another_node_holds(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", 10), Leases(b.pool, "B", 10)
+    a.fencing = la
+    s = session()
+    await a.write(sessions=[s])  # nobody holds it: A may create it
+    await lb.claim(s.id, s.owner)
+    for write in ({"sessions": [s]}, {"events": [event(s)]}, {"deleted": [s.id]}):
+        with pytest.raises(LeaseLost):
+            await a.write(**write)  # type: ignore[arg-type]
+    await lb.release(s.id)
+    await a.write(events=[event(s, "after release")], sessions=[s])
+    assert [e.payload["note"] for e in await a.read_events(session_id=s.id)] == ["after release"]
+
+
+async def test_without_fencing_the_store_writes_as_before(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    s = session()
+    await Leases(b.pool, "B", 10).claim(s.id, s.owner)
+    assert a.fencing is None
+    written = await a.write(events=[event(s)], sessions=[s])
+    assert len(written.events) == 1
+
+
+async def test_fifty_concurrent_claims_on_three_nodes_never_exceed_the_owner_limit(
+    open_nodes: OpenNodes,
+) -> None:
+    nodes = await open_nodes(3)
+    leases = [Leases(store.pool, f"N{i}", 10) for i, store in enumerate(nodes)]
+    outcomes = await asyncio.gather(
+        *(leases[i % 3].claim(f"s{i}", "alice", limit=5) for i in range(50)), return_exceptions=True)
+    won = [o for o in outcomes if isinstance(o, int)]
+    refused = [o for o in outcomes if isinstance(o, SessionLimitReached)]
+    assert len(won) == 5 and len(refused) == 45, outcomes
+    assert refused[0].details == {"owner": "alice", "limit": 5}
+    assert "already has 5 active sessions" in refused[0].message
+    assert await leases[0].count_live("alice") == 5
+
+    holder = next(lease for lease in leases if lease.tokens)
+    mine = next(iter(holder.tokens))
+    assert await holder.claim(mine, "alice", limit=5) == holder.tokens[mine], "its own slot"
+    await leases[1].claim("b1", "bob", limit=5)  # another owner has its own limit
+    await holder.release(mine)
+    await leases[2].claim("s-late", "alice", limit=5)  # a released slot is free again
+
+
+async def test_orphans_are_split_between_nodes_without_overlap(open_nodes: OpenNodes) -> None:
+    a, b, c = await open_nodes(3)
+    wanted = [session() for _ in range(10)]
+    wanted += [session(status=Status.DISCONNECTED, autostart=True) for _ in range(2)]
+    unwanted = [session(status=Status.STOPPED), session(status=Status.DISCONNECTED),
+                session(status=Status.FAILED, autostart=True)]
+    running_on_c = session()
+    await a.write(sessions=[*wanted, *unwanted, running_on_c])
+    lc = Leases(c.pool, "C", 10)
+    await lc.claim(running_on_c.id, running_on_c.owner)
+    dead = Leases(c.pool, "dead", TTL)
+    dead_token = await dead.claim(wanted[0].id, wanted[0].owner)  # a node that then dies
+    await lapse()
+
+    la, lb = Leases(a.pool, "A", 10), Leases(b.pool, "B", 10)
+    got_a, got_b = await asyncio.gather(la.claim_orphans(8), lb.claim_orphans(8))
+    assert len(got_a) <= 8 and len(got_b) <= 8
+    assert not set(got_a) & set(got_b)
+    assert set(got_a) | set(got_b) == {s.id for s in wanted}
+    assert {**got_a, **got_b}[wanted[0].id] > dead_token
+    assert la.tokens == got_a and lb.tokens == got_b
+    assert await la.claim_orphans(8) == {} and await lb.claim_orphans(8) == {}
+
+    # A session that stops no longer wants a node: the store's upsert keeps the column.
+    stopped = wanted[1].model_copy(update={"status": Status.STOPPED})
+    await a.write(sessions=[stopped])
+    owner = la if stopped.id in la.tokens else lb
+    await owner.release(stopped.id)
+    assert await lc.claim_orphans(8) == {}
+
+
+async def test_the_migration_backfills_which_sessions_want_a_node(open_nodes: OpenNodes) -> None:
+    (store,) = await open_nodes(1)
+    rows = {s.id: s for s in (session(), session(status=Status.STOPPED),
+                              session(status=Status.DISCONNECTED, autostart=True))}
+    await store.write(sessions=list(rows.values()))
+    await store.pool.execute("UPDATE sessions SET wants_node = NOT wants_node")
+    backfill = next(part for part in MIGRATIONS[1].split(";") if "UPDATE sessions" in part)
+    await store.pool.execute(backfill)
+    got = {r[0]: r[1] for r in await store.fetchall("SELECT id, wants_node FROM sessions")}
+    assert got == {i: wants_node(s.status, s.autostart) for i, s in rows.items()}
+    assert sorted(got.values()) == [False, True, True]
+
+
+async def test_a_claim_waits_for_a_fenced_write_in_flight(open_nodes: OpenNodes) -> None:
+    """The check locks the lease rows ``FOR SHARE`` until the write commits: a claim cannot
+    commit between a write's check and its commit (else the old holder's write would land
+    after the new holder took over)."""
+    a, b = await open_nodes(2)
+    la, lb = Leases(a.pool, "A", TTL), Leases(b.pool, "B", TTL)
+    a.fencing = la
+    s = session()
+    await la.claim(s.id, s.owner)
+    await lapse()  # lapsed, but nobody claimed it: A may still write
+    finished: list[str] = []
+
+    async def slow_write() -> None:
+        await a.write(events=[event(s, "last words")], statements=[("SELECT pg_sleep(0.6)", ())])
+        finished.append("write")
+
+    async def claim() -> None:
+        await asyncio.sleep(0.2)  # the write has passed its check and sleeps in its transaction
+        await lb.claim(s.id, s.owner)
+        finished.append("claim")
+
+    await asyncio.gather(slow_write(), claim())
+    assert finished == ["write", "claim"]
