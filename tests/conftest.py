@@ -48,14 +48,15 @@ def admin(manager: SessionManager) -> ScopedService:
     return manager.service(Caller.local_admin())
 
 
-SERVER = os.environ.get("WATUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_SERVER = os.environ.get("WATUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 """A PostgreSQL server (trust auth) where the run may create and drop a database."""
 
-def _admin(sql: str) -> None:
+
+def _pg_admin(sql: str) -> None:
     """Run ``sql`` on the server, on a thread of its own (the caller may be inside a loop)."""
 
     async def run() -> None:
-        conn = await asyncpg.connect(SERVER)
+        conn = await asyncpg.connect(PG_SERVER)
         try:
             await conn.execute(sql)
         finally:
@@ -67,10 +68,11 @@ def _admin(sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A database of its own for this run: runs never see each other's rows."""
+    """A database of its own for this run (created on first use, dropped after the run):
+    runs never see each other's rows."""
     name = "watui_test_" + secrets.token_hex(6)
-    _admin(f'CREATE DATABASE "{name}"')
+    _pg_admin(f'CREATE DATABASE "{name}"')
     try:
-        yield SERVER.rsplit("/", 1)[0] + "/" + name
+        yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,6 +9,12 @@ id order.
 The seam between replay and live needs no lock: every event a subscriber skipped was
 committed before it was skipped (fan-out runs after commit), so the next read from the store
 includes it; anything that arrives both ways is dropped by id.
+
+In cluster mode the bus follows a feed (:meth:`EventBus.follow`, :mod:`watui.cluster.fanout`)
+instead of its store's commits: the feed delivers every node's events in id order, so a local
+event never overtakes a remote one with a smaller id (which subscribers would then drop as a
+duplicate). The seam argument holds the same way: the feed hands an event out only after it
+committed, so a lagging subscriber's read from the store has it.
 """
 
 from __future__ import annotations
@@ -16,15 +22,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Protocol
 
 from watui.machine import EventType
 from watui.models import Event, NewEvent, Session
-from watui.store import Store
+from watui.stores.base import StoreProtocol
 
 log = logging.getLogger(__name__)
 
 _CLOSED = object()
+
+
+class EventSource(Protocol):
+    """Where a bus takes its events from in cluster mode: every node's committed events, in
+    id order, with no gap and no duplicate (:class:`watui.cluster.fanout.ClusterFeed`)."""
+
+    on_events: list[Callable[[list[Event]], None]]
+    delivered_id: int
+    """The last event id handed to ``on_events``."""
 
 
 class EventFilter:
@@ -61,7 +77,7 @@ class BusSubscription:
         self._buffer: deque[Event] = deque()
         self.lagging = after_id is not None
         """True while events may be in the store that this subscriber has not queued."""
-        self.last_id = after_id if after_id is not None else bus.store.last_committed_id
+        self.last_id = after_id if after_id is not None else bus.last_id
         self.resyncs = 0
         self.closed = False
 
@@ -134,11 +150,29 @@ class BusSubscription:
 
 
 class EventBus:
-    def __init__(self, store: Store, *, queue_size: int = 1024) -> None:
+    def __init__(self, store: StoreProtocol, *, queue_size: int = 1024) -> None:
         self.store = store
         self.queue_size = queue_size
         self._subscribers: set[BusSubscription] = set()
+        self._source: EventSource | None = None
         store.on_commit.append(self._fan_out)
+
+    def follow(self, source: EventSource) -> None:
+        """Cluster mode: fan out ``source``'s events (every node's, in id order) instead of
+        this node's own commits. Call it before anyone subscribes."""
+        if self._source is not None:
+            raise RuntimeError("this bus already follows a feed")
+        self.store.on_commit.remove(self._fan_out)
+        source.on_events.append(self._fan_out)
+        self._source = source
+
+    @property
+    def last_id(self) -> int:
+        """The newest event id this bus has fanned out (or would have): where a new
+        subscriber without ``after_id`` starts."""
+        if self._source is not None:
+            return self._source.delivered_id
+        return self.store.last_committed_id
 
     async def publish(
         self, events: Sequence[NewEvent], *, sessions: Sequence[Session] = ()

@@ -36,6 +36,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -232,6 +233,34 @@ def _unavailable(exc: Exception, *, outage: bool = False) -> Exception:
     return exc
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one transaction committed, for the nodes of a cluster to share (the fan-out):
+    its events (with their ids), the session snapshots it wrote (the last one of each
+    session) and the ids of the sessions it deleted."""
+
+    events: list[Event] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _committed(batch: list[_Write], results: list[WriteResult]) -> Committed:
+    sessions: dict[str, Session] = {}
+    deleted: list[str] = []
+    for write in batch:
+        for session in write.sessions:
+            sessions[session.id] = session
+        for session_id in write.deleted:  # the transaction deletes after it upserts
+            sessions.pop(session_id, None)
+            deleted.append(session_id)
+    gone = set(deleted)
+    return Committed(
+        events=[event for result in results for event in result.events],
+        sessions=[session for session in sessions.values() if session.id not in gone],
+        deleted=deleted,
+    )
+
+
 def _event(row: Any) -> Event:
     return Event(id=row[0], type=EventType(row[1]), session_id=row[2], owner=row[3],
                  timestamp=row[4], payload=json.loads(row[5]))
@@ -299,6 +328,9 @@ class PostgresStore(GroupCommitWriter):
         self._writer: asyncpg.Connection | None = None
         self.event_hooks: list[EventHook] = []
         self.on_commit: list[Callable[[list[Event]], None]] = []
+        self.on_commit_batch: list[Callable[[Committed], None]] = []
+        """Called in commit order, right after each transaction that wrote events, sessions
+        or deletes, with all of it (cluster fan-out, :mod:`watui.cluster.fanout`)."""
         self.commit_observers: list[Callable[[float], None]] = []
         self.commits = 0
         self.last_committed_id = 0
@@ -414,6 +446,14 @@ class PostgresStore(GroupCommitWriter):
                     callback(all_events)
                 except Exception:
                     log.exception("on_commit callback failed")
+        if self.on_commit_batch:
+            committed = _committed(allowed, results)
+            if committed.events or committed.sessions or committed.deleted:
+                for batch_callback in self.on_commit_batch:
+                    try:
+                        batch_callback(committed)
+                    except Exception:
+                        log.exception("on_commit_batch callback failed")
         for write, result in zip(allowed, results, strict=True):
             if not write.future.done():
                 write.future.set_result(result)
