@@ -23,10 +23,17 @@ class WatuiError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this refusal (``WWW-Authenticate``, ``Retry-After``)."""
+        return {}
+
 
 class Unauthorized(WatuiError):
     code = "UNAUTHORIZED"
     status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(WatuiError):
@@ -103,6 +110,9 @@ class StoreUnavailable(WatuiError):
     retry_after = 5
     """Seconds a client should wait before retrying (the ``Retry-After`` header)."""
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class NodeUnavailable(WatuiError):
     """Cluster mode: the node that runs the session did not answer in time (or the session is
@@ -111,6 +121,9 @@ class NodeUnavailable(WatuiError):
     code = "NODE_UNAVAILABLE"
     status = 503
     retry_after = 2
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class LeaseLost(NodeUnavailable):

@@ -159,6 +159,10 @@ class Session(BaseModel):
     owner: str
     status: Status = Status.STOPPED
     reason: str | None = None
+    node_id: str | None = Field(
+        None, description="cluster mode: the node running the session; null when it is not "
+        "running, or in single-node mode",
+    )
     link_method: LinkMethod = LinkMethod.QR
     phone_number: str | None = None
     push_name: str | None = None

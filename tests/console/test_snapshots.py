@@ -17,6 +17,7 @@ from watui.clock import FakeClock
 from watui.engines.simulated import SimulatedEngine
 from watui.errors import EngineFailure
 from watui.models import Session
+from watui.widgets.messages import StateChanged
 
 from .conftest import AppFactory, act, find, spec, sync
 
@@ -316,3 +317,20 @@ def _mark_and(*names: str, keys: tuple[str, ...]) -> Callable[[Pilot], Awaitable
         await pilot.press(*keys)
 
     return then
+
+
+async def _on_nodes(pilot: Pilot) -> None:
+    """Cluster mode: each running session on one of two nodes (as the nodes' leases say), the
+    others on none. Put into the console's state the way a refresh from the service would."""
+    app = pilot.app
+    running = sorted((s for s in app.state.sessions.values() if s.running), key=lambda s: s.name)
+    for n, session in enumerate(running):
+        app.state.put(session.model_copy(update={"node_id": ("node-a", "node-b")[n % 2]}))
+    app.post_to_screens(StateChanged(frozenset(s.id for s in running)))
+
+
+@SIZES
+def test_table_with_nodes(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                          size: tuple[int, int]) -> None:
+    """The NODE column (only in a cluster) and the node in the detail pane."""
+    assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, then=_on_nodes))

@@ -21,6 +21,7 @@ from server_helpers import (
     make_settings,
 )
 
+from watui.cluster.types import Locator
 from watui.server import BackgroundServer
 
 
@@ -30,9 +31,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., BackgroundServer]]:
     started: list[BackgroundServer] = []
 
     def start(data_dir: Path | None = None, engine_factory: Callable[[], Any] | None = fast_engine,
-              send_timeout: float = 30.0, **overrides: Any) -> BackgroundServer:
+              send_timeout: float = 30.0, locator: Locator | None = None, **overrides: Any) -> BackgroundServer:
         settings = make_settings(data_dir or tmp_path / f"data{len(started)}", **overrides)
-        server = BackgroundServer(settings, engine_factory=engine_factory, send_timeout=send_timeout)
+        server = BackgroundServer(settings, engine_factory=engine_factory, send_timeout=send_timeout,
+                                  locator=locator)
         server.start()
         keep_webhooks_offline(server)
         started.append(server)

@@ -3,8 +3,10 @@
 Each route authenticates the caller, asks the manager for a service scoped to that caller's
 owner and makes one service call. Nothing about a session's lifecycle is decided here. One
 router per resource: sessions (:mod:`.routes_sessions`), streams (:mod:`.routes_streams`),
-webhook deliveries (:mod:`.routes_webhooks`) and the server's own routes
-(:mod:`.routes_server`: health, metrics, docs); what they share is in :mod:`.deps`.
+webhook deliveries (:mod:`.routes_webhooks`), the cluster's nodes (:mod:`.routes_cluster`)
+and the server's own routes (:mod:`.routes_server`: health, metrics, docs); what they share is
+in :mod:`.deps`. In cluster mode, calls for sessions that run on another node are answered by
+that node (:mod:`watui.cluster.routing`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from watui import __version__, logthrottle
+from watui.cluster.routing import Forwarder, RoutingMiddleware
+from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
 from watui.server.routes_bulk import bulk_router
+from watui.server.routes_cluster import cluster_router
 from watui.server.routes_engine import engine_router
 from watui.server.routes_events import events_router
 from watui.server.routes_server import install_docs, server_router
@@ -31,6 +36,7 @@ from watui.server.schemas import ErrorResponse
 from watui.server.state import ServerState
 
 if TYPE_CHECKING:
+    from watui.cluster.types import Locator
     from watui.config import Settings
     from watui.manager import SessionManager
 
@@ -43,14 +49,17 @@ def create_app(
     *,
     owns_manager: bool = False,
     send_timeout: float = 30.0,
+    locator: Locator | None = None,
 ) -> FastAPI:
     """The HTTP + SSE app over an open manager.
 
     With ``owns_manager`` the app closes the manager when it shuts down (``watui serve``);
-    otherwise the caller does. ``send_timeout`` drops an SSE client that stops reading.
+    otherwise the caller does. ``send_timeout`` drops an SSE client that stops reading. A
+    ``locator`` (cluster mode) routes calls for sessions that run on other nodes to them
+    (:mod:`watui.cluster.routing`) and feeds ``GET /v1/cluster``.
     """
     settings = settings or manager.settings
-    state = ServerState(manager, settings, send_timeout)
+    state = ServerState(manager, settings, send_timeout, locator)
     manager.prerender_qr = True  # QR PNGs drawn off the event loop, before their events
     logthrottle.install()
 
@@ -61,6 +70,8 @@ def create_app(
             yield
         finally:
             await state.stop_streams()
+            if forwarder is not None:
+                await forwarder.aclose()
             if owns_manager:
                 await manager.aclose()
 
@@ -85,7 +96,7 @@ def create_app(
     install_docs(app)
     routers = [
         server_router(), sessions_router(simulated=state.simulated), streams_router(), webhooks_router,
-        engine_router, events_router, bulk_router,
+        engine_router, events_router, bulk_router, cluster_router,
     ]
     app.state.route_methods = [
         (route.path_regex, frozenset(route.methods or ()))
@@ -93,6 +104,12 @@ def create_app(
     ]
     for router in routers:
         app.include_router(router)
+    forwarder: Forwarder | None = None
+    if locator is not None:
+        # Inside the body cap (added before it = nearer the routes): what it forwards is bounded.
+        forwarder = Forwarder(locator.node_id, settings.route_timeout)
+        app.add_middleware(RoutingMiddleware, locator=locator, forwarder=forwarder,
+                           authenticate=caller_from_header)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Added last = outermost: refusals (401, 413, …) carry the CORS headers too.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from watui.errors import Unauthorized
 from watui.models import Caller
@@ -61,6 +62,14 @@ async def require_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     return await caller_for_secret(request, credentials.credentials if credentials else None)
+
+
+async def caller_from_header(request: Request) -> Caller:
+    """:func:`require_caller` outside FastAPI's dependencies (the cluster router, which runs
+    before any route): the ``Authorization: Bearer`` header read the way ``bearer`` reads it."""
+    scheme, credentials = get_authorization_scheme_param(request.headers.get("Authorization"))
+    secret = credentials if scheme.lower() == "bearer" and credentials else None
+    return await caller_for_secret(request, secret)
 
 
 async def require_stream_caller(

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watui.errors import NodeUnavailable, StoreUnavailable, Unauthorized, WatuiError
+from watui.errors import WatuiError
 from watui.server.schemas import ERROR_CODE_FOR_STATUS
 
 log = logging.getLogger("watui.server")
@@ -71,14 +71,14 @@ def _validation_message(details: dict[str, Any]) -> str:
 
 async def _watui_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, WatuiError)
-    headers: dict[str, str] | None = None
-    if isinstance(exc, Unauthorized):
-        headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, (StoreUnavailable, NodeUnavailable)):
-        headers = {"Retry-After": str(exc.retry_after)}
     if exc.status >= 500:
         log.warning("%s %s -> %s %s", request.method, request.url.path, exc.code, exc.message)
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+    return refusal(exc)
+
+
+def refusal(exc: WatuiError) -> JSONResponse:
+    """A service error as the client sees it: the envelope, its status and its headers."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers() or None)
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:

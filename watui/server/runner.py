@@ -25,6 +25,7 @@ from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
 from watui.tuning import tune_gc
 
 if TYPE_CHECKING:
+    from watui.cluster.types import Locator
     from watui.engines.base import Engine
     from watui.manager import SessionManager
 
@@ -106,9 +107,11 @@ async def serve(
     on_ready: Callable[[WatuiServer], None] | None = None,
     announce: bool = True,
     send_timeout: float = 30.0,
+    locator: Locator | None = None,
 ) -> None:
     """Open the manager (unless given), make the first admin key if needed, and serve until
-    told to stop. A manager given here is closed by the server's shutdown as well."""
+    told to stop. A manager given here is closed by the server's shutdown as well. A
+    ``locator`` makes this server a node of a cluster (see :func:`create_app`)."""
     from watui.manager import SessionManager
 
     if manager is None:
@@ -127,7 +130,7 @@ async def serve(
         else:  # JSON logs go to a log shipper: keep the key out of what it collects
             print(f"No API key existed, so an admin key was created and saved (mode 0600) to {key_file}",
                   flush=True)
-    app = create_app(manager, settings, owns_manager=True, send_timeout=send_timeout)
+    app = create_app(manager, settings, owns_manager=True, send_timeout=send_timeout, locator=locator)
 
     def ready(server: WatuiServer) -> None:
         url = f"http://{settings.host}:{server.port}"
@@ -172,7 +175,9 @@ class BackgroundServer:
         log_level: str = "warning",
         port: int = 0,
         send_timeout: float = 30.0,
+        locator: Locator | None = None,
     ) -> None:
+        self.locator = locator
         self.settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
         self.engine_factory = engine_factory
         self.log_level = log_level
@@ -211,7 +216,8 @@ class BackgroundServer:
                 self._ready.set_result(None)
 
             await serve(self.settings, manager=self.manager, log_level=self.log_level,
-                        on_ready=ready, announce=False, send_timeout=self.send_timeout)
+                        on_ready=ready, announce=False, send_timeout=self.send_timeout,
+                        locator=self.locator)
 
         try:
             asyncio.run(main())

@@ -79,10 +79,12 @@ class ErrorResponse(BaseModel):
 ERROR_CODES: dict[int, dict[str, str]] = {
     400: {"BAD_REQUEST": "the request cannot be read (bad header, bad encoding)"},
     401: {"UNAUTHORIZED": "no API key, an unknown one or a revoked one"},
-    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route: metrics, engine hosts)"},
+    403: {"FORBIDDEN": "the key is valid but may not do this (an admin-only route: metrics, engine "
+                       "hosts, cluster)"},
     404: {
         "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
-        "NOT_FOUND": "no such route (also /simulate with the real engine)",
+        "NOT_FOUND": "no such route (also /simulate with the real engine, /cluster on a server "
+                     "that runs alone)",
     },
     405: {"METHOD_NOT_ALLOWED": "the route exists but not with this method"},
     406: {"NOT_ACCEPTABLE": "the Accept header asks for a type this route cannot give"},
@@ -105,8 +107,12 @@ ERROR_CODES: dict[int, dict[str, str]] = {
     429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
     502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
-    503: {"STORE_UNAVAILABLE": "the store cannot write right now (disk full, read-only);"
-                               " nothing changed, retry after `Retry-After` seconds"},
+    503: {
+        "STORE_UNAVAILABLE": "the store cannot write right now (disk full, read-only);"
+                             " nothing changed, retry after `Retry-After` seconds",
+        "NODE_UNAVAILABLE": "cluster mode: the node that runs the session did not answer in time;"
+                            " retry after `Retry-After` seconds",
+    },
 }
 
 ERROR_CODE_FOR_STATUS: dict[int, str] = {

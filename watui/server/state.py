@@ -19,6 +19,7 @@ from watui.service import Subscription
 from watui.webhook_guard import WebhookGuard
 
 if TYPE_CHECKING:
+    from watui.cluster.types import Locator
     from watui.config import Settings
     from watui.manager import SessionManager
 
@@ -26,8 +27,12 @@ log = logging.getLogger("watui.server")
 
 
 class ServerState:
-    def __init__(self, manager: SessionManager, settings: Settings, send_timeout: float) -> None:
+    def __init__(
+        self, manager: SessionManager, settings: Settings, send_timeout: float, locator: Locator | None = None
+    ) -> None:
         self.manager = manager
+        self.locator = locator
+        """Cluster mode: which node runs which session, and the nodes; None on a single node."""
         self.settings = settings
         self.send_timeout = send_timeout
         self.frames = FrameCache()

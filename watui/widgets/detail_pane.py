@@ -113,6 +113,8 @@ class FieldsSection(DetailSection):
                                              f"  {session_look(session).meaning}"))
         if session.reason:
             grid.add_row("Reason", plain(session.reason, style="bold red" if session.status == "failed" else ""))
+        if session.node_id:
+            grid.add_row("Node", plain(session.node_id))
         grid.add_row("Phone", phone(session.phone_number))
         if session.push_name:
             grid.add_row("Push name", plain(session.push_name))

@@ -40,13 +40,16 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 0, 12),
     Column("status", "STATUS", BADGE_WIDTH),
+    Column("node", "NODE", 12),
     Column("phone", "PHONE", 15),
     Column("activity", "ACTIVE", 9),
     Column("messages", "IN/OUT", 9, right=True),
     Column("reconnects", "↻", 4, right=True),
 )
-DROP_ORDER = ("reconnects", "phone", "messages")
+DROP_ORDER = ("reconnects", "phone", "messages", "node")
 """Columns given up first when the table is too narrow for all of them."""
+CLUSTER_COLUMNS = frozenset({"node"})
+"""Shown only when some session has a node (cluster mode), so a single node's table is as before."""
 
 
 def cell_text(column: str, session: Session, now: datetime) -> str:
@@ -60,6 +63,8 @@ def cell_text(column: str, session: Session, now: datetime) -> str:
         return f"{session.messages_received}/{session.messages_sent}"
     if column == "reconnects":
         return str(session.reconnect_count)
+    if column == "node":
+        return clean(session.node_id) if session.node_id else "—"
     return session.status.value
 
 
@@ -151,6 +156,8 @@ class SessionsTable(ScrollView, can_focus=True):
         self.empty_message = "No sessions."
         self._last_highlight: str | bool | None = False
         self.marked: set[str] = set()
+        self.clustered = False
+        """Some session shown has a node: the NODE column is on."""
 
     # -- data -------------------------------------------------------------------------
 
@@ -170,6 +177,7 @@ class SessionsTable(ScrollView, can_focus=True):
         keep = keep if keep is not None else self.current_id
         self.rows = rows
         self._index = {s.id: i for i, s in enumerate(rows)}
+        self.clustered = any(s.node_id for s in rows)
 
         if keep is not None and keep in self._index:
             self.cursor = self._index[keep]
@@ -213,7 +221,7 @@ class SessionsTable(ScrollView, can_focus=True):
 
     def columns_for(self, width: int) -> list[tuple[Column, int]]:
         """Visible columns and their widths for a table ``width`` cells wide."""
-        shown = list(COLUMNS)
+        shown = [c for c in COLUMNS if self.clustered or c.key not in CLUSTER_COLUMNS]
 
         def need(cols: list[Column]) -> int:
             return 1 + sum(c.width or c.min_width for c in cols) + (len(cols) - 1)

@@ -52,6 +52,7 @@ SORT_KEYS: dict[str, Callable[[Session], Any]] = {
     "activity": _activity,
     "messages": lambda s: s.messages_received + s.messages_sent,
     "reconnects": lambda s: s.reconnect_count,
+    "node": lambda s: (s.node_id or "~", s.name.casefold()),  # by a click on NODE (cluster mode)
 }
 
 

@@ -1,0 +1,203 @@
+"""Cluster mode: a call for a session that runs on another node is answered by that node.
+
+Every node serves every route. Most reads come from the shared store and bus, so any node
+answers them itself; but a call that needs the session's runtime (its engine, its timers) can
+only be carried out by the node that holds the session's lease. :class:`RoutingMiddleware`
+sends such a call there and hands the client exactly what that node answered (status,
+headers that matter, body), as if the session ran here.
+
+Which calls: every call under ``/v1/sessions/{id}`` and ``/v1/sessions/{id}/…`` that is not a
+read (start, stop, restart, logout, delete, PATCH, pair-code, messages, simulate, …), plus
+``GET /v1/sessions/{id}/qr`` (the live code is held by the runtime). The session itself, its
+event log, its messages and its streams are read here.
+
+The caller is authenticated here first (a bad key gets 401 without another node being
+asked), and again by the owner, which receives the same ``Authorization`` header. A forwarded
+call carries ``X-Watui-Forwarded-By: <node id>``, and a call that carries it is never
+forwarded again: the node that receives it answers it itself, so a stale lease view on two
+nodes cannot bounce a call between them. An owner that refuses the connection or does not
+answer within ``route_timeout`` seconds gives ``503 NODE_UNAVAILABLE`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from watui.cluster.types import Holder, Locator
+from watui.errors import NodeUnavailable, WatuiError
+
+log = logging.getLogger("watui.cluster.routing")
+
+FORWARDED_BY = "X-Watui-Forwarded-By"
+"""Set on a forwarded call to the id of the node that forwarded it."""
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SESSION_PATH = re.compile(r"^/v1/sessions/(?P<id>[^/]+)(?P<rest>/.*)?$")
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade",
+})
+DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"content-length", "accept-encoding", FORWARDED_BY.lower()}
+"""``content-length`` is set again for the body sent; ``accept-encoding`` is left to the
+client between the nodes, which decodes what it gets (so the body handed on is plain)."""
+DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+"""``date`` and ``server`` are added by this node's own HTTP server; the body is handed on
+decoded, whole, with its own length."""
+
+
+def owner_call(method: str, path: str) -> str | None:
+    """The session id when ``method path`` must be answered by the node that runs the session;
+    None when any node answers it."""
+    match = _SESSION_PATH.match(path)
+    if match is None:
+        return None
+    if method.upper() in READS:
+        return match["id"] if method.upper() == "GET" and match["rest"] == "/qr" else None
+    return match["id"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the owner answered, ready to hand on."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Forwarder:
+    """Sends calls to other nodes through one shared HTTP client (connections are reused)."""
+
+    def __init__(
+        self, node_id: str, timeout: float, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.node_id = node_id
+        self.timeout = timeout
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=50),
+            transport=transport,
+        )
+
+    async def forward(
+        self,
+        holder: Holder,
+        session_id: str,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Answer:
+        """``method target`` (path and query, as received) on ``holder``; its answer, or
+        :class:`NodeUnavailable` if it refuses the connection or takes longer than the
+        route timeout (the whole call, not each step)."""
+        sent = [(k, v) for k, v in headers if k.decode("latin-1").lower() not in DROPPED_REQUEST_HEADERS]
+        sent.append((FORWARDED_BY.encode(), self.node_id.encode()))
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self.client.request(
+                    method, holder.url.rstrip("/") + target, headers=sent, content=body
+                )
+        except (TimeoutError, httpx.TransportError) as exc:
+            why = "did not answer in time" if isinstance(exc, TimeoutError | httpx.TimeoutException) \
+                else f"could not be reached ({type(exc).__name__})"
+            log.warning("node %s at %s %s for %s %s", holder.node_id, holder.url, why, method, target)
+            raise NodeUnavailable(
+                f"Session {session_id!r} runs on node {holder.node_id!r}, which {why}."
+                " Retry after Retry-After seconds.",
+                details={"session_id": session_id, "node_id": holder.node_id},
+            ) from None
+        kept = [
+            (k, v) for k, v in response.headers.raw
+            if k.decode("latin-1").lower() not in DROPPED_RESPONSE_HEADERS
+        ]
+        return Answer(response.status_code, kept, response.content)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+Authenticate = Callable[[Request], Awaitable[object]]
+"""Checks the caller's key (raising the service's ``Unauthorized``), as the routes do."""
+
+
+class RoutingMiddleware:
+    """ASGI middleware: calls for sessions another node runs are answered by that node.
+
+    Sits inside the body-size cap (the body it forwards is already bounded and read in one
+    piece) and outside the routes, so every route under ``/v1/sessions/{id}`` is covered,
+    including ones added later.
+    """
+
+    def __init__(self, app: ASGIApp, locator: Locator, forwarder: Forwarder, authenticate: Authenticate) -> None:
+        self.app = app
+        self.locator = locator
+        self.forwarder = forwarder
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session_id = owner_call(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if session_id is None or _header(scope, FORWARDED_BY) is not None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            await self.authenticate(request)
+            holder = await self.locator.locate(session_id)
+        except WatuiError as exc:
+            await _refusal(exc)(scope, receive, send)
+            return
+        if holder is None:  # this node runs it, or nobody does: answer here
+            await self.app(scope, receive, send)
+            return
+        body = await _body(receive)
+        if body is None:  # the client went away
+            return
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        try:
+            answer = await self.forwarder.forward(
+                holder, session_id, scope["method"], target.decode("latin-1"), list(scope["headers"]), body
+            )
+        except NodeUnavailable as exc:
+            await _refusal(exc)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
+        await send({"type": "http.response.body", "body": answer.body})
+
+
+def _header(scope: Scope, name: str) -> bytes | None:
+    wanted = name.lower().encode("latin-1")
+    for key, value in scope["headers"]:
+        if key.lower() == wanted:
+            return bytes(value)
+    return None
+
+
+async def _body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _refusal(exc: WatuiError) -> Response:
+    """The same envelope, status and headers the routes' error handler gives."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=exc.headers() or None)
