@@ -183,8 +183,6 @@ class Session(BaseModel):
     reconnect_attempts: int = 0
     reconnect_count: int = 0
     autostart: bool = False
-    node_id: str | None = None
-    """Cluster mode: the node running the session (None when it is not running)."""
     settings: SessionSettings = Field(default_factory=SessionSettings)
 
     @property
