@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench._util import Figure, load_average, percentile, print_table
-from tests.cluster.cluster_helpers import (
+
+# The multi-node tests' harness (nodes as subprocesses, a private redis-server, a fresh
+# database) is the benchmark's too; tests/ is a directory of modules, not a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from cluster.cluster_helpers import (
     LEASE_TTL,
     Cluster,
     RedisServer,

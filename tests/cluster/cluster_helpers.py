@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from serve_process import ServerProcess
 
-from tests.serve_process import ServerProcess
 from watui.stores.postgres import PostgresStore
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from httpx_sse import connect_sse
 
-from tests.cluster.cluster_helpers import (
+from .cluster_helpers import (
     LEASE_TTL,
     Cluster,
     RedisServer,

@@ -56,9 +56,12 @@ def create_app(
     With ``owns_manager`` the app closes the manager when it shuts down (``watui serve``);
     otherwise the caller does. ``send_timeout`` drops an SSE client that stops reading. A
     ``locator`` (cluster mode) routes calls for sessions that run on other nodes to them
-    (:mod:`watui.cluster.routing`) and feeds ``GET /v1/cluster``.
+    (:mod:`watui.cluster.routing`) and feeds ``GET /v1/cluster``; a manager that is a
+    cluster node is its own locator.
     """
     settings = settings or manager.settings
+    if locator is None:
+        locator = manager.cluster
     state = ServerState(manager, settings, send_timeout, locator)
     manager.prerender_qr = True  # QR PNGs drawn off the event loop, before their events
     logthrottle.install()
