@@ -294,7 +294,8 @@ class ClusterFeed:
     # ---------------------------------------------------------------- catch-up from PostgreSQL
 
     async def _catch_up_loop(self) -> None:
-        behind_since: float | None = None
+        behind_since: float | None = None  # since when ``missing`` has been awaited
+        missing = 0
         while True:
             try:
                 if self.delivered_id >= self._known_id:
@@ -303,8 +304,10 @@ class ClusterFeed:
                     if not await self._sleep(interval):
                         self._known_id = max(self._known_id, await self.store.max_event_id())
                     continue
-                if behind_since is None:
-                    behind_since = time.monotonic()
+                if behind_since is None or missing != self.delivered_id + 1:
+                    # A new gap (or the old one filled and another opened behind it): under a
+                    # steady stream of events this keeps PostgreSQL out of it while Redis keeps up.
+                    behind_since, missing = time.monotonic(), self.delivered_id + 1
                 if self.redis_connected:  # give Redis a moment to bring what is missing
                     remaining = self.gap_wait - (time.monotonic() - behind_since)
                     if remaining > 0:
