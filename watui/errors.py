@@ -116,7 +116,9 @@ class StoreUnavailable(WatuiError):
 
 class NodeUnavailable(WatuiError):
     """Cluster mode: the node that runs the session did not answer in time (or the session is
-    between nodes). Nothing changed here; retry after ``retry_after`` seconds."""
+    between nodes). That node may still carry out a call that reached it before it stalled,
+    so read the session before repeating a call that is not idempotent; retry after
+    ``retry_after`` seconds."""
 
     code = "NODE_UNAVAILABLE"
     status = 503
