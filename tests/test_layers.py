@@ -12,6 +12,7 @@ CORE = [
     "watui.bus", "watui.manager", "watui.service", "watui.qr", "watui.engines.simulated",
     "watui.engines.base", "watui.server", "watui.engines.factory", "watui.engines.hosts",
     "watui.engines.hosts.host", "watui.engines.hosts.wire", "watui.server.routes_engine", "watui.remote",
+    "watui.cluster.routing", "watui.server.routes_cluster",
 ]
 
 BLOCKER = """

@@ -20,6 +20,7 @@ from server_helpers import api_client, read_until
 
 from watui.cluster.routing import FORWARDED_BY, owner_call
 from watui.cluster.types import Holder, NodeInfo
+from watui.errors import StoreUnavailable
 from watui.models import utcnow
 from watui.server import BackgroundServer
 
@@ -290,3 +291,19 @@ def test_cluster_view_is_not_found_on_a_server_that_runs_alone(server: Backgroun
     with api_client(server.base_url, server.create_key("acme")) as user:
         assert user.get("/v1/cluster").status_code == 403
     assert client.get("/v1/sessions").status_code == 200
+
+
+class BrokenLocator(MapLocator):
+    """A locator whose database is away."""
+
+    async def locate(self, session_id: str) -> Holder | None:
+        raise StoreUnavailable("The cluster database is unreachable")
+
+
+def test_a_locator_that_cannot_answer_gives_the_usual_envelope(start_server: Callable[..., BackgroundServer]) -> None:
+    front = start_server(node_id="node-a", locator=BrokenLocator("node-a"))
+    with api_client(front.base_url, front.admin_key) as client:
+        answer = client.post("/v1/sessions/ses_x/start")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+        assert answer.json()["error"]["code"] == "STORE_UNAVAILABLE"
+        assert client.get("/v1/sessions").status_code == 200  # reads never ask it

@@ -151,12 +151,16 @@ class RoutingMiddleware:
         if session_id is None or _header(scope, FORWARDED_BY) is not None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
         try:
-            await self.authenticate(request)
             holder = await self.locator.locate(session_id)
+            if holder is not None:  # (else the route checks the key, as on a single node)
+                await self.authenticate(Request(scope, receive))
         except WatuiError as exc:
             await _refusal(exc)(scope, receive, send)
+            return
+        except Exception:  # a bug in a locator: the envelope the routes' catch-all gives, no trace
+            log.exception("could not locate session %s", session_id)
+            await _refusal(WatuiError("Internal server error"))(scope, receive, send)
             return
         if holder is None:  # this node runs it, or nobody does: answer here
             await self.app(scope, receive, send)
