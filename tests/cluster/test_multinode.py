@@ -95,6 +95,22 @@ def test_create_on_one_node_scan_on_another_list_on_a_third(cluster: Cluster) ->
         cluster_view = client.get("/v1/cluster").json()
     assert {n["node_id"] for n in cluster_view["nodes"]} == {"n1", "n2", "n3"}
     assert cluster_view["lease_ttl"] == LEASE_TTL
+    assert metric(cluster, "n1", "watui_cluster_leases") == 1
+    assert metric(cluster, "n3", "watui_cluster_redis_connected") == 1
+    assert metric(cluster, "n3", "watui_cluster_events_delivered_total", source="redis") > 0
+
+
+def metric(c: Cluster, via: str, name: str, **labels: str) -> float:
+    """One sample of the node's ``GET /metrics``, read with prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with c.client(via) as client:
+        text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"{name} {labels} not in {via}'s /metrics")
 
 
 def test_kill_9_every_session_comes_back_on_the_others_without_a_new_qr(cluster: Cluster) -> None:
@@ -118,6 +134,8 @@ def test_kill_9_every_session_comes_back_on_the_others_without_a_new_qr(cluster:
         after = [e for e in log(cluster, "n3", i) if e["id"] > last_before]
         assert not [e for e in after if e["type"] == "qr"], "a linked session needed a new QR code"
         assert cluster.session("n3", i)["jid"] == jids[i]
+    takeovers = sum(metric(cluster, n, "watui_cluster_takeovers_total") for n in ("n2", "n3"))
+    assert takeovers == len(ids)
 
 
 def test_a_paused_node_loses_its_sessions_and_cannot_write_for_them(cluster: Cluster) -> None:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from watui.models import Caller, Event
 
 if TYPE_CHECKING:
+    from watui.cluster.node import ClusterNode
     from watui.server.state import ServerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,6 +59,21 @@ class _Scraped(Collector):
         yield GaugeMetricFamily("watui_engine_hosts", "Engine host processes", value=v.get("hosts", 0))
         yield CounterMetricFamily("watui_engine_host_restarts", "Engine hosts restarted (all slots)",
                                   value=v.get("host_restarts", 0))
+        cluster = v.get("cluster")
+        if cluster is not None:  # cluster mode only
+            yield GaugeMetricFamily("watui_cluster_leases", "Sessions this node holds the lease on",
+                                    value=cluster["leases"])
+            yield CounterMetricFamily("watui_cluster_takeovers", "Sessions this node took over from others",
+                                      value=cluster["takeovers"])
+            yield GaugeMetricFamily("watui_cluster_redis_connected",
+                                    "1 while the event fan-out reads Redis, 0 while it polls PostgreSQL",
+                                    value=cluster["redis_connected"])
+            sources = CounterMetricFamily("watui_cluster_events_delivered",
+                                          "Events this node fanned out, by where they came from",
+                                          labels=["source"])
+            for source in ("local", "redis", "postgresql"):
+                sources.add_metric([source], cluster[source])
+            yield sources
 
 
 class ServerMetrics:
@@ -110,5 +126,15 @@ class ServerMetrics:
             "outcomes": dispatcher.outcomes if dispatcher is not None else Counter(),
             "hosts": len(hosts),
             "host_restarts": sum(h.restarts for h in hosts),
+            "cluster": _cluster_figures(manager.cluster) if manager.cluster is not None else None,
         }
         return generate_latest(self.registry)
+
+
+def _cluster_figures(node: ClusterNode) -> dict[str, float]:
+    feed = node.feed
+    return {
+        "leases": len(node.leases.tokens), "takeovers": node.takeovers,
+        "redis_connected": 1.0 if feed.redis_connected else 0.0,
+        "local": feed.events_local, "redis": feed.events_from_redis, "postgresql": feed.events_from_pg,
+    }
