@@ -19,7 +19,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,28 +242,6 @@ class _Rows:
             raise
 
 
-@dataclass
-class _Assembled:
-    """A batch ready for its transaction: its rows, what each write gets back, and the
-    (event, message) ids it starts at and those the next batch starts at."""
-
-    starts: tuple[int, int]
-    ends: tuple[int, int]
-    rows: _Rows = field(default_factory=_Rows)
-    results: list[WriteResult] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-
-@dataclass
-class _InFlight:
-    """The batch handed to the writer's thread: the ids the next batch starts at if it
-    commits, its transaction on that thread, and the task that then resolves its writes."""
-
-    ends: tuple[int, int]
-    transaction: asyncio.Task[None]
-    settled: asyncio.Task[None]
-
-
 class StoreClosed(StoreUnavailable):
     """The store is closed (the process is shutting down)."""
 
@@ -381,7 +359,6 @@ class Store(GroupCommitWriter):
         self._r = reader
         self._next_event_id = 1
         self._next_message_id = 1
-        self._in_flight: _InFlight | None = None
         self.event_hooks: list[EventHook] = []
         self.on_commit: list[Callable[[list[Event]], None]] = []
         """Called in commit order, right after each transaction, with its events (the bus)."""
@@ -454,7 +431,6 @@ class Store(GroupCommitWriter):
         """Flush every queued write, then close both connections."""
         if not await self._stop_writer():
             return
-        await self._flush()
         with contextlib.suppress(Exception):
             await self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._w.close()
@@ -468,45 +444,12 @@ class Store(GroupCommitWriter):
     # ---------------------------------------------------------------- writes
 
     async def _commit(self, batch: list[_Write]) -> None:
-        """Assemble ``batch`` while the previous one is still on the writer's thread, then hand
-        it over as soon as that one has committed (before its writers are resumed).
-
-        Two batches overlap at most: Python builds one while SQLite writes the other. Ids are
-        given at assembly, following the batch in flight; if that batch failed (its writes are
-        then retried alone), this one is assembled again from the ids actually taken, so ids
-        stay in commit order with no gap. Batches settle (``on_commit``, results) in order.
-        """
-        previous, self._in_flight = self._in_flight, None
-        assembled = self._assemble(batch, *(previous.ends if previous else self._next_ids))
-        if previous is not None:
-            await asyncio.wait([previous.transaction])
-            if previous.transaction.cancelled() or previous.transaction.exception() is not None:
-                await previous.settled
-                if assembled.starts != self._next_ids:
-                    assembled = self._assemble(batch, *self._next_ids)
-        transaction = asyncio.create_task(self._on_writer_thread(assembled.rows.write))
-        settled = asyncio.create_task(
-            self._settle(batch, assembled, transaction, after=previous.settled if previous else None)
-        )
-        self._in_flight = _InFlight(assembled.ends, transaction, settled)
-
-    async def _flush(self) -> None:
-        """Wait until the batch on the writer's thread, if any, has settled."""
-        if self._in_flight is not None:
-            await self._in_flight.settled
-            self._in_flight = None
-
-    @property
-    def _next_ids(self) -> tuple[int, int]:
-        return self._next_event_id, self._next_message_id
-
-    def _assemble(self, batch: list[_Write], next_event: int, next_message: int) -> _Assembled:
-        """The batch's rows and results, with ids from ``next_event`` and ``next_message``.
-
-        Runs on the event loop: the hooks read the manager's state. Its statements are added
-        to the transaction, so a hook runs again if its batch is assembled again."""
-        assembled = _Assembled(starts=(next_event, next_message), ends=(next_event, next_message))
-        rows = assembled.rows
+        # Assembled on the event loop (the hooks read the manager's state, and ids are given
+        # here, in queue order), then written in one call on the connection's thread.
+        rows = _Rows()
+        results: list[WriteResult] = []
+        next_event, next_message = self._next_event_id, self._next_message_id
+        all_events: list[Event] = []
         for write in batch:
             events: list[Event] = []
             for new in write.events:
@@ -545,30 +488,27 @@ class Store(GroupCommitWriter):
                 rows.sessions.pop(session_id, None)
                 rows.deleted.append((session_id,))
             rows.statements.extend(write.statements)
-            assembled.results.append(WriteResult(events, messages))
-            assembled.events.extend(events)
-        assembled.ends = (next_event, next_message)
-        return assembled
-
-    async def _settle(
-        self, batch: list[_Write], assembled: _Assembled, transaction: Awaitable[None],
-        *, after: Awaitable[None] | None = None,
-    ) -> None:
-        """Once the batch before has settled (``after``) and this one's ``transaction`` has
-        ended, resolve its writes: committed, or (if it failed) each write retried alone so one
-        bad write cannot fail its neighbours."""
+            results.append(WriteResult(events, messages))
+            all_events.extend(events)
         started = time.perf_counter()
-        if after is not None:
-            await after
         try:
-            await transaction
+            await self._on_writer_thread(rows.write)
         except Exception as exc:  # the whole batch failed together; nothing is half-written
-            if len(batch) == 1:
-                self._refuse(batch[0], exc)
+            # Retry each write alone so one bad write cannot fail its neighbours.
+            if len(batch) > 1:
+                for write in batch:
+                    await self._commit([write])
                 return
+            error = _unavailable(exc)
+            if not isinstance(error, StoreUnavailable):
+                log.error("store write failed", exc_info=exc)
+            elif self.failing is None:  # once per outage, not once per write
+                log.error("store writes are failing (%s); each is refused until one succeeds", exc)
+            if isinstance(error, StoreUnavailable):
+                self.failing = str(exc)
             for write in batch:
-                alone = self._assemble([write], *self._next_ids)
-                await self._settle([write], alone, self._on_writer_thread(alone.rows.write))
+                if not write.future.done():
+                    write.future.set_exception(error)
             return
         if self.failing is not None:
             log.warning("store writes succeed again (after: %s)", self.failing)
@@ -576,28 +516,17 @@ class Store(GroupCommitWriter):
         self.commits += 1
         for observe in self.commit_observers:
             observe(time.perf_counter() - started)
-        self._next_event_id, self._next_message_id = assembled.ends
-        if assembled.events:
-            self.last_committed_id = assembled.events[-1].id
+        self._next_event_id, self._next_message_id = next_event, next_message
+        if all_events:
+            self.last_committed_id = all_events[-1].id
             for callback in self.on_commit:
                 try:
-                    callback(assembled.events)
+                    callback(all_events)
                 except Exception:
                     log.exception("on_commit callback failed")
-        for write, result in zip(batch, assembled.results, strict=True):
+        for write, result in zip(batch, results, strict=True):
             if not write.future.done():
                 write.future.set_result(result)
-
-    def _refuse(self, write: _Write, exc: Exception) -> None:
-        error = _unavailable(exc)
-        if not isinstance(error, StoreUnavailable):
-            log.error("store write failed", exc_info=exc)
-        elif self.failing is None:  # once per outage, not once per write
-            log.error("store writes are failing (%s); each is refused until one succeeds", exc)
-        if isinstance(error, StoreUnavailable):
-            self.failing = str(exc)
-        if not write.future.done():
-            write.future.set_exception(error)
 
     async def _on_writer_thread(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``fn`` with the writer's ``sqlite3`` connection on aiosqlite's own thread, in
