@@ -11,9 +11,8 @@
         (tracemalloc slows Python down several times, so lag is never measured in that run).
    A "console" subscriber reads every event off the bus throughout, as the Textual app does.
 2. Store: events/s through ``Store.append`` from many concurrent writers (group commit), with
-   synchronous=FULL (the default) and NORMAL, beside raw ``sqlite3`` executemany of the same
-   rows into the same schema in one transaction, and in transactions as big as the store's
-   (which separates SQLite's cost from the store's own Python work).
+   synchronous=FULL (the default) and NORMAL, beside raw ``sqlite3`` at the same batch size
+   (bench/bench_store.py, which also runs alone: ``python -m bench store``).
 3. Bus: publish -> subscriber latency at a steady 2,000 events/s.
 
 Timing of the simulated engine: connect 0.3 s and link 1.0 s (what ``build_engine`` uses for the
@@ -28,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import sqlite3
 import sys
@@ -56,6 +54,7 @@ from bench._util import (
     run_pool,
     wait_until,
 )
+from bench.bench_store import run_store_benchmarks, sample_events, store_figures
 from watui.bus import BusSubscription, EventBus
 from watui.clock import RealClock
 from watui.config import Settings
@@ -63,7 +62,7 @@ from watui.engines.simulated import SimulatedEngine
 from watui.machine import EventType, Status
 from watui.manager import SessionManager
 from watui.models import Caller, NewEvent, Session, SessionCreate, SimulateRequest
-from watui.store import MIGRATIONS, Store
+from watui.store import Store
 from watui.tuning import tune_gc
 
 KB = 1024.0
@@ -71,7 +70,6 @@ KB = 1024.0
 # Goals from issue 2.
 GOAL_MEMORY_KB = 50.0
 GOAL_LAG_P99_MS = 20.0
-GOAL_STORE_EPS = 20_000.0
 
 # Lifecycle shape.
 QR_FIRST_TTL = 10.0
@@ -417,108 +415,6 @@ def _short(filename: str) -> str:
     return filename
 
 
-# ===================================================================== store
-
-
-def _sample_events(count: int) -> list[NewEvent]:
-    """Realistic events: mostly status changes, some QR codes and messages, 10,000 sessions."""
-    now = datetime.now(UTC)
-    payloads: list[tuple[EventType, dict[str, Any]]] = [
-        (EventType.STATUS, {"from": "initializing", "to": "qr_ready", "reason": None}),
-        (EventType.QR, {"qr_text": "https://wa.me/settings/linked_devices#2@" + "A" * 60 + "," + "B" * 44 + ",1",
-                        "generation": 1, "attempt": 1, "codes_per_attempt": 6,
-                        "expires_at": "2026-01-01T12:01:00.000000+00:00"}),
-        (EventType.STATUS, {"from": "qr_ready", "to": "connecting", "reason": None}),
-        (EventType.CONNECTED, {"phone_number": "15550001234", "push_name": "Ana", "jid": "15550001234:3@s.whatsapp.net"}),
-        (EventType.MESSAGE, {"direction": "in", "chat": "14155550123", "text": "hello from the phone",
-                             "message_id": "3A0123456789ABCDEF01", "status": "received", "sender": "14155550123"}),
-    ]
-    sessions = [f"ses_{i:016x}" for i in range(10_000)]
-    return [
-        NewEvent(type=payloads[i % len(payloads)][0], session_id=sessions[i % len(sessions)], owner="local",
-                 timestamp=now, payload=payloads[i % len(payloads)][1])
-        for i in range(count)
-    ]
-
-
-@dataclass
-class StoreResult:
-    label: str
-    events: int
-    seconds: float
-    commits: int
-    cpu_share: float = 0.0
-    gc_full: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
-async def bench_store(path: Path, events: Sequence[NewEvent], *, writers: int, synchronous: str) -> StoreResult:
-    """``writers`` coroutines append one event per call, as sessions do; the store batches
-    whatever queues up while a commit is in flight."""
-    store = await Store.open(path, synchronous=synchronous)
-    commits0 = store.commits
-    shares = [events[k::writers] for k in range(writers)]
-
-    async def writer(share: Sequence[NewEvent]) -> None:
-        for event in share:
-            await store.append([event])
-
-    # The prebuilt input is the benchmark's, not the store's: keep it out of the collector so
-    # full collections walk only what the store itself allocates.
-    gc.collect()
-    gc.freeze()
-    try:
-        with GcPauses() as pauses:
-            cpu = CpuShare()
-            start = time.perf_counter()
-            await asyncio.gather(*(writer(s) for s in shares))
-            seconds = time.perf_counter() - start
-            share = cpu.ratio()
-    finally:
-        gc.unfreeze()
-    commits = store.commits - commits0
-    count = await store.count_events()
-    await store.close()
-    if count != len(events):
-        raise RuntimeError(f"store holds {count} events, expected {len(events)}")
-    return StoreResult(f"Store.append, synchronous={synchronous}", len(events), seconds, commits,
-                       share, sum(pauses.full))
-
-
-def bench_raw_sqlite(
-    path: Path, events: Sequence[NewEvent], *, synchronous: str, batch: int | None = None
-) -> StoreResult:
-    """The same rows, schema and pragmas through plain ``sqlite3``: one executemany in one
-    transaction, or (``batch``) one transaction per ``batch`` rows like the store's commits."""
-    rows = [
-        (i, e.type.value, e.session_id, e.owner, e.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
-         json.dumps(e.payload, separators=(",", ":"), default=str))
-        for i, e in enumerate(events, start=1)
-    ]
-    step = batch or len(rows)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.executescript("BEGIN;" + MIGRATIONS[0] + "COMMIT;")
-    sql = "INSERT INTO events(id, type, session_id, owner, ts, payload) VALUES (?,?,?,?,?,?)"
-    cpu = CpuShare()
-    start = time.perf_counter()
-    for first in range(0, len(rows), step):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[first : first + step])
-        conn.execute("COMMIT")
-    seconds = time.perf_counter() - start
-    share = cpu.ratio()
-    conn.close()
-    commits = -(-len(rows) // step)
-    how = "one transaction" if batch is None else f"{step} rows/commit"
-    return StoreResult(f"raw sqlite3 executemany, {how}, synchronous={synchronous}", len(rows), seconds,
-                       commits, share)
-
-
 # ===================================================================== bus
 
 
@@ -655,24 +551,6 @@ def print_lifecycle_details(plain: LifecycleResult, traced: LifecycleResult | No
             print(f"    {size / traced.n:>9,.0f}  {site}")
 
 
-def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
-    figs: list[Figure] = []
-    one_tx: dict[str, StoreResult] = {}
-    for r in results:
-        sync = r.label.split("=")[-1]
-        if r.label.startswith("raw"):
-            ref = one_tx.setdefault(sync, r)
-            figs.append(Figure("  " + r.label, r.rate, "events/s", digits=0,
-                               note=f"{r.events:,} rows in {r.seconds:.2f} s, {r.commits:,} commits"
-                                    + ("" if ref is r else f", {r.rate / ref.rate:.0%} of one transaction")))
-        else:
-            figs.append(Figure(r.label, r.rate, "events/s", GOAL_STORE_EPS, ">=", digits=0,
-                               note=f"{r.events:,} in {r.seconds:.2f} s, {r.commits:,} commits "
-                                    f"({r.events / max(r.commits, 1):.0f} events/commit), CPU/wall "
-                                    f"{r.cpu_share:.2f}, full GC {r.gc_full:.2f} s"))
-    return figs
-
-
 def bus_figures(results: Sequence[BusResult]) -> list[Figure]:
     figs: list[Figure] = []
     for r in results:
@@ -719,16 +597,8 @@ async def _run(args: argparse.Namespace) -> None:
         gc.collect()
 
         progress(f"store: {store_events:,} events from {writers:,} writers")
-        events = _sample_events(store_events)
-        store_results: list[StoreResult] = []
-        for sync in ("FULL", "NORMAL"):
-            ours = await bench_store(root / f"store-{sync}.db", events, writers=writers, synchronous=sync)
-            batch = max(1, round(ours.events / max(ours.commits, 1)))
-            store_results += [
-                ours,
-                bench_raw_sqlite(root / f"raw-{sync}.db", events, synchronous=sync),
-                bench_raw_sqlite(root / f"rawb-{sync}.db", events, synchronous=sync, batch=batch),
-            ]
+        events = sample_events(store_events)
+        store_results = await run_store_benchmarks(root, events, writers=writers)
         del events
         gc.collect()
 

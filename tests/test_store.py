@@ -11,6 +11,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,40 @@ async def test_a_bad_write_does_not_fail_its_batch_neighbours(tmp_path: Path) ->
     assert all(not isinstance(r, Exception) for r in results[:20])
     assert isinstance(results[20], sqlite3.OperationalError)
     assert await store.count_events() == 20
+    await store.close()
+
+
+async def test_bad_writes_among_overlapping_batches_leave_ids_gapless_and_in_commit_order(
+    tmp_path: Path,
+) -> None:
+    """Many small batches, some with a bad write: the bad writes fail alone, the log has no
+    gap, ids and on_commit follow commit order, each write's ids are its rows', and the
+    session's snapshot is the last good write's. (A store that assembles a batch while the one
+    before commits, giving it ids that follow, must assemble it again when that one fails.)"""
+    store = await Store.open(tmp_path / "w.db", max_batch=4)
+    seen: list[int] = []
+    store.on_commit.append(lambda events: seen.extend(e.id for e in events))
+    now = datetime.now(UTC)
+    bad_ones = {5, 6, 13, 22, 23, 24, 31}
+
+    def write(i: int) -> Any:
+        session = Session(id="ses_a", name=f"v{i}", owner="alice", created_at=now, updated_at=now)
+        statements = [("INSERT INTO nope VALUES (1)", ())] if i in bad_ones else []
+        return store.write(events=[event(i), event(i)], sessions=[session], statements=statements)
+
+    results = await asyncio.gather(*(write(i) for i in range(40)), return_exceptions=True)
+    good = [i for i in range(40) if i not in bad_ones]
+    assert all(isinstance(results[i], sqlite3.OperationalError) for i in bad_ones)
+    assert store.commits > 10
+    rows = [(r[0], r[1]) for r in await store.fetchall("SELECT id, payload FROM events ORDER BY id")]
+    assert [r[0] for r in rows] == list(range(1, 2 * len(good) + 1))
+    assert seen == [r[0] for r in rows]
+    # Each write got the ids its rows have, and writes committed in the order they were queued.
+    ids = [e.id for i in good for e in results[i].events]  # type: ignore[union-attr]
+    assert ids == [r[0] for r in rows]
+    assert [r[1] for r in rows] == [f'{{"i":{i}}}' for i in good for _ in range(2)]
+    assert (await store.load_sessions())[0].name == f"v{good[-1]}"
+    assert (await store.append([event(99)]))[0].id == 2 * len(good) + 1
     await store.close()
 
 
