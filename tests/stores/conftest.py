@@ -48,6 +48,18 @@ def pg_database() -> Iterator[str]:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def fresh_pg_database() -> Iterator[str]:
+    """A database of its own for one test, with nothing in it (for tools that use the default
+    schema, such as ``watui keys --database-url``)."""
+    name = "watui_test_" + secrets.token_hex(6)
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield SERVER.rsplit("/", 1)[0] + "/" + name
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
