@@ -76,3 +76,15 @@ def pg_database() -> Iterator[str]:
         yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_pg_database() -> Iterator[str]:
+    """A database of its own for one test, with nothing in it (for tools that use the default
+    schema, such as ``watui keys --database-url``)."""
+    name = "watui_test_" + secrets.token_hex(6)
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

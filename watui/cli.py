@@ -12,13 +12,17 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from watui import __version__
 from watui.config import Settings
 from watui.datadir import LOCK_FILE, private_umask, read_holder
+from watui.models import mask_url
+
+if TYPE_CHECKING:
+    from watui.stores.base import StoreProtocol
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -60,6 +64,15 @@ data_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where sessions, events and auth data live (default: the user data dir).",
+)
+
+
+database_url_option = click.option(
+    "--database-url",
+    envvar="WATUI_DATABASE_URL",
+    default=None,
+    help="postgresql://…: work on a cluster's keys in PostgreSQL instead of the data dir's "
+    "SQLite database [env WATUI_DATABASE_URL].",
 )
 
 
@@ -148,17 +161,34 @@ def keys() -> None:
     """Manage API keys for headless mode."""
 
 
-def _with_store(settings: Settings, fn: Any) -> Any:
+async def _open_store(settings: Settings) -> StoreProtocol:
+    """The cluster's PostgreSQL store with a database URL, else the data dir's SQLite store.
+    No data dir lock: key commands run beside a server (SQLite's own locking; PostgreSQL's
+    transactions)."""
+    if settings.database_url is not None:
+        import asyncpg
+
+        from watui.stores.postgres import PostgresStore
+
+        try:
+            return await PostgresStore.open(settings.database_url, pool_size=2)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise click.ClickException(
+                f"cannot open the database {mask_url(settings.database_url)}: {exc}"
+            ) from None
     from watui.store import Store
 
+    try:
+        settings.ensure_dirs()
+        return await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise click.ClickException(f"cannot open the database {settings.db_path}: {reason}") from None
+
+
+def _with_store(settings: Settings, fn: Any) -> Any:
     async def go() -> Any:
-        # No data dir lock: key commands run beside a server, through SQLite's own locking.
-        try:
-            settings.ensure_dirs()
-            store = await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
-        except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise click.ClickException(f"cannot open the database {settings.db_path}: {reason}") from None
+        store = await _open_store(settings)
         try:
             return await fn(store)
         finally:
@@ -171,9 +201,10 @@ def _with_store(settings: Settings, fn: Any) -> Any:
 @click.option("--owner", required=True, help="Owner name: the key sees only this owner's sessions.")
 @click.option("--admin", is_flag=True, help="An admin key sees every owner's sessions, without limits.")
 @data_dir_option
-def keys_create(owner: str, admin: bool, data_dir: Path | None) -> None:
+@database_url_option
+def keys_create(owner: str, admin: bool, data_dir: Path | None, database_url: str | None) -> None:
     """Create a key. The key itself is printed once, on the last line."""
-    settings = make_settings(data_dir=data_dir)
+    settings = make_settings(data_dir=data_dir, database_url=database_url)
     key, secret = _with_store(settings, lambda store: store.create_api_key(owner, admin=admin))
     click.echo(f"Created {key.role} key {key.id} for owner {key.owner!r}. Store it now; it is not shown again:")
     click.echo(secret)
@@ -181,9 +212,10 @@ def keys_create(owner: str, admin: bool, data_dir: Path | None) -> None:
 
 @keys.command("list")
 @data_dir_option
-def keys_list(data_dir: Path | None) -> None:
+@database_url_option
+def keys_list(data_dir: Path | None, database_url: str | None) -> None:
     """List keys (never the secrets themselves)."""
-    settings = make_settings(data_dir=data_dir)
+    settings = make_settings(data_dir=data_dir, database_url=database_url)
     rows = _with_store(settings, lambda store: store.list_api_keys())
     if not rows:
         click.echo("No keys yet. Create one with: watui keys create --owner NAME")
@@ -198,9 +230,10 @@ def keys_list(data_dir: Path | None) -> None:
 @keys.command("revoke")
 @click.argument("key_id")
 @data_dir_option
-def keys_revoke(key_id: str, data_dir: Path | None) -> None:
+@database_url_option
+def keys_revoke(key_id: str, data_dir: Path | None, database_url: str | None) -> None:
     """Revoke a key by its id (see ``watui keys list``)."""
-    settings = make_settings(data_dir=data_dir)
+    settings = make_settings(data_dir=data_dir, database_url=database_url)
     if not _with_store(settings, lambda store: store.revoke_api_key(key_id)):
         raise click.ClickException(f"No active key with id {key_id!r}")
     click.echo(f"Revoked {key_id}")

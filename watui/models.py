@@ -99,7 +99,20 @@ def _check_name(value: str | None) -> str | None:
 
 
 class Strict(BaseModel):
+    """What callers send: unknown fields are refused, and so is a NUL character in any text.
+
+    U+0000 is never meaningful in a name, a message or a secret, and PostgreSQL ``text`` cannot
+    store it (see :mod:`watui.stores.postgres`): refusing it here (``422 VALIDATION_ERROR``)
+    tells the caller, where silently changing their text would not."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters (U+0000)")
+        return value
 
 
 class LinkMethod(StrEnum):

@@ -11,6 +11,14 @@ retention period is shorter than that), one pass deletes:
 
 Deletes go through the store's writer in bounded chunks, so a large first pass does not hold
 the writer (and every session's writes) for long.
+
+Both stores: the SQL is written once and put in the store's dialect by
+:func:`watui.stores.dialects.sql_for`. In a cluster every node runs this pass on the one
+PostgreSQL database, maybe at the same moment. That is safe: each delete is idempotent (rows
+below a bound *and* older than a cutoff), and on PostgreSQL each one takes its rows
+``FOR UPDATE SKIP LOCKED``, so two nodes pruning at once never wait for each other (or
+deadlock): each deletes the rows the other has not locked. Counts are then only what this node
+saw, which is all they are used for (the log line).
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from watui.clock import Clock
 from watui.config import Settings
-from watui.store import Store
+from watui.stores.base import StoreProtocol
+from watui.stores.dialects import sql_for
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +49,10 @@ class Pruned:
     deliveries: int = 0
 
 
-def _ts(value: datetime) -> str:
-    """As the store writes timestamps (UTC, microseconds), so they compare as strings."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 class Retention:
     """Prunes the store on a timer; :meth:`prune` is one pass."""
 
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+    def __init__(self, store: StoreProtocol, settings: Settings, clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -84,8 +88,16 @@ class Retention:
                 log.warning("retention pass failed: %s", exc)
             await asyncio.sleep(self.interval)
 
-    def _cutoff(self, days: float) -> str:
-        return _ts(self.clock.now() - timedelta(days=days))
+    def _cutoff(self, days: float) -> datetime:
+        return self.clock.now() - timedelta(days=days)
+
+    def _delete(self, table: str, where: str) -> str:
+        """``DELETE FROM table WHERE where``; on PostgreSQL only the rows no other node is
+        deleting (or sending) right now (see the module doc)."""
+        d = sql_for(self.store)
+        if not d.postgres:
+            return f"DELETE FROM {table} WHERE {where}"
+        return d.sql(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} FOR UPDATE SKIP LOCKED)")
 
     async def prune(self) -> Pruned:
         """One pass; returns how many rows of each kind went."""
@@ -95,18 +107,20 @@ class Retention:
             deliveries=await self._prune_deliveries(),
         )
 
-    async def _first_kept(self, table: str, cutoff: str) -> int | None:
+    async def _first_kept(self, table: str, cutoff: datetime) -> int | None:
         """The smallest id in ``table`` with ``ts`` at or after ``cutoff``; ids grow with time,
         so everything below it is older (``None``: every row is older)."""
+        d = sql_for(self.store)
         rows = await self.store.fetchall(
-            f"SELECT id FROM {table} WHERE ts >= ? ORDER BY id LIMIT 1", (cutoff,)
+            d.sql(f"SELECT id FROM {table} WHERE ts >= ? ORDER BY id LIMIT 1"), (d.ts(cutoff),)
         )
         return int(rows[0][0]) if rows else None
 
-    async def _delete_below(self, table: str, bound: int, cutoff: str) -> int:
+    async def _delete_below(self, table: str, bound: int, cutoff: datetime) -> int:
         """Delete rows of ``table`` with ``id < bound`` (and older than ``cutoff``), in chunks."""
+        d = sql_for(self.store)
         rows = await self.store.fetchall(
-            f"SELECT MIN(id), COUNT(*) FROM {table} WHERE id < ? AND ts < ?", (bound, cutoff)
+            d.sql(f"SELECT MIN(id), COUNT(*) FROM {table} WHERE id < ? AND ts < ?"), (bound, d.ts(cutoff))
         )
         low, count = rows[0][0], int(rows[0][1])
         if low is None:
@@ -114,7 +128,7 @@ class Retention:
         for start in range(int(low), bound, CHUNK):
             end = min(start + CHUNK, bound)
             await self.store.write(statements=[(
-                f"DELETE FROM {table} WHERE id >= ? AND id < ? AND ts < ?", (start, end, cutoff)
+                self._delete(table, "id >= ? AND id < ? AND ts < ?"), (start, end, d.ts(cutoff))
             )])
         return count
 
@@ -126,7 +140,7 @@ class Retention:
         if count:
             # Their deliveries have no body left to send (and are long past webhook_max_age).
             await self.store.write(statements=[(
-                "DELETE FROM webhook_deliveries WHERE event_id < ?", (bound,)
+                self._delete("webhook_deliveries", "event_id < ?"), (bound,)
             )])
         return count
 
@@ -140,9 +154,12 @@ class Retention:
 
     async def _prune_deliveries(self) -> int:
         cutoff = self._cutoff(self.settings.webhook_retention_days)
+        d = sql_for(self.store)
         where = "status IN ('delivered', 'failed', 'dead') AND created_at < ?"
-        rows = await self.store.fetchall(f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}", (cutoff,))
+        rows = await self.store.fetchall(
+            d.sql(f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}"), (d.ts(cutoff),)
+        )
         count = int(rows[0][0])
         if count:
-            await self.store.write(statements=[(f"DELETE FROM webhook_deliveries WHERE {where}", (cutoff,))])
+            await self.store.write(statements=[(self._delete("webhook_deliveries", where), (d.ts(cutoff),))])
         return count

@@ -132,6 +132,27 @@ def test_validation_details_name_the_field(client: httpx.Client) -> None:
     assert malformed.json()["error"]["message"] == "The body is not valid JSON"
 
 
+def test_a_nul_character_in_caller_text_is_a_422_that_says_so(
+    client: httpx.Client, victim: dict[str, Any]
+) -> None:
+    """U+0000 in anything a caller sends is refused with a message naming the field (PostgreSQL
+    ``text`` cannot hold it, and it is never meaningful); nothing is changed."""
+    sid = victim["id"]
+    for method, path, body, field in [
+        ("POST", "/v1/sessions", {"name": "bad", "description": "a\x00b"}, "description"),
+        ("PATCH", f"/v1/sessions/{sid}", {"description": "a\x00b"}, "description"),
+        ("PATCH", f"/v1/sessions/{sid}", {"settings": {"webhook_secret": "whsec_\x00"}}, "webhook_secret"),
+        ("POST", f"/v1/sessions/{sid}/messages", {"to": "+14155550123", "text": "hi\x00there"}, "text"),
+    ]:
+        response = client.request(method, path, json=body)
+        assert response.status_code == 422, (path, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert field in error["message"] and "NUL" in response.text, error
+    assert client.get(f"/v1/sessions/{sid}").json() == victim
+    assert client.get("/v1/sessions").json()["total"] == 1
+
+
 def test_garbage_on_the_socket_does_not_hurt(server: BackgroundServer, client: httpx.Client) -> None:
     port = int(server.base_url.rsplit(":", 1)[1])
     for raw in (b"GARBAGE\r\n\r\n", b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n"):

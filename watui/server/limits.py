@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from watui.errors import WatuiError
+from watui.stores.base import StoreProtocol
+from watui.stores.dialects import sql_for
 
 log = logging.getLogger("watui.server")
 
@@ -110,16 +111,13 @@ class StreamRegistry:
                 log.info("key %s was revoked: ended its %d stream(s)", key_id, ended)
 
 
-def revoked_keys_query(fetchall: Callable[[str, list[str]], Awaitable[list[tuple[str]]]]) -> Callable[
-        [list[str]], Awaitable[list[str]]]:
+def revoked_keys_query(store: StoreProtocol) -> Callable[[list[str]], Awaitable[list[str]]]:
     """``revoked(ids)`` over the store: the ids among ``ids`` revoked (or deleted) by now."""
+    d = sql_for(store)
+    active = d.sql(f"SELECT id FROM api_keys WHERE revoked_at IS NULL AND {d.member('id')}")
 
     async def revoked(ids: list[str]) -> list[str]:
-        rows = await fetchall(
-            "SELECT value FROM json_each(?) WHERE value NOT IN"
-            " (SELECT id FROM api_keys WHERE revoked_at IS NULL)",
-            [json.dumps(ids)],
-        )
-        return [row[0] for row in rows]
+        still = {row[0] for row in await store.fetchall(active, (d.values(ids),))}
+        return [key_id for key_id in ids if key_id not in still]
 
     return revoked

@@ -50,7 +50,7 @@ class ServerState:
     def start(self) -> None:
         """Background watchers, for as long as the app runs."""
         loop = asyncio.get_running_loop()
-        revoked = revoked_keys_query(self.manager.store.fetchall)  # type: ignore[arg-type]
+        revoked = revoked_keys_query(self.manager.store)
         self._tasks = [
             loop.create_task(self.streams.watch_revocations(revoked), name="watui-revocations"),
             loop.create_task(self.metrics.watch_loop_lag(), name="watui-loop-lag"),

@@ -28,7 +28,8 @@ from watui.models import Event, Session, isoformat
 from watui.qr import png_data_url
 from watui.server.limits import StreamLease
 from watui.service import Subscription
-from watui.store import Store
+from watui.stores.base import StoreProtocol
+from watui.stores.dialects import sql_for
 
 log = logging.getLogger(__name__)
 
@@ -261,19 +262,20 @@ SNAPSHOT_TYPES: frozenset[EventType] = frozenset(
 )
 
 
-async def latest_events(store: Store, session_id: str, up_to: int) -> dict[EventType, Event]:
+async def latest_events(store: StoreProtocol, session_id: str, up_to: int) -> dict[EventType, Event]:
     """The session's latest event of each snapshot type with an id up to ``up_to``."""
-    types = json.dumps(sorted(t.value for t in SNAPSHOT_TYPES))
-    rows = await store.fetchall(
+    d = sql_for(store)
+    rows = await store.fetchall(d.sql(
         "SELECT id, type, session_id, owner, ts, payload FROM events WHERE id IN ("
         " SELECT MAX(id) FROM events WHERE session_id = ? AND id <= ?"
-        " AND type IN (SELECT value FROM json_each(?)) GROUP BY type)",
-        (session_id, up_to, types),
-    )
+        f" AND {d.member('type')} GROUP BY type)"
+    ), (session_id, up_to, d.values(sorted(t.value for t in SNAPSHOT_TYPES))))
     out: dict[EventType, Event] = {}
     for r in rows:
+        timestamp = d.read_ts(r[4])
+        assert timestamp is not None
         event = Event(id=r[0], type=EventType(r[1]), session_id=r[2], owner=r[3],
-                      timestamp=datetime.fromisoformat(r[4]), payload=json.loads(r[5]))
+                      timestamp=timestamp, payload=json.loads(r[5]))
         out[event.type] = event
     return out
 

@@ -9,7 +9,9 @@ run in commit order.
 ``fetchall`` and ``write(statements=...)`` carry SQL written by other modules (the webhook
 outbox, retention, the key watcher). That SQL is in the backend's own dialect, named by
 ``dialect``: SQLite takes ``?`` placeholders and ``json_each``; PostgreSQL takes ``$1`` and
-``unnest``/``ANY``.
+``unnest``/``ANY``. :mod:`watui.stores.dialects` writes a statement for either. On PostgreSQL
+``fetchall`` runs in a transaction of its own on a pooled connection, so it may also write
+(``UPDATE … RETURNING``: the outbox's claims); on SQLite it only reads.
 """
 
 from __future__ import annotations

@@ -25,6 +25,14 @@ since (see :func:`_may_write` and docs/cluster.md, "Leases and fencing").
 
 Migrations are versioned in ``watui_schema`` and run under an advisory lock, so nodes that
 start together migrate once.
+
+**NUL characters.** PostgreSQL ``text`` cannot hold U+0000, while SQLite can and WhatsApp may
+send one. The API refuses NUL in what callers send (``422 VALIDATION_ERROR``), but text from the
+engine must neither be lost nor fail the write that carries it (and every other write in its
+batch): so this store writes U+FFFD (the replacement character) for each NUL in the messages
+table and in other modules' statements (a receiver's answer in the webhook attempts log, say).
+Event payloads, session documents and webhook bodies are JSON, where a NUL is the escape
+``\u0000``: they keep it exactly.
 """
 
 from __future__ import annotations
@@ -178,6 +186,14 @@ MIGRATIONS: list[str] = [
             AND coalesce((doc::jsonb ->> 'autostart')::boolean, false));
     CREATE INDEX sessions_wants_node ON sessions(id) WHERE wants_node;
     """,
+    # Outbox claims (watui/webhooks/outbox.py): the node sending a row, and until when its
+    # claim holds; a claim that ran out (its node died) is taken over by another node.
+    """
+    ALTER TABLE webhook_deliveries ADD COLUMN claimed_by text;
+    ALTER TABLE webhook_deliveries ADD COLUMN claimed_until timestamptz;
+    CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries(claimed_by)
+        WHERE claimed_by IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -269,6 +285,16 @@ def _event(row: Any) -> Event:
 def _message(r: Any) -> Message:
     return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3], text=r[4],
                    message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=r[8])
+
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """``value`` as PostgreSQL ``text`` can hold it: a string's NULs become U+FFFD (see the
+    module doc); anything else unchanged."""
+    return value.replace(NUL, REPLACEMENT) if isinstance(value, str) and NUL in value else value
 
 
 def _dumps(value: Any) -> str:
@@ -539,8 +565,9 @@ class PostgresStore(GroupCommitWriter):
                                   chat=m.chat, text=m.text, message_id=m.message_id, status=m.status,
                                   error=m.error, timestamp=m.timestamp)
                 messages.append(message)
-                message_rows.append((message.id, m.session_id, m.direction.value, m.chat, m.text,
-                                     m.message_id, m.status.value, m.error, m.timestamp))
+                message_rows.append((message.id, m.session_id, m.direction.value, storable(m.chat),
+                                     storable(m.text), storable(m.message_id), m.status.value,
+                                     storable(m.error), m.timestamp))
             for session in write.sessions:
                 session_rows[session.id] = (session.id, session.owner, session.model_dump_json(),
                                             wants_node(session.status, session.autostart))
@@ -564,7 +591,7 @@ class PostgresStore(GroupCommitWriter):
                 await conn.executemany(sql, deleted)
             await conn.executemany("DELETE FROM messages WHERE session_id = $1", [(d[0],) for d in deleted])
         for sql, params in extra:
-            await conn.execute(sql, *params)
+            await conn.execute(sql, *[storable(p) for p in params])
         return results
 
     # ---------------------------------------------------------------- reads

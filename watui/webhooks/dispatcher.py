@@ -15,6 +15,12 @@ success re-opens the gate and pulls every waiting row for that URL forward. Rows
 (``dead``) once ``webhook_max_age`` has passed since they were queued, or at once when they
 cannot be sent at all (a stored secret that cannot sign); other 4xx answers and forbidden
 targets are final (``failed``).
+
+A cluster (PostgreSQL): every node runs a dispatcher over the one outbox. Picks claim their rows
+(see :mod:`watui.webhooks.outbox`), so a row goes out from one node at a time; rows this node
+picked but cannot start now are given back at once, and its claims are given back when it
+closes. Local commits still wake the loop, and it also looks every ``cluster_poll_interval``
+for rows other nodes' commits made due or a dead node's expired claims left behind.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from standardwebhooks import Webhook
 from watui.clock import Clock
 from watui.config import Settings
 from watui.models import Event, Session
-from watui.store import Statement, Store, StoreClosed
+from watui.store import Statement, StoreClosed
+from watui.stores.base import StoreProtocol
 from watui.webhook_guard import WebhookGuard
 from watui.webhooks import outbox
 from watui.webhooks.models import DeliveryStatus
@@ -52,7 +59,7 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreProtocol,
         settings: Settings,
         *,
         sessions: Mapping[str, Session],
@@ -104,7 +111,7 @@ class WebhookDispatcher:
         # The session's own secret for its own URL; NULL means the server-wide secret.
         secret = conf.webhook_secret if conf.webhook_url is not None else None
         self._queued = True
-        return (outbox.enqueue(event.id, event.session_id, url, secret, self._clock.now()),)
+        return (outbox.enqueue(self.store, event.id, event.session_id, url, secret, self._clock.now()),)
 
     def _on_commit(self, events: list[Event]) -> None:
         if self._queued:
@@ -136,6 +143,13 @@ class WebhookDispatcher:
             await asyncio.gather(*late, return_exceptions=True)
         for receiver in self._receivers.values():
             await receiver.close()
+        if not self.store.closed:
+            # Cancelled requests may have reached their receiver or not: another node sends
+            # them again now rather than after the claim expires (at least once).
+            try:
+                await outbox.release_all(self.store, self._claim)
+            except Exception as exc:  # the claims expire by themselves
+                log.warning("could not give back webhook claims on close: %s", exc)
         # The event hook stays: an event written after this still gets its outbox row, and
         # goes out after the next start.
 
@@ -196,9 +210,9 @@ class WebhookDispatcher:
         limit = max(self.options.max_in_flight - self._sending, 8) * 2
         rows = await outbox.pick(
             self.store, now, skip_ids=list(self._in_flight), skip_sessions=busy_sessions,
-            skip_urls=blocked_urls, skip_owners=busy_owners, limit=limit,
+            skip_urls=blocked_urls, skip_owners=busy_owners, limit=limit, claim=self._claim,
         )
-        launched = 0
+        launched: set[int] = set()
         for due in rows:
             if self._stopping:
                 break
@@ -218,13 +232,18 @@ class WebhookDispatcher:
             self._in_flight[due.id] = asyncio.get_running_loop().create_task(
                 self._attempt(due, receiver), name=f"watui-webhook-{due.id}"
             )
-            launched += 1
-        return len(rows) == limit and launched > 0
+            launched.add(due.id)
+        # Claimed (PostgreSQL) but held back by a cap here: free for any node again at once.
+        held_back = [due.id for due in rows if due.id not in launched and due.id not in self._in_flight]
+        await outbox.release(self.store, held_back, self._claim)
+        return len(rows) == limit and bool(launched)
 
     async def _idle_timeout(self) -> float:
         """Seconds until something could become due: a scheduled retry or a gate opening."""
         now = self._clock.now()
         timeout = self.options.poll_interval
+        if self.store.dialect == "postgresql":
+            timeout = min(timeout, self.options.cluster_poll_interval)
         upcoming = [when] if (when := await outbox.next_due(self.store, now)) else []
         upcoming += [r.closed_until for r in self._receivers.values() if r.closed_until and r.closed_until > now]
         for when in upcoming:
@@ -254,6 +273,11 @@ class WebhookDispatcher:
     @property
     def _timeout(self) -> float:
         return self.options.timeout if self.options.timeout is not None else self.settings.webhook_timeout
+
+    @property
+    def _claim(self) -> outbox.Claim:
+        """This node's claims on rows it sends (PostgreSQL): they outlast one request."""
+        return outbox.Claim(self.settings.node_id, lease=self._timeout + self.options.claim_margin)
 
     # ---------------------------------------------------------------- one attempt
 
@@ -321,7 +345,7 @@ class WebhookDispatcher:
         answered = outcome.status_code is not None and (outcome.ok or not outcome.retryable)
         if answered:
             if receiver.failures:
-                extra.append(outbox.pull_forward(due.url, now))
+                extra.append(outbox.pull_forward(self.store, due.url, now))
             receiver.failures, receiver.closed_until = 0, None
             # Its server is back, so other URLs on it may be too: probe them now rather than
             # when their own gates open (up to probe_max_delay later).
@@ -355,5 +379,6 @@ class WebhookDispatcher:
                     delay = max(delay, min(outcome.retry_after, self.options.max_delay))
                 next_at = min(now + timedelta(seconds=delay), deadline)
         self.outcomes["retry" if status is DeliveryStatus.PENDING else status.value] += 1
-        return outbox.record(due, now, status=status, next_at=next_at, status_code=outcome.status_code,
-                             error=outcome.error, duration_ms=outcome.duration_ms) + extra
+        return outbox.record(self.store, due, now, status=status, next_at=next_at,
+                             status_code=outcome.status_code, error=outcome.error,
+                             duration_ms=outcome.duration_ms, claim=self._claim) + extra

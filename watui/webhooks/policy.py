@@ -47,6 +47,12 @@ class WebhookOptions:
     """A URL's connections are closed after this long without a request."""
     poll_interval: float = 1.0
     """Longest sleep between looks at the outbox (a safety net: commits wake it at once)."""
+    cluster_poll_interval: float = 1.0
+    """On PostgreSQL (a cluster), the longest sleep between looks: rows made due by other nodes'
+    commits, or left by a node that died once its claims expire, wake nobody here."""
+    claim_margin: float = 5.0
+    """On PostgreSQL a claim on a row lasts the request timeout plus this long (the outcome's
+    commit fits in it), then another node may take the row over."""
     pick_delay: float = 0.005
     """While requests run, wait this long after a wake-up before looking for more work."""
     sweep_interval: float = 60.0

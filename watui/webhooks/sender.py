@@ -90,7 +90,7 @@ class Outcome:
 def body_of(due: Due) -> str:
     event = Event(
         id=due.event_id, type=EventType(due.event_type), session_id=due.session_id,
-        owner=due.owner, timestamp=datetime.fromisoformat(due.event_ts), payload=json.loads(due.payload),
+        owner=due.owner, timestamp=due.event_ts, payload=json.loads(due.payload),
     )
     data = event.data()
     body: dict[str, Any] = {"id": event.id, "type": event.type.value}
