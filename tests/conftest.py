@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pg_server import pg_database  # noqa: F401  (a fixture for every test module)
 from webhook_receiver import receivers  # noqa: F401  (a fixture for every test module)
 
 from watui.clock import FakeClock

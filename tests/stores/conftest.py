@@ -1,51 +1,20 @@
 """Both store backends behind one fixture: SQLite in a temporary directory, PostgreSQL in a
-fresh database made for this test run (and dropped after it), one schema per test."""
+fresh database made for this test run (``pg_database``, tests/pg_server.py), one schema per
+test."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from watui.store import Store
 from watui.stores.base import StoreProtocol
 from watui.stores.postgres import PostgresStore
 
-SERVER = os.environ.get("WATUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-"""A PostgreSQL server (trust auth) where the run may create and drop a database."""
-
 OpenStore = Callable[[], Awaitable[StoreProtocol]]
-
-
-def _admin(sql: str) -> None:
-    """Run ``sql`` on the server, on a thread of its own (the caller may be inside a loop)."""
-
-    async def run() -> None:
-        conn = await asyncpg.connect(SERVER)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A database of its own for this run: runs never see each other's rows."""
-    name = "watui_test_" + secrets.token_hex(6)
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield SERVER.rsplit("/", 1)[0] + "/" + name
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
