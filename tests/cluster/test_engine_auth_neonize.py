@@ -11,6 +11,7 @@ clean failure and release of a session without network, inline and in an engine 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import secrets
@@ -21,11 +22,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from neonize.events import EVENT_TO_INT
+from neonize.proto import Neonize_pb2 as pb
 
-from watui.engines.base import EngineEvent, SessionError
+from watui.engines.base import EngineEvent, PairSuccess, SessionError
 from watui.engines.factory import EngineSpec
 from watui.engines.hosts import HostedEngine
-from watui.engines.neonize_engine import NeonizeEngine, _jid_proto, whatsmeow_dsn
+from watui.engines.neonize_engine import NeonizeEngine, _jid_proto, _Run, whatsmeow_dsn
 from watui.engines.neonize_mapping import jid_str
 
 
@@ -88,9 +91,9 @@ async def fail_to_dial(engine: NeonizeEngine, session_id: str, auth_path: Path) 
     return run.jid
 
 
-async def seed_device(db: asyncpg.Connection, user: str) -> str:
+async def seed_device(db: asyncpg.Connection, user: str, device: int = 7) -> str:
     """A linked device row in whatsmeow's PostgreSQL schema (as a pairing would leave it)."""
-    jid = f"{user}:7@s.whatsapp.net"
+    jid = f"{user}:{device}@s.whatsapp.net"
     rnd = os.urandom
     await db.execute(
         "INSERT INTO whatsmeow_device (jid, registration_id, noise_key, identity_key,"
@@ -106,12 +109,10 @@ async def test_a_new_session_opens_the_cluster_database_and_fails_cleanly_offlin
     engine: NeonizeEngine, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     sid, auth_path = new_id(), tmp_path / "auth" / "n.db"
-    devices_before = await db.fetchval("SELECT count(*) FROM pg_tables WHERE tablename = 'whatsmeow_device'")
     assert not await engine.has_auth(sid, auth_path)
     assert await fail_to_dial(engine, sid, auth_path) is None  # no JID: a new device
     # neonize opened PostgreSQL (not a file) and whatsmeow created its schema there.
     assert {"whatsmeow_device", "whatsmeow_identity_keys", "whatsmeow_sessions"} <= await whatsmeow_tables(db)
-    assert devices_before in (0, 1)
     assert not auth_path.exists() and not auth_path.parent.exists()
     assert not await engine.has_auth(sid, auth_path)  # a failed dial links nothing
 
@@ -175,6 +176,44 @@ async def test_a_jid_whose_device_is_gone_links_a_new_device(
     )
     assert not await engine.has_auth(sid, tmp_path / "unused.db")
     assert await fail_to_dial(engine, sid, tmp_path / "unused.db") is None
+
+
+async def test_pair_success_records_the_device_before_it_is_reported(
+    engine: NeonizeEngine, db: asyncpg.Connection, pg_database: str, tmp_path: Path
+) -> None:
+    """Drive the run's callback as Go does (raw bytes, from another thread): the JID row is
+    committed before PairSuccess reaches ``report``, so another node can resume the device."""
+    await fail_to_dial(engine, new_id(), tmp_path / "first.db")  # whatsmeow's schema exists
+    sid = new_id()
+    report = Recorder()
+    session = engine.session(sid, report, auth_path=tmp_path / "unused.db")
+    run = _Run(session, asyncio.get_running_loop(), new_device=True, options=engine.options)
+    jid = "4915100000004:5@s.whatsapp.net"
+    event = pb.PairStatus(ID=_jid_proto(jid), BusinessName="", Platform="android", Status=pb.PairStatus.SUCCESS)
+    data = event.SerializeToString()
+    buf = ctypes.create_string_buffer(data, len(data))
+
+    await db.execute("BEGIN")
+    await db.execute("LOCK TABLE engine_auth IN EXCLUSIVE MODE")
+    go_side = threading.Thread(
+        target=run._on_event, args=(0, ctypes.addressof(buf), len(data), EVENT_TO_INT[pb.PairStatus])
+    )
+    go_side.start()
+    await asyncio.sleep(0.3)
+    assert report.events == []  # the Go thread waits for the commit
+    await db.execute("ROLLBACK")
+    paired = await report.next(timeout=5)
+    await asyncio.to_thread(go_side.join)
+    assert paired == PairSuccess(jid=jid, phone_number="4915100000004", platform="android")
+    stored = await db.fetchval("SELECT data FROM engine_auth WHERE session_id = $1", sid)
+    assert json.loads(stored) == {"jid": jid}
+
+    await seed_device(db, "4915100000004", device=5)  # what whatsmeow committed before the event
+    node_b = NeonizeEngine(proxy=refused_proxy(), database_url=pg_database)
+    try:
+        assert await fail_to_dial(node_b, sid, tmp_path / "unused.db") == jid  # resumes it
+    finally:
+        await node_b.aclose()
 
 
 async def test_has_auth_on_a_database_neonize_never_opened(tmp_path: Path) -> None:
