@@ -228,3 +228,20 @@ async def test_a_session_linked_in_an_engine_host_resumes_on_another_node(
     assert isinstance(event, SessionConnected) and event.jid == connected.jid
     await other.remove_auth(sid, auth_path)
     assert await stored_row(pg_database, sid) is None
+
+
+async def test_a_connect_without_the_database_fails_and_a_later_one_works(
+    pg_database: str, tmp_path: Path
+) -> None:
+    sid = new_id()
+    down = SimulatedEngine(database_url="postgresql://postgres@127.0.0.1:1/none", **FAST)
+    session = down.session(sid, Recorder(), auth_path=tmp_path / "d.db")
+    with pytest.raises(OSError):
+        await session.connect()
+    assert session.state == "closed"
+    down.auth_db = SimulatedEngine(database_url=pg_database).auth_db  # the database is back
+    report = Recorder()
+    session.report = report
+    await session.connect()
+    assert isinstance(await report.next(), QrCodeIssued)
+    await down.aclose()

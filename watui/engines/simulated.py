@@ -129,7 +129,11 @@ class SimulatedSession:
             return
         self.state = "opening"
         if self.engine.auth_db is not None:
-            await self.engine.fetch_device(self.session_id, self.auth_path)  # what another node linked
+            try:
+                await self.engine.fetch_device(self.session_id, self.auth_path)  # maybe linked elsewhere
+            except BaseException:
+                self.state = "closed"  # the connect failed: a later one starts afresh
+                raise
             if self.state != "opening":
                 return  # disconnected meanwhile
         self._schedule(self.engine.connect_latency, self._socket_open)
