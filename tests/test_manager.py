@@ -390,7 +390,7 @@ async def test_simulate_is_not_found_with_the_real_engine(tmp_path: Path) -> Non
         name = "neonize"
         plays_phone = False
 
-        def has_auth(self, *a: object) -> bool:
+        async def has_auth(self, *a: object) -> bool:
             return False
 
         async def aclose(self) -> None:

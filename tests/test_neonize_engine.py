@@ -178,7 +178,7 @@ async def test_offline_connect_reports_the_dial_error_then_closes_cleanly(tmp_pa
     assert report.threads == {threading.get_ident()}
     # neonize created the session's own db at the given path, without a linked device.
     assert auth.is_file()
-    assert not engine.has_auth("s1", auth)
+    assert not await engine.has_auth("s1", auth)
     await asyncio.sleep(0.2)
     assert report.events == [event]  # nothing more after the failure and the close
 
@@ -261,7 +261,7 @@ async def test_a_linked_session_resumes_its_device_instead_of_pairing(
     path = await make_auth_db(tmp_path, "linked", refused_proxy)
     seed_device(path)
     engine = NeonizeEngine(proxy=refused_proxy)
-    assert engine.has_auth("linked", path)
+    assert await engine.has_auth("linked", path)
     report = Recorder()
     session = engine.session("linked", report, auth_path=path)
     await session.connect()
@@ -330,16 +330,16 @@ def test_a_process_using_the_engine_exits_promptly(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- auth databases
 
 
-def test_has_auth_is_false_for_missing_and_foreign_files(tmp_path: Path) -> None:
+async def test_has_auth_is_false_for_missing_and_foreign_files(tmp_path: Path) -> None:
     engine = NeonizeEngine()
-    assert not engine.has_auth("x", tmp_path / "missing.db")
+    assert not await engine.has_auth("x", tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()  # looking must not create it
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database at all" * 100)
-    assert not engine.has_auth("x", junk)
+    assert not await engine.has_auth("x", junk)
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
-    assert not engine.has_auth("x", other)
+    assert not await engine.has_auth("x", other)
 
 
 async def test_has_auth_needs_a_device_and_remove_auth_deletes_everything(
@@ -347,18 +347,18 @@ async def test_has_auth_needs_a_device_and_remove_auth_deletes_everything(
 ) -> None:
     path = await make_auth_db(tmp_path, "a1", refused_proxy)
     engine = NeonizeEngine()
-    assert path.is_file() and not engine.has_auth("a1", path)  # schema, but no device
+    assert path.is_file() and not await engine.has_auth("a1", path)  # schema, but no device
     seed_device(path)
-    assert engine.has_auth("a1", path)
+    assert await engine.has_auth("a1", path)
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).write_bytes(b"x")
     sibling = await make_auth_db(tmp_path, "a2", refused_proxy)
     seed_device(sibling, user="33600000000")
 
     await engine.remove_auth("a1", path)
-    assert not engine.has_auth("a1", path)
+    assert not await engine.has_auth("a1", path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["a2.db"]  # only a1's files went
-    assert engine.has_auth("a2", sibling)
+    assert await engine.has_auth("a2", sibling)
     await engine.remove_auth("a1", path)  # idempotent
 
 

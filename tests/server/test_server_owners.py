@@ -159,7 +159,7 @@ class _RealishEngine:
     def session(self, session_id: str, report: object, *, auth_path: Path) -> _IdleSession:
         return _IdleSession()
 
-    def has_auth(self, session_id: str, auth_path: Path) -> bool:
+    async def has_auth(self, session_id: str, auth_path: Path) -> bool:
         return False
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None: ...

@@ -1,5 +1,6 @@
-"""Both store backends behind one fixture: SQLite in a temporary directory, PostgreSQL in the
-run's fresh database (``pg_database``, tests/conftest.py), one schema per test."""
+"""Both store backends behind one fixture: SQLite in a temporary directory, PostgreSQL in a
+fresh database made for this test run (``pg_database``, tests/pg_server.py), one schema per
+test."""
 
 from __future__ import annotations
 

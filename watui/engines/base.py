@@ -170,10 +170,14 @@ class Engine(Protocol):
     """True when :meth:`play_phone` works (the simulated engine, inline or hosted)."""
 
     def session(self, session_id: str, report: Report, *, auth_path: Path) -> EngineSession:
-        """Make the engine side of one session. ``auth_path`` is its own auth database."""
+        """Make the engine side of one session. ``auth_path`` is its own auth database file;
+        an engine built with a ``database_url`` (cluster mode) keeps the session's auth state
+        in PostgreSQL instead, keyed by ``session_id`` (see :mod:`watui.engines.auth`)."""
 
-    def has_auth(self, session_id: str, auth_path: Path) -> bool:
-        """True if this session has stored credentials it can resume with."""
+    async def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        """True if this session has stored credentials it can resume with.
+
+        A coroutine because the auth state may be in PostgreSQL (cluster mode)."""
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
         """Delete the session's auth data (after a logout or a delete)."""

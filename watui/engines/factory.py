@@ -33,7 +33,13 @@ class EngineSpec:
 
 
 def spec_for(settings: Settings) -> EngineSpec:
-    """The inline engine the settings describe."""
+    """The inline engine the settings describe.
+
+    In cluster mode (``settings.database_url``) the engine keeps its auth state in that
+    PostgreSQL database (:mod:`watui.engines.auth`); the URL is part of the spec, so engine
+    host processes get it too.
+    """
+    cluster = {"database_url": settings.database_url} if settings.database_url else {}
     if settings.engine == "simulated":
         return EngineSpec(
             "simulated",
@@ -43,9 +49,10 @@ def spec_for(settings: Settings) -> EngineSpec:
                 "codes_per_attempt": settings.qr_codes_per_attempt,
                 "connect_latency": 0.3,
                 "link_latency": 1.0,
+                **cluster,
             },
         )
-    return EngineSpec("neonize")
+    return EngineSpec("neonize", cluster)
 
 
 def build_inline(spec: EngineSpec, clock: Clock | None = None) -> Engine:

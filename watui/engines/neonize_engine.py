@@ -41,6 +41,18 @@ How neonize 0.5.2 behaves, and why this module is built the way it is:
   restores a few sessions at a time) and engine hosts give the rest back by recycling a host
   after ``WATUI_HOST_RECYCLE_CONNECTS`` attempts.
 
+**Cluster mode** (a ``database_url``): every session's whatsmeow store is the one PostgreSQL
+database of the cluster. Neonize 0.5.2 passes its database string to Go, which opens it with
+whatsmeow's ``sqlstore`` on the ``postgres`` driver (lib/pq) when it starts with ``postgres``
+(``postgres://`` or ``postgresql://``), else as an SQLite file. ``Neonize()`` then picks the
+device: by JID when one is given (``container.GetDevice``), a blank new one with
+``new_device`` (``container.NewDevice``), else the first stored one. So watui keeps, per
+session, the JID of its device in ``engine_auth`` (:mod:`watui.engines.auth`), written at
+pair success before the link is reported; a connect passes that JID only once it checked the
+device row exists (``GetDevice`` answers a missing JID with no device, and whatsmeow then
+dereferences it: a Go panic), and a session without one links a new device. lib/pq defaults to
+``sslmode=require``; a URL without ``sslmode`` gets ``prefer`` (what libpq and asyncpg do).
+
 The neonize package is imported lazily: importing it loads an 18 MB Go runtime and calls
 ``logging.basicConfig``, which the simulated engine and the tests of other layers don't need.
 """
@@ -50,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import sqlite3
 import threading
@@ -59,11 +72,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
+import asyncpg
+
+from watui.engines.auth import PgAuthStore
 from watui.engines.base import (
     EngineEvent,
     EngineRefused,
+    PairSuccess,
     PhoneAction,
     QrCodeIssued,
     Report,
@@ -78,7 +95,7 @@ from watui.engines.neonize_mapping import (
 
 if TYPE_CHECKING:
     from neonize.client import NewClient
-    from neonize.proto.Neonize_pb2 import Device
+    from neonize.proto.Neonize_pb2 import JID, Device
 
     from watui.models import EngineHost
 
@@ -212,6 +229,7 @@ class _Run:
         *,
         new_device: bool,
         options: _Options,
+        jid: str | None = None,
     ) -> None:
         self.session_id = session.session_id
         self._report = session.report
@@ -219,7 +237,10 @@ class _Run:
         self.options = options
         self.new_device = new_device
         self.uuid = f"watui-{session.session_id}-{uuidlib.uuid4().hex[:12]}".encode()
-        self.db = quote(str(session.auth_path.resolve()), safe="/").encode()
+        self.db = session.database.encode()
+        self.jid = jid  # cluster mode: the stored device to resume (None: see new_device)
+        self.jid_bytes = _jid_proto(jid).SerializeToString() if jid else b""
+        self._remember = session.remember_jid
         self.abandoned = False
         self.me: Device | None = None
         self.first_qr = asyncio.Event()
@@ -278,6 +299,7 @@ class _Run:
         if self.options.proxy:
             proxy = ProxySettings(proxy_address=self.options.proxy)._to_c_struct()
         qr_cb, status_cb, event_cb, log_cb = self._callbacks
+        jid = self.jid_bytes
         try:
             if not self._begin():
                 log.debug("neonize run %s closed before it started", self.uuid.decode())
@@ -287,8 +309,8 @@ class _Run:
                 raw = gocode.Neonize(
                     self.db,
                     self.uuid,
-                    b"",
-                    0,
+                    jid,
+                    len(jid),
                     int(self.new_device),
                     self.options.log_level.encode(),
                     qr_cb,
@@ -389,6 +411,16 @@ class _Run:
             event = map_event(message, self.me)
             if event is None:
                 return
+            if isinstance(event, PairSuccess) and self._remember is not None:
+                # Cluster mode: whatsmeow committed the device; commit which one is ours
+                # before anyone hears of the link (this thread waits; later events queue).
+                try:
+                    self._remember(event.jid, self.loop)
+                except Exception as exc:
+                    log.error("session %s: saving the linked device failed: %s", self.session_id, exc)
+                    self.emit(SessionError(f"could not save the link: {exc}", code="auth_save_failed"))
+                    self._reap_soon()
+                    return
             self.emit(event)
             if ends_connection(event):
                 # Stop here, so whatsmeow doesn't reconnect behind the manager's back.
@@ -532,6 +564,25 @@ class NeonizeSession:
     def options(self) -> _Options:
         return self.engine.options
 
+    @property
+    def database(self) -> str:
+        """What ``Neonize()`` opens: the cluster's PostgreSQL URL, or this session's file."""
+        return self.engine.database or quote(str(self.auth_path.resolve()), safe="/")
+
+    @property
+    def remember_jid(self) -> Callable[[str, asyncio.AbstractEventLoop], None] | None:
+        """Cluster mode: how a run (on its Go thread) records the JID its phone linked."""
+        auth_db = self.engine.auth_db
+        if auth_db is None:
+            return None
+        session_id = self.session_id
+
+        def remember(jid: str, loop: asyncio.AbstractEventLoop) -> None:
+            save = auth_db.save(session_id, json.dumps({"jid": jid}))
+            asyncio.run_coroutine_threadsafe(save, loop).result(timeout=30)
+
+        return remember
+
     async def connect(self) -> None:
         """Start an attempt (resume if the db holds a device, else a new QR link) and return."""
         if self._closed:
@@ -539,9 +590,16 @@ class NeonizeSession:
         await self.disconnect()
         await _in_thread(_go)  # the first import loads the Go runtime: keep it off the loop
         loop = asyncio.get_running_loop()
-        self.auth_path.parent.mkdir(parents=True, exist_ok=True)
-        new_device = not self.engine.has_auth(self.session_id, self.auth_path)
-        run = _Run(self, loop, new_device=new_device, options=self.options)
+        jid = None
+        if self.engine.auth_db is not None:
+            jid = await self.engine.linked_jid(self.session_id)
+            new_device = jid is None
+        else:
+            self.auth_path.parent.mkdir(parents=True, exist_ok=True)
+            new_device = not await self.engine.has_auth(self.session_id, self.auth_path)
+        if self._closed:
+            return
+        run = _Run(self, loop, new_device=new_device, options=self.options, jid=jid)
         self._run = run
         run.start()  # the run arms its watchdog once it is past the start gate
 
@@ -638,6 +696,8 @@ class NeonizeEngine:
     start lock. ``log_level``: whatsmeow's level (DEBUG, INFO, WARN, ERROR), logged through
     the ``whatsmeow.*`` loggers. ``device_name``: shown on the phone under linked devices.
     ``proxy``: ``socks5://`` or ``http://`` proxy URL for the WhatsApp connection.
+    ``database_url``: cluster mode, every session's auth state in that PostgreSQL database
+    (see the module docstring) instead of a file per session.
     """
 
     name = "neonize"
@@ -651,7 +711,12 @@ class NeonizeEngine:
         log_level: str = "WARN",
         device_name: str = "watui",
         proxy: str | None = None,
+        database_url: str | None = None,
     ) -> None:
+        self.auth_db = PgAuthStore(database_url, self.name) if database_url else None
+        """Cluster mode: which device is each session's (``engine_auth``)."""
+        self.database = whatsmeow_dsn(database_url) if database_url else None
+        """Cluster mode: the whatsmeow store every session shares."""
         self.options = _Options(
             connect_timeout=connect_timeout,
             start_grace=start_grace,
@@ -669,9 +734,14 @@ class NeonizeEngine:
     def _forget(self, session: NeonizeSession) -> None:
         self._sessions.discard(session)
 
-    def has_auth(self, session_id: str, auth_path: Path) -> bool:
-        """True if the session's own db holds a linked device (read-only; never creates it)."""
-        path = Path(auth_path)
+    async def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        """True if the session has a linked device: in its own db file (read-only; never
+        creates it), or in cluster mode in PostgreSQL."""
+        if self.auth_db is not None:
+            return await self.linked_jid(session_id) is not None
+        return self._file_has_device(Path(auth_path))
+
+    def _file_has_device(self, path: Path) -> bool:
         if not path.is_file():
             return False
         try:
@@ -688,8 +758,32 @@ class NeonizeEngine:
             conn.close()
         return row is not None
 
+    async def linked_jid(self, session_id: str) -> str | None:
+        """Cluster mode: the JID of the session's device, if whatsmeow's store still has it."""
+        assert self.auth_db is not None
+        jid = _stored_jid(await self.auth_db.load(session_id))
+        if jid is None:
+            return None
+        pool = await self.auth_db.pool()
+        try:
+            found = await pool.fetchval("SELECT 1 FROM whatsmeow_device WHERE jid = $1", jid)
+        except asyncpg.UndefinedTableError:  # no neonize client ever opened this database
+            return None
+        return jid if found else None
+
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
-        """Delete the session's auth db and its SQLite side files."""
+        """Delete the session's auth: its db and SQLite side files, or in cluster mode its
+        whatsmeow device (the keys, sessions and contacts go with it: ``ON DELETE CASCADE``)."""
+        if self.auth_db is not None:
+            async with self.auth_db.transaction() as conn:
+                jid = _stored_jid(await conn.fetchval(
+                    "SELECT data FROM engine_auth WHERE session_id = $1 FOR UPDATE", session_id))
+                if jid is not None:
+                    with contextlib.suppress(asyncpg.UndefinedTableError):
+                        async with conn.transaction():  # a savepoint: a missing table is no error
+                            await conn.execute("DELETE FROM whatsmeow_device WHERE jid = $1", jid)
+                await self.auth_db.delete(session_id, conn)
+            return
         path = Path(auth_path)
 
         def remove() -> None:
@@ -710,3 +804,41 @@ class NeonizeEngine:
         """Close whatever sessions are still open (the manager normally closed them all)."""
         for session in list(self._sessions):
             await session.close()
+        if self.auth_db is not None:
+            await self.auth_db.aclose()
+
+
+def whatsmeow_dsn(database_url: str) -> str:
+    """The URL for whatsmeow's lib/pq: ``sslmode=prefer`` unless the URL names one (lib/pq
+    would require TLS, where libpq and asyncpg prefer it)."""
+    query = dict(parse_qsl(urlsplit(database_url).query))
+    if "sslmode" in query:
+        return database_url
+    return database_url + ("&" if "?" in database_url else "?") + "sslmode=prefer"
+
+
+def _stored_jid(data: str | None) -> str | None:
+    """The JID in an ``engine_auth`` record of this engine (``{"jid": …}``)."""
+    if data is None:
+        return None
+    try:
+        jid = json.loads(data).get("jid")
+    except (ValueError, AttributeError):
+        return None
+    return jid if isinstance(jid, str) and jid else None
+
+
+def _jid_proto(jid: str) -> JID:
+    """Parse whatsmeow's ``user[.agent][:device]@server`` into neonize's JID message."""
+    from neonize.proto.Neonize_pb2 import JID
+
+    user, _, server = jid.rpartition("@")
+    device = 0
+    if ":" in user:
+        user, _, dev = user.partition(":")
+        device = int(dev)
+    agent = 0
+    if "." in user:
+        user, _, raw = user.partition(".")
+        agent = int(raw)
+    return JID(User=user, RawAgent=agent, Device=device, Integrator=0, Server=server, IsEmpty=False)

@@ -9,6 +9,10 @@ exercise the manager exactly as the real engine would:
 - the phone can scan the current code (pair success, then connected a moment later), or
   enter a pairing code requested for its number;
 - a linked device reconnects with its stored credentials, no QR;
+- those credentials (a :class:`Device`) are a small JSON file at the session's ``auth_path``,
+  or, with a ``database_url`` (cluster mode), a row in PostgreSQL's ``engine_auth``
+  (:mod:`watui.engines.auth`), so a session taken over by another node resumes linked. The
+  row is read at connect and committed at pair success before the link is reported;
 - when the codes run out the server closes the linking window (``PairingWindowClosed``, as
   whatsmeow's QR channel says "timeout");
 - a sent message is ``delivered`` to the recipient's phone after ``receipt_delay`` seconds and
@@ -22,19 +26,22 @@ payloads in every run without keeping a ``random.Random`` per session.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from watui.models import EngineHost
 
 from watui.clock import Clock, RealClock, TimerHandle
+from watui.engines.auth import PgAuthStore
 from watui.engines.base import (
     EngineRefused,
     IncomingMessage,
@@ -90,6 +97,7 @@ class SimulatedSession:
         self._receipts: dict[tuple[str, str], TimerHandle] = {}
         self._counter = 0
         self._keys: tuple[str, str, str] | None = None
+        self._storing: asyncio.Task[None] | None = None  # a link or unlink going to PostgreSQL
         self.fail_next_connect: str | None = None
 
     # ------------------------------------------------------------ randomness
@@ -120,6 +128,14 @@ class SimulatedSession:
         if self.state != "closed":
             return
         self.state = "opening"
+        if self.engine.auth_db is not None:
+            try:
+                await self.engine.fetch_device(self.session_id, self.auth_path)  # maybe linked elsewhere
+            except BaseException:
+                self.state = "closed"  # the connect failed: a later one starts afresh
+                raise
+            if self.state != "opening":
+                return  # disconnected meanwhile
         self._schedule(self.engine.connect_latency, self._socket_open)
 
     def _socket_open(self) -> None:
@@ -172,7 +188,7 @@ class SimulatedSession:
 
     async def logout(self) -> None:
         await self.disconnect()
-        self.engine.forget_device(self.auth_path)
+        await self.engine.remove_auth(self.session_id, self.auth_path)
 
     async def pair_phone(self, phone_number: str) -> str:
         if self.state != "pairing":
@@ -229,7 +245,27 @@ class SimulatedSession:
         self.state = "linking"
         self.current_code = None
         self.pair_code = None
-        self.engine.save_device(self.auth_path, device)
+        if self.engine.auth_db is None:
+            self.engine.save_device(self.auth_path, device)
+            self._paired(device)
+        else:
+            # The link is reported only once its row committed: a node that takes the session
+            # over right after must never find it linked without its auth.
+            self._store_then(self._save_linked(device))
+
+    async def _save_linked(self, device: Device) -> None:
+        try:
+            await self.engine.store_device(self.session_id, self.auth_path, device)
+        except Exception as exc:
+            log.warning("session %s: saving the link failed: %s", self.session_id, exc)
+            if self.state == "linking":
+                self.state = "closed"
+                self.report(SessionError(f"could not save the link: {exc}"))
+            return
+        if self.state == "linking":
+            self._paired(device)
+
+    def _paired(self, device: Device) -> None:
         self.report(PairSuccess(device.jid, device.phone_number, "android"))
 
         def linked() -> None:
@@ -239,6 +275,15 @@ class SimulatedSession:
                 self.report(SessionConnected(device.jid, device.phone_number, device.push_name))
 
         self._schedule(self.engine.link_latency, linked)
+
+    def _store_then(self, step: Coroutine[Any, Any, None]) -> None:
+        self._storing = asyncio.get_running_loop().create_task(step)
+
+    async def stored(self) -> None:
+        """Wait for a link (or unlink) the phone made to reach PostgreSQL (cluster mode)."""
+        task = self._storing
+        if task is not None:
+            await asyncio.shield(task)
 
     def _phone_number(self) -> str:
         digits = "".join(str(b % 10) for b in self._bytes(7))
@@ -259,8 +304,17 @@ class SimulatedSession:
             raise SimulationError("this session is not linked")
         self._cancel_timer()
         self.state = "closed"
-        self.engine.forget_device(self.auth_path)
-        self.report(LoggedOut("logged_out"))
+        if self.engine.auth_db is None:
+            self.engine.forget_device(self.auth_path)
+            self.report(LoggedOut("logged_out"))
+        else:
+            self._store_then(self._remove_then_report())
+
+    async def _remove_then_report(self) -> None:
+        try:
+            await self.engine.remove_auth(self.session_id, self.auth_path)
+        finally:
+            self.report(LoggedOut("logged_out"))
 
     def fail(self, message: str = "simulated engine failure") -> None:
         self._cancel_timer()
@@ -294,6 +348,7 @@ class SimulatedEngine:
         codes_per_attempt: int = 6,
         persist_auth: bool = True,
         receipt_delay: float | None = 2.0,
+        database_url: str | None = None,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.seed = seed
@@ -303,6 +358,9 @@ class SimulatedEngine:
         self.qr_next_ttl = qr_next_ttl
         self.codes_per_attempt = codes_per_attempt
         self.persist_auth = persist_auth
+        """Keep links in files at ``auth_path`` (else in memory only); moot with a database."""
+        self.auth_db = PgAuthStore(database_url, self.name) if database_url else None
+        """Cluster mode: links live in PostgreSQL, keyed by session id."""
         self.receipt_delay = receipt_delay
         """Seconds until a sent message is delivered (and as many again until read); None: never."""
         self.fail_connects: str | None = None
@@ -328,10 +386,12 @@ class SimulatedEngine:
         match action.action:
             case "scan":
                 phone.scan()
+                await phone.stored()
             case "disconnect":
                 phone.drop(action.reason or "connection_lost")
             case "logout":
                 phone.remove_device()
+                await phone.stored()
             case "fail":
                 phone.fail(action.reason or "simulated engine failure")
             case "message":
@@ -339,10 +399,12 @@ class SimulatedEngine:
             case other:
                 raise SimulationError(f"the phone cannot {other!r}")
 
-    # The auth "database": a small JSON file, so links survive a restart like neonize's do.
+    # The auth "database": a small JSON file, so links survive a restart like neonize's do;
+    # in cluster mode a row in PostgreSQL, cached here from connect to logout.
     def load_device(self, auth_path: Path) -> Device | None:
+        """The device linked at ``auth_path`` (cluster mode: as fetched at connect)."""
         device = self._devices.get(auth_path)
-        if device is None and self.persist_auth and auth_path.exists():
+        if device is None and self.auth_db is None and self.persist_auth and auth_path.exists():
             try:
                 device = Device(**json.loads(auth_path.read_text()))
             except (OSError, ValueError, TypeError):
@@ -361,11 +423,34 @@ class SimulatedEngine:
         if self.persist_auth:
             auth_path.unlink(missing_ok=True)
 
-    def has_auth(self, session_id: str, auth_path: Path) -> bool:
+    async def fetch_device(self, session_id: str, auth_path: Path) -> Device | None:
+        """Cluster mode: read the session's device from PostgreSQL into the cache."""
+        assert self.auth_db is not None
+        data = await self.auth_db.load(session_id)
+        device = None if data is None else _parse_device(data)
+        if device is None:
+            self._devices.pop(auth_path, None)
+        else:
+            self._devices[auth_path] = device
+        return device
+
+    async def store_device(self, session_id: str, auth_path: Path, device: Device) -> None:
+        """Cluster mode: commit the session's device to PostgreSQL, then cache it."""
+        assert self.auth_db is not None
+        await self.auth_db.save(session_id, device.dump())
+        self._devices[auth_path] = device
+
+    async def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        if self.auth_db is not None:
+            return await self.fetch_device(session_id, auth_path) is not None
         return self.load_device(auth_path) is not None
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
-        self.forget_device(auth_path)
+        if self.auth_db is not None:
+            self._devices.pop(auth_path, None)
+            await self.auth_db.delete(session_id)
+        else:
+            self.forget_device(auth_path)
 
     def release(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
@@ -378,3 +463,13 @@ class SimulatedEngine:
         for session in list(self.sessions.values()):
             await session.close()
         self.sessions.clear()
+        if self.auth_db is not None:
+            await self.auth_db.aclose()
+
+
+def _parse_device(data: str) -> Device | None:
+    try:
+        return Device(**json.loads(data))
+    except (ValueError, TypeError):
+        log.warning("an engine_auth row is not a simulated device; ignoring it")
+        return None

@@ -233,7 +233,7 @@ class SessionManager:
             or session.status is not Status.DISCONNECTED or session_id in self.supervisor.runtimes
         ):
             return False  # stopped, started or deleted meanwhile
-        if session.linked and self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
+        if session.linked and await self.engine.has_auth(session.id, self.settings.auth_path(session.id)):
             runtime = self.supervisor.spawn(session)
             runtime.on_settled = on_settled
             self.lifecycle.schedule_reconnect(runtime, session, delay=delay)

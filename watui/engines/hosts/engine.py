@@ -172,7 +172,8 @@ class HostedEngine:
     ) -> None:
         self.spec = spec
         self.name = spec.engine
-        # Auth data is files on disk: read and removed here, without loading an engine runtime.
+        # Auth data (files on disk, or PostgreSQL rows in cluster mode) is read and removed
+        # here, without loading an engine runtime.
         self._local = build_inline(spec)
         self.plays_phone = self._local.plays_phone
         self.supervisor = Supervisor(
@@ -186,8 +187,8 @@ class HostedEngine:
         self._sessions[session_id] = session
         return session
 
-    def has_auth(self, session_id: str, auth_path: Path) -> bool:
-        return self._local.has_auth(session_id, auth_path)
+    async def has_auth(self, session_id: str, auth_path: Path) -> bool:
+        return await self._local.has_auth(session_id, auth_path)
 
     async def remove_auth(self, session_id: str, auth_path: Path) -> None:
         await self._local.remove_auth(session_id, auth_path)
@@ -230,3 +231,4 @@ class HostedEngine:
             with contextlib.suppress(Exception):
                 await session.close()
         await self.supervisor.aclose()
+        await self._local.aclose()

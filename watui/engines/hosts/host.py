@@ -1,7 +1,8 @@
 """The engine host process: runs engine sessions for watui and reports their facts over a pipe.
 
-Started by :mod:`watui.engines.hosts.supervisor` as ``python -m watui.engines.hosts SPEC``. It
-builds the inline engine the spec names (neonize or simulated) and serves calls from watui
+Started by :mod:`watui.engines.hosts.supervisor` as ``python -m watui.engines.hosts`` with the
+engine spec in ``WATUI_ENGINE_HOST_SPEC`` (in cluster mode it carries the database URL, which
+must not show in ``ps``). It builds the inline engine the spec names (neonize or simulated) and serves calls from watui
 (:mod:`watui.engines.hosts.wire`) until its stdin closes, then exits at once.
 
 The protocol runs on copies of file descriptors 0 and 1, taken before anything else loads;
@@ -23,7 +24,7 @@ from typing import Any
 
 from watui.engines.base import EngineEvent, EngineRefused, EngineSession, PhoneAction
 from watui.engines.factory import EngineSpec, build_inline
-from watui.engines.hosts.wire import encode_event, frame, read_frame
+from watui.engines.hosts.wire import SPEC_ENV, encode_event, frame, read_frame
 
 log = logging.getLogger("watui.engines.hosts.host")
 
@@ -139,6 +140,8 @@ class Host:
             await asyncio.wait_for(
                 asyncio.gather(*(s.close() for s in sessions), return_exceptions=True), SHUTDOWN_GRACE
             )
+        with contextlib.suppress(Exception):  # e.g. its PostgreSQL pool (cluster mode)
+            await asyncio.wait_for(self.engine.aclose(), SHUTDOWN_GRACE)
 
 
 def crash(how: str) -> None:
@@ -159,8 +162,9 @@ def crash(how: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2:
-        sys.exit("usage: python -m watui.engines.hosts ENGINE_SPEC_JSON")
+    spec = os.environ.pop(SPEC_ENV, None)
+    if len(argv) != 1 or spec is None:
+        sys.exit(f"usage: {SPEC_ENV}=ENGINE_SPEC_JSON python -m watui.engines.hosts")
     fd_in, fd_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -171,7 +175,7 @@ def main(argv: list[str]) -> None:
     )
     # Ctrl-C in the terminal reaches the whole process group: watui stops its hosts itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    host = Host(EngineSpec.loads(argv[1]), fd_in, fd_out)
+    host = Host(EngineSpec.loads(spec), fd_in, fd_out)
     try:
         asyncio.run(host.serve())
     finally:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from watui.engines.base import EngineEvent
 from watui.engines.factory import EngineSpec
-from watui.engines.hosts.wire import WireError, decode_event, frame, read_frame
+from watui.engines.hosts.wire import SPEC_ENV, WireError, decode_event, frame, read_frame
 
 if TYPE_CHECKING:
     from watui.models import EngineHost
@@ -95,7 +95,8 @@ class HostProcess:
 
     async def start(self, spec: EngineSpec) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "watui.engines.hosts", spec.dumps(),
+            sys.executable, "-m", "watui.engines.hosts",
+            env={**os.environ, SPEC_ENV: spec.dumps()},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -35,6 +35,9 @@ from watui.engines.base import (
     SessionError,
 )
 
+SPEC_ENV = "WATUI_ENGINE_HOST_SPEC"
+"""The environment variable that carries the engine spec (JSON) to a host process."""
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 16 * 1024 * 1024
 """A frame larger than this is a broken peer, not a message."""
