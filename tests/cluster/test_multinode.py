@@ -186,6 +186,7 @@ def read_stream(c: Cluster, via: str, *, last_id: int | None, count: int) -> lis
     headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
     ids: list[int] = []
     with c.client(via) as client, connect_sse(client, "GET", "/v1/events", headers=headers) as source:
+        assert source.response.status_code == 200, source.response.read()
         for event in source.iter_sse():
             if event.data and event.id:
                 ids.append(int(event.id))
@@ -333,3 +334,25 @@ def test_an_owner_that_does_not_answer_gives_503_node_unavailable(cluster: Clust
     with cluster.client("n4") as client:
         again = client.post(f"/v1/sessions/{session_id}/stop")
     assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_TRANSITION"
+
+
+async def test_the_console_attached_to_any_node_shows_every_session_and_its_node(cluster: Cluster) -> None:
+    from console.attach_helpers import attach, wait_for
+
+    from watui.widgets.sessions_table import SessionsTable
+
+    placed = {create(cluster, "n1", "on-one"): "n1", create(cluster, "n2", "on-two"): "n2"}
+    service, app = await attach(cluster.nodes["n3"].base_url, cluster.admin_key)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = app.screen.query_one(SessionsTable)
+
+            def shown() -> bool:
+                return {s.id: s.node_id for s in table.rows} == placed
+
+            await wait_for(pilot, shown, "both sessions with their nodes")
+            assert table.clustered  # the NODE column is on
+            screen = app.export_screenshot()
+            assert "NODE" in screen and "n1" in screen and "n2" in screen
+    finally:
+        await service.aclose()

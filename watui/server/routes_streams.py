@@ -53,7 +53,7 @@ def streams_router() -> APIRouter:
         """SSE for one session: its current state at once (the live QR if one is up), then
         `status`, `qr`, `pair_code`, … as they happen. Closes after `connected` or `error`."""
         state = state_of(request)
-        resume = state.resume_point(last_event_id_header, last_event_id)
+        resume = await state.resume_point(last_event_id_header, last_event_id)
         await service.get_session(session_id)  # 404 before anything else
         store = state.manager.store
         if resume is not None:
@@ -97,7 +97,7 @@ def streams_router() -> APIRouter:
         resume from before the oldest event still kept (see retention) is `410 EVENTS_EXPIRED`
         with `details.oldest_id`."""
         state = state_of(request)
-        resume = state.resume_point(last_event_id_header, last_event_id)
+        resume = await state.resume_point(last_event_id_header, last_event_id)
         if resume is not None:
             oldest = await state.manager.store.oldest_event_id()
             if resume < oldest - 1:

@@ -68,12 +68,16 @@ class ServerState:
         for subscription in list(self.subscriptions):
             await subscription.aclose()
 
-    def resume_point(self, header: str | None, query: str | None) -> int | None:
+    async def resume_point(self, header: str | None, query: str | None) -> int | None:
         """The validated ``Last-Event-ID``. One past the end of the log cannot have come from
         this server (every id sent is committed first): resuming there would wait for events
-        that may never match, so it is refused instead."""
+        that may never match, so it is refused instead. In a cluster the id may come from
+        another node, ahead of what this one has fanned out so far: the shared log decides."""
         resume = parse_last_event_id(header, query)
-        head = self.manager.store.last_committed_id
+        store = self.manager.store
+        head = store.last_committed_id
+        if resume is not None and resume > head and self.manager.cluster is not None:
+            head = await store.max_event_id()
         if resume is not None and resume > head:
             raise ValidationFailed(
                 f"Last-Event-ID {resume} is ahead of the event log (last id {head})",
