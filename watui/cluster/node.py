@@ -24,6 +24,7 @@ from watui.cluster.leases import Leases
 from watui.cluster.nodes import Nodes
 from watui.cluster.types import Holder, NodeInfo
 from watui.config import Settings
+from watui.manager.handover import Handover
 from watui.stores.postgres import PostgresStore
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class ClusterNode:
         self.leases = Leases(store.pool, self.node_id, settings.lease_ttl)
         self.table = Nodes(store.pool, self.node_id, settings.advertised_url, settings.node_capacity)
         self.feed = ClusterFeed(store, settings.redis_url, self.node_id)
+        self.handover = Handover(manager)
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
         self._task: asyncio.Task[None] | None = None
@@ -96,7 +98,7 @@ class ClusterNode:
         lost = await self.leases.renew()
         for session_id in lost:
             log.warning("lost the lease on %s to another node; dropping it here", session_id)
-            await self.manager.drop(session_id)
+            await self.handover.drop(session_id)
         await self.table.heartbeat(len(self.leases.tokens))
 
     async def _take_over_orphans(self) -> None:
@@ -109,7 +111,7 @@ class ClusterNode:
         log.info("taking over %d sessions", len(claimed))
         self.takeovers += len(claimed)
         results = await asyncio.gather(
-            *(self.manager.take_over(session_id) for session_id in claimed), return_exceptions=True
+            *(self.handover.take_over(session_id) for session_id in claimed), return_exceptions=True
         )
         for session_id, result in zip(claimed, results, strict=True):
             if isinstance(result, BaseException):

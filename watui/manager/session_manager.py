@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,7 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
-from watui.restore import JITTER, Restorer
+from watui.restore import Restorer
 from watui.retention import Retention
 from watui.store import Store
 from watui.webhooks import WebhookDispatcher
@@ -143,10 +142,10 @@ class SessionManager:
             manager.supervisor.placement = LeasePlacement(
                 node.leases, settings.max_active_sessions_per_owner, settings.node_capacity
             )
-            manager.supervisor.on_lease_lost = manager.drop
+            manager.supervisor.on_lease_lost = node.handover.drop
             manager.journal.node_id = settings.node_id
             manager.bus.follow(node.feed)
-            node.feed.on_sessions.append(manager._mirror)
+            node.feed.on_sessions.append(node.handover.mirror)
             await manager._load_and_start_services(store)  # type: ignore[arg-type]
             await node.start()
         except BaseException:
@@ -244,62 +243,6 @@ class SessionManager:
             return False  # the start failed at once
         started.on_settled = on_settled
         return True
-
-    # ================================================================ cluster mode
-
-    async def take_over(self, session_id: str) -> None:
-        """This node just claimed ``session_id``'s lease (its node died, or handed it over on
-        shutdown): park it if it was left running, then resume it as a restart would."""
-        session = await self._reload(session_id)
-        async with self.registry.lock(session_id):
-            session = self.registry.sessions.get(session_id)
-            resumed = False
-            if session is not None and session_id not in self.supervisor.runtimes:
-                if session.status in RUNNING:
-                    session = await self.journal.apply(
-                        session, Trigger.SHUTDOWN, reason="node_lost", changes=cleared_link_state(),
-                    )
-                resumed = await self._restore_locked(session_id, delay=random.uniform(0, JITTER), on_settled=None)
-            if not resumed and session_id not in self.supervisor.runtimes:
-                await self.supervisor.placement.release(session_id)  # nothing to run here
-
-    async def drop(self, session_id: str) -> None:
-        """Another node holds ``session_id`` now (this one was paused or cut off past its
-        lease): stop running it here, without writing anything, and take the current
-        snapshot from the store."""
-        async with self.registry.lock(session_id):
-            self.supervisor.placement.forget(session_id)
-            runtime = self.supervisor.runtimes.get(session_id)
-            if runtime is not None:
-                await self.supervisor.teardown(runtime)
-        await self._reload(session_id)
-
-    async def _reload(self, session_id: str) -> Session | None:
-        """The session as the store has it, put in the registry (None: it was deleted)."""
-        rows = await self.store.fetchall("SELECT doc FROM sessions WHERE id = $1", [session_id])
-        if not rows:
-            self._mirror([], [session_id])
-            return None
-        session = Session.model_validate_json(rows[0][0])
-        self.registry.mirror(session)
-        self.journal.notify(session)
-        return session
-
-    def _mirror(self, sessions: list[Session], deleted: list[str]) -> None:
-        """Snapshots other nodes wrote: keep this node's view of the cluster current (the
-        sessions it runs itself it knows best)."""
-        runtimes = self.supervisor.runtimes
-        for session in sessions:
-            if session.id in runtimes:
-                continue
-            current = self.registry.sessions.get(session.id)
-            if current is not None and current.updated_at > session.updated_at:
-                continue  # an older snapshot overtaken by a newer one
-            self.registry.mirror(session)
-            self.journal.notify(session)
-        for session_id in deleted:
-            if session_id not in runtimes:
-                self.registry.forget(session_id)
 
     # ================================================================ what callers use
 

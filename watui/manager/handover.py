@@ -1,0 +1,87 @@
+"""Cluster mode: sessions changing hands between nodes, as the manager sees it.
+
+- ``take_over``: this node just claimed a session's lease (its node died, or handed it over
+  when it shut down): park it if it was left running, then resume it as a restart would;
+- ``drop``: another node holds the session now (this one was paused or cut off past its
+  lease): stop running it here, writing nothing;
+- ``mirror``: snapshots the other nodes wrote, so this node's view of the cluster (lists,
+  the console, webhooks' settings) stays current.
+
+The cluster node (watui/cluster/node.py) decides *when*; this module knows what it does to
+the registry, the runtimes and the journal.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from watui.machine import RUNNING, Trigger
+from watui.manager.journal import cleared_link_state
+from watui.models import Session
+from watui.restore import JITTER
+
+if TYPE_CHECKING:
+    from watui.manager.session_manager import SessionManager
+
+
+class Handover:
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.registry = manager.registry
+        self.journal = manager.journal
+        self.supervisor = manager.supervisor
+
+    async def take_over(self, session_id: str) -> None:
+        """Park the session if its node died while it ran (reason ``node_lost``), then resume
+        it; a session with nothing to resume gives its lease back."""
+        await self.reload(session_id)
+        async with self.registry.lock(session_id):
+            session = self.registry.sessions.get(session_id)
+            resumed = False
+            if session is not None and session_id not in self.supervisor.runtimes:
+                if session.status in RUNNING:
+                    await self.journal.apply(
+                        session, Trigger.SHUTDOWN, reason="node_lost", changes=cleared_link_state(),
+                    )
+                resumed = await self.manager._restore_locked(
+                    session_id, delay=random.uniform(0, JITTER), on_settled=None
+                )
+            if not resumed and session_id not in self.supervisor.runtimes:
+                await self.supervisor.placement.release(session_id)  # nothing to run here
+
+    async def drop(self, session_id: str) -> None:
+        """Stop running the session here without writing anything (the store would refuse
+        it), then take its current snapshot from the store."""
+        async with self.registry.lock(session_id):
+            self.supervisor.placement.forget(session_id)
+            runtime = self.supervisor.runtimes.get(session_id)
+            if runtime is not None:
+                await self.supervisor.teardown(runtime)
+        await self.reload(session_id)
+
+    async def reload(self, session_id: str) -> Session | None:
+        """The session as the store has it, put in the registry (None: it was deleted)."""
+        rows = await self.manager.store.fetchall("SELECT doc FROM sessions WHERE id = $1", [session_id])
+        if not rows:
+            self.mirror([], [session_id])
+            return None
+        session = Session.model_validate_json(rows[0][0])
+        self.registry.mirror(session)
+        self.journal.notify(session)
+        return session
+
+    def mirror(self, sessions: list[Session], deleted: list[str]) -> None:
+        """Snapshots other nodes wrote (the sessions this node runs, it knows best)."""
+        runtimes = self.supervisor.runtimes
+        for session in sessions:
+            if session.id in runtimes:
+                continue
+            current = self.registry.sessions.get(session.id)
+            if current is not None and current.updated_at > session.updated_at:
+                continue  # an older snapshot overtaken by a newer one
+            self.registry.mirror(session)
+            self.journal.notify(session)
+        for session_id in deleted:
+            if session_id not in runtimes:
+                self.registry.forget(session_id)
