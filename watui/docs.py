@@ -42,7 +42,10 @@ NOTES = """\
   It runs in the background (the server answers meanwhile): at most
   `WATUI_RESTORE_CONCURRENCY` (default 8) connects in flight, linked sessions first, each after
   a random delay of up to 0.25 s; a connect is in flight until the engine reports its first
-  outcome. `restore_progress` (`GET /v1/health` → `restoring`) counts them.
+  outcome. `restore_progress` (`GET /v1/health` → `restoring`) counts them. In a cluster
+  (docs/cluster.md) no node restores at start-up: a session whose node died or shut down is
+  taken over by another node, parked the same way (reason `node_lost` if its node died while
+  it ran) and resumed.
 - **A pairing code is a linking round too.** It lives `WATUI_PAIR_CODE_TTL` (160 s, as in
   whatsmeow). When it expires, or the engine reports that WhatsApp closed the linking window
   (whatsmeow's QR-channel `timeout`; for QR codes as well), the dead code is cleared at once
