@@ -98,19 +98,42 @@ def _check_name(value: str | None) -> str | None:
     return value
 
 
+NO_NUL = "^[^\\u0000]*$"
+"""The JSON Schema ``pattern`` of text that :class:`Strict` accepts (no U+0000)."""
+
+
+def _no_nul_in_schema(schema: dict[str, Any]) -> None:
+    """Say in the OpenAPI schema what :meth:`Strict._no_nul` enforces: each text property
+    without a pattern of its own gets :data:`NO_NUL`."""
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and not ({"pattern", "format", "enum", "const"} & node.keys()):
+                node["pattern"] = NO_NUL
+            for key in ("anyOf", "oneOf", "allOf"):
+                for option in node.get(key, ()):
+                    visit(option)
+            visit(node.get("items"))
+
+    for prop in schema.get("properties", {}).values():
+        visit(prop)
+
+
 class Strict(BaseModel):
     """What callers send: unknown fields are refused, and so is a NUL character in any text.
 
     U+0000 is never meaningful in a name, a message or a secret, and PostgreSQL ``text`` cannot
     store it (see :mod:`watui.stores.postgres`): refusing it here (``422 VALIDATION_ERROR``)
-    tells the caller, where silently changing their text would not."""
+    tells the caller, where silently changing their text would not. The OpenAPI schema says
+    so too (each text property's ``pattern``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_nul_in_schema)
 
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
+        texts = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
             raise ValueError("must not contain NUL characters (U+0000)")
         return value
 
