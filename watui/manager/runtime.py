@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -131,7 +131,7 @@ class Supervisor:
         """Items being handled right now, across every runtime (ended ones included)."""
         self.placement: Placement = LocalPlacement()
         """Where sessions run (a cluster node's leases; set by the manager)."""
-        self.on_lease_lost: Callable[[str], Awaitable[None]] | None = None
+        self.on_lease_lost: Callable[[str], Coroutine[Any, Any, None]] | None = None
         """Cluster mode: called when a write was refused because another node took the
         session over (set by the manager, which drops the session)."""
 
@@ -182,21 +182,16 @@ class Supervisor:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    def finish_later_call(self, call: Awaitable[None]) -> None:
-        """Run ``call`` in the background (a runtime's own task cannot wait for its teardown)."""
-
-        async def run() -> None:
-            await call
-
-        task = asyncio.get_running_loop().create_task(run())
+    def in_background(self, call: Coroutine[Any, Any, None]) -> None:
+        """Run ``call`` after the item being handled (a runtime's own task cannot wait for its
+        own teardown); ``drain_all`` waits for it."""
+        task = asyncio.get_running_loop().create_task(call)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
     def finish_later(self, runtime: Runtime) -> None:
-        """Tear ``runtime`` down after the item being handled (its own task cannot wait for it)."""
-        task = asyncio.get_running_loop().create_task(self.teardown(runtime))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        """Tear ``runtime`` down after the item being handled."""
+        self.in_background(self.teardown(runtime))
 
     @staticmethod
     def settled(runtime: Runtime) -> None:
@@ -256,7 +251,7 @@ class Supervisor:
         except LeaseLost:
             log.warning("session %s moved to another node; dropping it here", runtime.session_id)
             if self.on_lease_lost is not None:
-                self.finish_later_call(self.on_lease_lost(runtime.session_id))
+                self.in_background(self.on_lease_lost(runtime.session_id))
         except StoreUnavailable as exc:  # the store logs the outage itself; no traceback here
             log.warning("session %s could not record %r: %s", runtime.session_id, item, exc.message)
         except Exception:
