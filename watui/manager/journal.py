@@ -15,7 +15,8 @@ from watui.clock import Clock
 from watui.machine import RUNNING, EventType, Status, Trigger, transition
 from watui.manager.registry import Registry
 from watui.models import NewEvent, Session
-from watui.store import NewMessage, Store, WriteResult
+from watui.store import NewMessage, WriteResult
+from watui.stores.base import StoreProtocol
 
 
 def cleared_link_state() -> dict[str, Any]:
@@ -24,7 +25,7 @@ def cleared_link_state() -> dict[str, Any]:
 
 
 class Journal:
-    def __init__(self, store: Store, clock: Clock, registry: Registry) -> None:
+    def __init__(self, store: StoreProtocol, clock: Clock, registry: Registry) -> None:
         self.store = store
         self.clock = clock
         self.registry = registry

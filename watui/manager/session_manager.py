@@ -45,7 +45,7 @@ from watui.models import (
 )
 from watui.restore import Restorer
 from watui.retention import Retention
-from watui.store import Store
+from watui.stores.base import StoreProtocol
 from watui.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, store: Store, engine: Engine, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: StoreProtocol, engine: Engine, clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -137,7 +137,7 @@ class SessionManager:
         settings.ensure_dirs()
         store = await PostgresStore.open(settings.database_url, max_batch=settings.commit_max_batch)
         try:
-            manager = cls(settings, store, engine or build_engine(settings, clock), clock)  # type: ignore[arg-type]
+            manager = cls(settings, store, engine or build_engine(settings, clock), clock)
             node = manager.cluster = ClusterNode(manager, store, settings)
             manager.supervisor.placement = LeasePlacement(
                 node.leases, settings.max_active_sessions_per_owner, settings.node_capacity
@@ -146,14 +146,14 @@ class SessionManager:
             manager.journal.node_id = settings.node_id
             manager.bus.follow(node.feed)
             node.feed.on_sessions.append(node.handover.mirror)
-            await manager._load_and_start_services(store)  # type: ignore[arg-type]
+            await manager._load_and_start_services(store)
             await node.start()
         except BaseException:
             await store.close()
             raise
         return manager
 
-    async def _load_and_start_services(self, store: Store) -> None:
+    async def _load_and_start_services(self, store: StoreProtocol) -> None:
         self.registry.load(await store.load_sessions())
         # Before anything is written: every event from here on is queued for its webhook.
         self.webhooks = WebhookDispatcher(store, self.settings, sessions=self.registry.sessions, clock=self.clock)

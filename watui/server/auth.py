@@ -20,7 +20,7 @@ from watui.models import Caller
 
 if TYPE_CHECKING:
     from watui.config import Settings
-    from watui.store import Store
+    from watui.stores.base import StoreProtocol
 
 MAX_KEY_LENGTH = 256
 """Longer strings are refused without touching the store."""
@@ -46,7 +46,7 @@ async def caller_for_secret(request: Request, secret: str | None) -> Caller:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`")
     if len(secret) > MAX_KEY_LENGTH or not secret.isascii():
         raise Unauthorized("Invalid API key")
-    store: Store = request.app.state.manager.store
+    store: StoreProtocol = request.app.state.manager.store
     key = await store.find_api_key(secret)
     if key is None or key.revoked_at is not None:
         raise Unauthorized("Invalid API key")
@@ -91,7 +91,7 @@ def write_secret_file(path: Path, secret: str) -> None:
         os.close(fd)
 
 
-async def ensure_admin_key(store: Store, settings: Settings) -> str | None:
+async def ensure_admin_key(store: StoreProtocol, settings: Settings) -> str | None:
     """On a first start (no key at all), create an admin key and save it to ``admin.key``.
 
     Returns the new secret so the caller can print it once, or ``None`` if keys exist.
