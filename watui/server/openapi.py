@@ -25,7 +25,8 @@ WHITESPACE = (
 _SEP = f"[{PHONE_SEPARATORS}]*"
 PHONE_PATTERN = rf"^{_SEP}\+?{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}{_SEP}$"
 WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]"
-NOT_BLANK_PATTERN = rf"[^{WHITESPACE}]"
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^{WHITESPACE}\u0000][^\u0000]*$"
+"""Some character that is not white space, and no NUL (see ``watui.models.Strict``)."""
 NAME_FORMAT = "printable-name"
 """Not blank once trimmed, and every character printable (``str.isprintable``)."""
 
