@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.bench_cluster [--sessions 300] [--kills 10]
 
-Real ``watui serve`` subprocesses (simulated engine) over a fresh PostgreSQL database and a
-private ``redis-server``, driven over HTTP, as in tests/cluster/test_multinode.py:
+Real ``watui serve`` subprocesses (simulated engine) over a fresh PostgreSQL database (on the
+server ``WATUI_TEST_PG`` names, as in the tests) and a private ``redis-server``, driven over HTTP, as in tests/cluster/test_multinode.py:
 
 1. **Sessions created/s**: ``--sessions`` creates (each starts its session: a lease claim, a
    ``created`` + ``status`` write, then QR codes), 24 in flight, spread round-robin over the
@@ -21,7 +21,6 @@ cannot be faster here than one; the figures show what the cluster costs, not wha
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -42,11 +41,9 @@ from cluster.cluster_helpers import (
     wait_until,
 )
 
-SERVER = os.environ.get("WATUI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 
 def start_cluster(root: Path, nodes: int, lease_ttl: float = LEASE_TTL) -> tuple[Cluster, object]:
-    dsn, drop = fresh_database(SERVER)
+    dsn, drop = fresh_database()
     redis = RedisServer().start()
     cluster = Cluster(dsn, redis, root, env={"WATUI_MAX_ACTIVE_SESSIONS_PER_OWNER": "100000",
                                              "WATUI_LEASE_TTL": str(lease_ttl)})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pg_server import SERVER, admin_sql
 from serve_process import ServerProcess
 
 from watui.stores.postgres import PostgresStore
@@ -136,23 +137,12 @@ class Cluster:
             node.kill()
 
 
-def fresh_database(server: str) -> tuple[str, Callable[[], None]]:
-    """A database of its own on ``server``, and how to drop it."""
+def fresh_database() -> tuple[str, Callable[[], None]]:
+    """A database of its own for one cluster (nodes use the default schema), and how to drop
+    it (tests/pg_server.py names the server)."""
     name = "watui_cluster_" + secrets.token_hex(5)
-
-    async def admin(sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    return server.rsplit("/", 1)[0] + "/" + name, lambda: asyncio.run(
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    )
+    admin_sql(f'CREATE DATABASE "{name}"')
+    return SERVER.rsplit("/", 1)[0] + "/" + name, lambda: admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def signal_node(node: ServerProcess, sig: signal.Signals) -> None:

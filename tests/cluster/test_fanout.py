@@ -8,10 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,13 +21,9 @@ from watui.machine import EventType
 from watui.models import Event, NewEvent, Session
 from watui.stores.postgres import PostgresStore
 
+from .cluster_helpers import RedisServer, free_port
+
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def session(sid: str, owner: str, version: int) -> Session:
@@ -208,45 +200,15 @@ async def test_events_the_log_purged_before_a_node_read_them_are_skipped_not_awa
     assert seen.mirror.keys() == {"w-y"} and "w-x" in seen.deleted
 
 
-class PrivateRedis:
-    """A ``redis-server`` of this test's own that keeps nothing on disk, to kill and restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        assert server, "redis-server is needed for this test"
-        self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
     yield server
-    server.kill()
+    server.stop()
 
 
 async def test_redis_killed_and_restarted_loses_nothing_and_the_feed_goes_back_to_redis(
-    start_node: StartNode, private_redis: PrivateRedis
+    start_node: StartNode, private_redis: RedisServer
 ) -> None:
     a_store, a_feed, a_seen = await start_node("a", private_redis.url, "commits")
     b_store, b_feed, b_seen = await start_node("b", private_redis.url, "commits")
@@ -265,7 +227,7 @@ async def test_redis_killed_and_restarted_loses_nothing_and_the_feed_goes_back_t
     writers = [asyncio.create_task(keep_writing("a", a_store)), asyncio.create_task(keep_writing("b", b_store))]
     try:
         await until(lambda: b_feed.events_from_redis > 10, what="events through Redis")
-        private_redis.kill()
+        private_redis.stop()
         await until(lambda: not b_feed.redis_connected, what="the feed to notice Redis is gone")
         from_pg = b_feed.events_from_pg
         await until(lambda: b_feed.events_from_pg > from_pg + 10, what="events from PostgreSQL while Redis is down")

@@ -7,7 +7,6 @@ loopback ports, killed (-9), stopped (SIGSTOP), resumed and terminated for real.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -31,12 +30,9 @@ from .cluster_helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-SERVER = os.environ.get("WATUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    dsn, drop = fresh_database(SERVER)
+    dsn, drop = fresh_database()
     redis = RedisServer().start()
     c = Cluster(dsn, redis, tmp_path)
     try:
