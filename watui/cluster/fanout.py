@@ -350,24 +350,13 @@ class ClusterFeed:
             after = page[-1].id
         recovered = [e for e in rows if e.id > self.delivered_id and e.id not in self._pending]
         touched = list(dict.fromkeys(e.session_id for e in recovered))
-        sessions, deleted = await self._load_sessions(touched) if touched else ([], [])
+        sessions, deleted = await self.store.load_sessions_by_id(touched) if touched else ([], [])
         self.events_from_pg += self._accept(recovered)
         self._complete_through = max(self._complete_through, newest, rows[-1].id if rows else 0)
         self._known_id = max(self._known_id, self._complete_through)
         if sessions or deleted:
             self._emit_sessions(sessions, deleted)
         self._advance()
-
-    async def _load_sessions(self, session_ids: list[str]) -> tuple[list[Session], list[str]]:
-        rows = await self.store.fetchall(
-            "SELECT id, doc FROM sessions WHERE id = ANY($1::text[])", (session_ids,)
-        )
-        found = {row[0]: row[1] for row in rows}
-        sessions = [
-            Session.model_validate_json(found[sid], context={"stored": True})
-            for sid in session_ids if sid in found
-        ]
-        return sessions, [sid for sid in session_ids if sid not in found]
 
     # ---------------------------------------------------------------- Redis
 

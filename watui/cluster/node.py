@@ -47,7 +47,7 @@ class ClusterNode:
         self.leases = Leases(store.pool, self.node_id, settings.lease_ttl)
         self.table = Nodes(store.pool, self.node_id, settings.advertised_url, settings.node_capacity)
         self.feed = ClusterFeed(store, settings.redis_url, self.node_id)
-        self.handover = Handover(manager)
+        self.handover = Handover(manager, store)
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
         self._task: asyncio.Task[None] | None = None

@@ -23,11 +23,13 @@ from watui.restore import JITTER
 
 if TYPE_CHECKING:
     from watui.manager.session_manager import SessionManager
+    from watui.stores.postgres import PostgresStore
 
 
 class Handover:
-    def __init__(self, manager: SessionManager) -> None:
+    def __init__(self, manager: SessionManager, store: PostgresStore) -> None:
         self.manager = manager
+        self.store = store
         self.registry = manager.registry
         self.journal = manager.journal
         self.supervisor = manager.supervisor
@@ -62,11 +64,11 @@ class Handover:
 
     async def reload(self, session_id: str) -> Session | None:
         """The session as the store has it, put in the registry (None: it was deleted)."""
-        rows = await self.manager.store.fetchall("SELECT doc FROM sessions WHERE id = $1", [session_id])
-        if not rows:
-            self.mirror([], [session_id])
+        sessions, deleted = await self.store.load_sessions_by_id([session_id])
+        if deleted:
+            self.mirror([], deleted)
             return None
-        session = Session.model_validate_json(rows[0][0])
+        session = sessions[0]  # the store's word, newer or not than what memory holds
         self.registry.mirror(session)
         self.journal.notify(session)
         return session

@@ -604,6 +604,17 @@ class PostgresStore(GroupCommitWriter):
         rows = await self.fetchall("SELECT doc FROM sessions ORDER BY seq")
         return [Session.model_validate_json(row[0], context={"stored": True}) for row in rows]
 
+    async def load_sessions_by_id(self, session_ids: Sequence[str]) -> tuple[list[Session], list[str]]:
+        """The stored snapshots of ``session_ids`` (in that order), and the ids that have none
+        (deleted): how a cluster node refreshes sessions another node changed."""
+        rows = await self.fetchall("SELECT id, doc FROM sessions WHERE id = ANY($1::text[])", (list(session_ids),))
+        found = {row[0]: row[1] for row in rows}
+        sessions = [
+            Session.model_validate_json(found[sid], context={"stored": True})
+            for sid in session_ids if sid in found
+        ]
+        return sessions, [sid for sid in session_ids if sid not in found]
+
     async def read_events(
         self,
         *,
