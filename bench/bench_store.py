@@ -2,7 +2,8 @@
 the same run and at the same batch size (issue 9: the store must reach >= 70 % of raw).
 
     .venv/bin/python -m bench.bench_store [--events 200000] [--writers 1000] [--max-batch 64]
-                                          [--synchronous FULL NORMAL] [--rounds 1] [--profile]
+                                          [--synchronous FULL NORMAL] [--rounds 1]
+                                          [--switch-interval 0.0002] [--profile]
 
 For each ``synchronous`` setting:
 
@@ -12,7 +13,12 @@ For each ``synchronous`` setting:
 2. Raw ``sqlite3`` executemany of the same rows into the same schema with the same pragmas, in
    one transaction (what SQLite can do at best) and in transactions as big as the store's
    commits averaged in step 1 (the baseline the store is measured against: it separates
-   SQLite's own cost per commit from the store's Python work).
+   SQLite's own cost per commit from the store's Python work). At that batch size twice:
+   with the rows built before the clock starts (SQLite alone), and building each batch's
+   rows from the events inside the timed loop (a plain program doing the store's job).
+
+The process runs with watui's GIL switch interval (:func:`watui.tuning.tune_threads`) unless
+``--switch-interval`` says otherwise.
 
 ``--profile`` runs step 1 once more under cProfile and prints where the event loop spends its
 time (the writer thread's SQLite calls show up only as waiting).
@@ -41,6 +47,7 @@ from bench._util import CpuShare, Figure, GcPauses, fs_type, load_average, print
 from watui.machine import EventType
 from watui.models import NewEvent
 from watui.store import MIGRATIONS, Store
+from watui.tuning import SWITCH_INTERVAL
 
 GOAL_STORE_EPS = 20_000.0
 GOAL_SHARE_OF_RAW = 0.70
@@ -80,6 +87,8 @@ class StoreResult:
     raw: bool = False
     batch: int | None = None
     """Rows per transaction of a raw run; None = all rows in one transaction."""
+    serialised: bool = False
+    """A raw run that built its rows from the events inside the timed loop."""
 
     @property
     def rate(self) -> float:
@@ -132,17 +141,23 @@ async def bench_store(
                        commits, share, sum(pauses.full))
 
 
+def _row(i: int, e: NewEvent) -> tuple[Any, ...]:
+    return (i, e.type.value, e.session_id, e.owner, e.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+            json.dumps(e.payload, separators=(",", ":"), default=str))
+
+
 def bench_raw_sqlite(
-    path: Path, events: Sequence[NewEvent], *, synchronous: str, batch: int | None = None
+    path: Path, events: Sequence[NewEvent], *, synchronous: str, batch: int | None = None, serialise: bool = False,
 ) -> StoreResult:
     """The same rows, schema and pragmas through plain ``sqlite3``: one executemany in one
-    transaction, or (``batch``) one transaction per ``batch`` rows like the store's commits."""
-    rows = [
-        (i, e.type.value, e.session_id, e.owner, e.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
-         json.dumps(e.payload, separators=(",", ":"), default=str))
-        for i, e in enumerate(events, start=1)
-    ]
-    step = batch or len(rows)
+    transaction, or (``batch``) one transaction per ``batch`` rows like the store's commits.
+
+    The rows are built before the clock starts, unless ``serialise``: then each batch's rows
+    are built from the events inside the timed loop (JSON payload, ISO timestamp), as any
+    program that writes these events must."""
+    step = batch or len(events)
+    numbered = list(enumerate(events, start=1))
+    prebuilt = None if serialise else [_row(i, e) for i, e in numbered]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -150,17 +165,22 @@ def bench_raw_sqlite(
     sql = "INSERT INTO events(id, type, session_id, owner, ts, payload) VALUES (?,?,?,?,?,?)"
     cpu = CpuShare()
     start = time.perf_counter()
-    for first in range(0, len(rows), step):
+    for first in range(0, len(events), step):
+        if prebuilt is not None:
+            rows = prebuilt[first : first + step]
+        else:
+            rows = [_row(i, e) for i, e in numbered[first : first + step]]
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[first : first + step])
+        conn.executemany(sql, rows)
         conn.execute("COMMIT")
     seconds = time.perf_counter() - start
     share = cpu.ratio()
     conn.close()
-    commits = -(-len(rows) // step)
+    commits = -(-len(events) // step)
     how = "one transaction" if batch is None else f"{step} rows/commit"
-    return StoreResult(f"raw sqlite3 executemany, {how}, synchronous={synchronous}", synchronous, len(rows),
-                       seconds, commits, share, raw=True, batch=batch)
+    label = f"raw sqlite3 executemany, {how}{', serialising each batch' if serialise else ''}, synchronous={synchronous}"
+    return StoreResult(label, synchronous, len(events), seconds, commits, share, raw=True, batch=batch,
+                       serialised=serialise)
 
 
 async def run_store_benchmarks(
@@ -177,6 +197,8 @@ async def run_store_benchmarks(
             ours,
             bench_raw_sqlite(root / f"raw-{sync}{tag}.db", events, synchronous=sync),
             bench_raw_sqlite(root / f"rawb-{sync}{tag}.db", events, synchronous=sync, batch=ours.events_per_commit),
+            bench_raw_sqlite(root / f"raws-{sync}{tag}.db", events, synchronous=sync, batch=ours.events_per_commit,
+                             serialise=True),
         ]
     return results
 
@@ -196,22 +218,27 @@ def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
                            note=f"{r.events:,} in {r.seconds:.2f} s, {r.commits:,} commits "
                                 f"({r.events_per_commit} events/commit), CPU/wall "
                                 f"{r.cpu_share:.2f}, full GC {r.gc_full:.2f} s"))
-        same = next((x for x in results[k + 1:] if x.raw and x.synchronous == r.synchronous
-                     and x.batch == r.events_per_commit), None)
-        if same is not None:
-            figs.append(Figure(f"  Store / raw sqlite3 at {same.batch} rows/commit, synchronous={r.synchronous}",
+        for serialised in (False, True):
+            same = next((x for x in results[k + 1:] if x.raw and x.synchronous == r.synchronous
+                         and x.batch == r.events_per_commit and x.serialised == serialised), None)
+            if same is None:
+                continue
+            what = "serialising too" if serialised else "rows built beforehand"
+            figs.append(Figure(f"  Store / raw sqlite3 at {same.batch} rows/commit ({what}), synchronous={r.synchronous}",
                                100 * r.rate / same.rate, "%", 100 * GOAL_SHARE_OF_RAW, ">=", digits=0,
                                note=f"{r.rate:,.0f} vs {same.rate:,.0f} events/s, same run"))
     return figs
 
 
 async def _run(args: argparse.Namespace) -> None:
+    sys.setswitchinterval(args.switch_interval)
     events = sample_events(args.events)
     with tempfile.TemporaryDirectory(prefix="watui-bench-store-") as tmp:
         root = Path(tmp)
         print(f"watui store benchmark: {args.events:,} events from {args.writers:,} writers, "
               f"max batch {args.max_batch}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
-              f"{os.cpu_count()} CPUs (load avg {load_average()}), data in {root} ({fs_type(root)})")
+              f"{os.cpu_count()} CPUs (load avg {load_average()}), GIL switch interval "
+              f"{sys.getswitchinterval() * 1000:g} ms, data in {root} ({fs_type(root)})")
         for round_ in range(1, args.rounds + 1):
             results = await run_store_benchmarks(root, events, writers=args.writers, synchronous=args.synchronous,
                                                  max_batch=args.max_batch, tag=f"-{round_}")
@@ -232,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=64, help="the store's commit_max_batch (default 64)")
     parser.add_argument("--synchronous", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL", "OFF"])
     parser.add_argument("--rounds", type=int, default=1, help="repeat the comparison (default 1)")
+    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
+                        help=f"the GIL switch interval in seconds (default {SWITCH_INTERVAL}, as watui sets it; "
+                             "CPython's own is 0.005)")
     parser.add_argument("--profile", action="store_true", help="then profile the store's run under cProfile")
     args = parser.parse_args(argv)
     if args.events < 1 or args.writers < 1 or args.max_batch < 1 or args.rounds < 1:

@@ -1,26 +1,29 @@
-"""The store: SQLite through aiosqlite, in WAL mode, with a versioned schema.
+"""The store: SQLite in WAL mode, with a versioned schema.
 
-Writes go through one writer task that *group-commits*: whatever is queued while a commit is
-in flight goes into the next transaction, so a burst of a thousand events costs a handful of
-fsyncs instead of a thousand. A write's future resolves only after its transaction has
-committed, so anything reported as written survives a ``kill -9``.
+Writes go through one writer task that *group-commits* (:mod:`watui.stores.group_commit`):
+whatever is queued while a commit is in flight goes into the next transaction, so a burst of
+a thousand events costs a handful of fsyncs instead of a thousand. A write's future resolves
+only after its transaction has committed, so anything reported as written survives a
+``kill -9``. The transactions run on a connection and thread of their own
+(:mod:`watui.stores.sqlite_writer`).
 
-Reads use a second connection. In WAL mode it never sees a transaction that has not
-committed, so a reader can never hand out an event that a crash could still take back.
+Reads use a second connection, through aiosqlite. In WAL mode it never sees a transaction
+that has not committed, so a reader can never hand out an event that a crash could still
+take back.
 """
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
 import logging
 import secrets
 import sqlite3
-import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,16 +40,27 @@ from watui.models import (
     MessageDirection,
     MessageStatus,
     NewEvent,
+    NewMessage,
     Session,
     utcnow,
 )
+from watui.stores.encoding import payload_json
+from watui.stores.group_commit import (
+    EventHook,
+    GroupCommitWriter,
+    QueuedWrite,
+    Statement,
+    StoreClosed,
+    WriteResult,
+)
+from watui.stores.sqlite_writer import SqliteWriter, TransactionRows, finished
+
+__all__ = [
+    "MIGRATIONS", "OUTGOING_PROGRESS", "SCHEMA_VERSION", "EventHook", "NewMessage", "Statement", "Store",
+    "StoreClosed", "WriteResult", "hash_key",
+]
 
 log = logging.getLogger(__name__)
-
-Statement = tuple[str, Sequence[Any]]
-EventHook = Callable[[Event], Iterable[Statement]]
-"""Called for each event while its transaction is being assembled; the statements it returns
-commit atomically with the event (the webhook outbox uses this)."""
 
 # Forward migrations; index i brings the schema from version i to i + 1. Never edit one that
 # has shipped: append a new one.
@@ -129,18 +143,10 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_MESSAGE_EVENTS = f"('{EventType.MESSAGE.value}', '{EventType.MESSAGE_STATUS.value}')"
-PURGE_DELETED_SESSION = [
-    "DELETE FROM webhook_deliveries WHERE session_id = ?1 AND event_id IN"
-    f" (SELECT id FROM events WHERE session_id = ?1 AND type IN {_MESSAGE_EVENTS})",
-    f"DELETE FROM events WHERE session_id = ? AND type IN {_MESSAGE_EVENTS}",
-    "DELETE FROM messages WHERE session_id = ?",
-]
-"""Run (with the session id) in the transaction that deletes a session."""
-
-
 def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not UTC:  # most are: utcnow() makes them so
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def _parse_ts(value: str) -> datetime:
@@ -160,162 +166,6 @@ def hash_key(secret: str) -> str:
 
 OUTGOING_PROGRESS = (MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 """The statuses a sent message goes through, in order."""
-
-
-@dataclass
-class NewMessage:
-    session_id: str
-    direction: MessageDirection
-    chat: str
-    text: str
-    message_id: str | None
-    status: MessageStatus
-    error: str | None = None
-    timestamp: datetime = field(default_factory=utcnow)
-
-
-@dataclass
-class WriteResult:
-    events: list[Event]
-    messages: list[Message]
-
-
-@dataclass
-class _Write:
-    events: list[NewEvent]
-    sessions: list[Session]
-    deleted: list[str]
-    messages: list[NewMessage]
-    statements: list[Statement]
-    future: asyncio.Future[WriteResult]
-
-
-_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
-"""An event payload as stored: compact JSON (one encoder, not one per ``json.dumps`` call)."""
-
-
-@dataclass
-class _Rows:
-    """One transaction's rows, assembled on the event loop and written by :meth:`write` on
-    the connection's thread."""
-
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    messages: list[tuple[Any, ...]] = field(default_factory=list)
-    sessions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    deleted: list[tuple[str]] = field(default_factory=list)
-    statements: list[Statement] = field(default_factory=list)
-
-    def write(self, conn: sqlite3.Connection) -> None:
-        """The whole transaction: all of it commits, or it is rolled back and the error raised."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if self.events:
-                conn.executemany(
-                    "INSERT INTO events(id, type, session_id, owner, ts, payload) VALUES (?,?,?,?,?,?)",
-                    self.events,
-                )
-            if self.messages:
-                conn.executemany(
-                    "INSERT INTO messages(id, session_id, direction, chat, text, message_id, status, error, ts)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    self.messages,
-                )
-            if self.sessions:
-                conn.executemany(
-                    "INSERT INTO sessions(id, owner, doc) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE"
-                    " SET owner=excluded.owner, doc=excluded.doc",
-                    list(self.sessions.values()),
-                )
-            if self.deleted:
-                conn.executemany("DELETE FROM sessions WHERE id = ?", self.deleted)
-                # A deleted session's messages go with it, and so do the events that carry
-                # their text (with their webhook deliveries: without the event there is no body).
-                for sql in PURGE_DELETED_SESSION:
-                    conn.executemany(sql, self.deleted)
-            for sql, params in self.statements:
-                conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
-
-class StoreClosed(StoreUnavailable):
-    """The store is closed (the process is shutting down)."""
-
-    def __init__(self, message: str = "the store is closed") -> None:
-        super().__init__(message)
-
-
-class GroupCommitWriter:
-    """The write queue both stores share: callers queue atomic writes; one writer task takes
-    whatever is queued (up to ``max_batch``) into each transaction, so a burst of writes costs
-    a handful of commits. Backends implement :meth:`_commit` for one batch."""
-
-    def __init__(self, *, max_batch: int) -> None:
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    def _start_writer(self, name: str) -> None:
-        self._writer_task = asyncio.create_task(self._write_loop(), name=name)
-
-    async def _stop_writer(self) -> bool:
-        """Refuse new writes and flush the queued ones; False if it was stopped before."""
-        if self._closed:
-            return False
-        self._closed = True
-        await self._queue.put(None)
-        if self._writer_task is not None:
-            await self._writer_task
-        return True
-
-    @property
-    def closed(self) -> bool:
-        """Whether the store was closed (writes are refused from then on)."""
-        return self._closed
-
-    async def write(
-        self,
-        *,
-        events: Sequence[NewEvent] = (),
-        sessions: Sequence[Session] = (),
-        deleted: Sequence[str] = (),
-        messages: Sequence[NewMessage] = (),
-        statements: Sequence[Statement] = (),
-    ) -> WriteResult:
-        """Queue one atomic write and wait until it has committed."""
-        if self._closed:
-            raise StoreClosed()
-        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(
-            _Write(list(events), list(sessions), list(deleted), list(messages), list(statements), future)
-        )
-        return await future
-
-    async def append(self, events: Sequence[NewEvent], *, sessions: Sequence[Session] = ()) -> list[Event]:
-        return (await self.write(events=events, sessions=sessions)).events
-
-    async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Write]) -> None:
-        raise NotImplementedError
 
 
 _OUTAGES = frozenset({"FULL", "READONLY", "IOERR", "CANTOPEN", "BUSY", "LOCKED", "PERM", "NOLFS", "NOMEM"})
@@ -338,6 +188,40 @@ def _unavailable(exc: Exception) -> Exception:
     return exc
 
 
+PIPELINE_DEPTH = 2
+"""Transactions queued on the writer's thread at most: one committing, one waiting for it."""
+
+
+class _Skipped(Exception):
+    """A transaction not attempted because the one queued before it failed: its ids follow
+    ids that are given again when that one's writes are retried."""
+
+
+@dataclass(slots=True)
+class _Assembled:
+    """A batch ready for its transaction: its rows, what each write gets back, all its events
+    in id order, and the (event, message) ids the batch after it starts at."""
+
+    rows: TransactionRows
+    results: list[WriteResult]
+    events: list[Event]
+    ends: tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A batch whose transaction was handed to the writer's thread (its future gives the
+    transaction's duration in seconds)."""
+
+    batch: list[QueuedWrite]
+    assembled: _Assembled
+    transaction: concurrent.futures.Future[float]
+
+    @property
+    def ends(self) -> tuple[int, int]:
+        return self.assembled.ends
+
+
 class Store(GroupCommitWriter):
     """Sessions, the append-only event log, API keys and messages (the SQLite backend of
     :class:`watui.stores.base.StoreProtocol`)."""
@@ -348,14 +232,15 @@ class Store(GroupCommitWriter):
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection,
+        writer: SqliteWriter,
         reader: aiosqlite.Connection,
         *,
         max_batch: int,
     ) -> None:
         super().__init__(max_batch=max_batch)
         self.path = path
-        self._w = writer
+        self.writer = writer
+        """The connection every write goes through, on its own thread."""
         self._r = reader
         self._next_event_id = 1
         self._next_message_id = 1
@@ -363,9 +248,9 @@ class Store(GroupCommitWriter):
         self.on_commit: list[Callable[[list[Event]], None]] = []
         """Called in commit order, right after each transaction, with its events (the bus)."""
         self.commits = 0
+        """Transactions committed so far (the benchmark reads it)."""
         self.commit_observers: list[Callable[[float], None]] = []
         """Called with each transaction's duration in seconds (``GET /metrics``)."""
-        """Transactions committed so far (the benchmark reads it)."""
         self.last_committed_id = 0
         """The id of the newest committed event."""
         self.failing: str | None = None
@@ -380,17 +265,18 @@ class Store(GroupCommitWriter):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         private_database_files(path)
-        writer = await aiosqlite.connect(path, isolation_level=None)
+        writer = await SqliteWriter.open(path, pragmas=[
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ])
         try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute(f"PRAGMA synchronous={synchronous}")
-            await writer.execute("PRAGMA foreign_keys=ON")
-            await writer.execute("PRAGMA busy_timeout=5000")
             await cls._migrate(writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
             await writer.close()
             raise
-        reader = await aiosqlite.connect(path, isolation_level=None)
         await reader.execute("PRAGMA busy_timeout=5000")
         reader.row_factory = aiosqlite.Row
         store = cls(path, writer, reader, max_batch=max_batch)
@@ -400,30 +286,28 @@ class Store(GroupCommitWriter):
         return store
 
     @staticmethod
-    async def _migrate(conn: aiosqlite.Connection) -> None:
-        async with conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
+    async def _migrate(writer: SqliteWriter) -> None:
+        rows = await writer.execute_fetchall("PRAGMA user_version")
+        version = int(rows[0][0]) if rows else 0
         if version > SCHEMA_VERSION:
             raise RuntimeError(
                 f"database schema version {version} is newer than this watui ({SCHEMA_VERSION})"
             )
         for target in range(version, SCHEMA_VERSION):
             log.info("migrating store schema %d -> %d", target, target + 1)
-            await conn.executescript(
+            await writer.executescript(
                 "BEGIN IMMEDIATE;\n" + MIGRATIONS[target] + f"\nPRAGMA user_version={target + 1};\nCOMMIT;"
             )
 
     async def _load_counters(self) -> None:
         # AUTOINCREMENT's sqlite_sequence remembers the highest id ever used, so ids are never
         # reused even if rows were removed.
-        seq = {name: value for name, value in await self._w.execute_fetchall(
+        seq = {name: value for name, value in await self.writer.execute_fetchall(
             "SELECT name, seq FROM sqlite_sequence"
         )}
         for table in ("events", "messages"):
-            async with self._w.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}") as cur:
-                row = await cur.fetchone()
-            seq[table] = max(int(seq.get(table, 0)), int(row[0]) if row else 0)
+            rows = await self.writer.execute_fetchall(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+            seq[table] = max(int(seq.get(table, 0)), int(rows[0][0]) if rows else 0)
         self._next_event_id = seq["events"] + 1
         self._next_message_id = seq["messages"] + 1
 
@@ -432,110 +316,204 @@ class Store(GroupCommitWriter):
         if not await self._stop_writer():
             return
         with contextlib.suppress(Exception):
-            await self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._w.close()
+            await self.writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.writer.close()
         await self._r.close()
-
-    @property
-    def last_event_id(self) -> int:
-        """The id of the last event handed to the writer (committed or about to be)."""
-        return self._next_event_id - 1
 
     # ---------------------------------------------------------------- writes
 
-    async def _commit(self, batch: list[_Write]) -> None:
-        # Assembled on the event loop (the hooks read the manager's state, and ids are given
-        # here, in queue order), then written in one call on the connection's thread.
-        rows = _Rows()
+    async def _write_loop(self) -> None:
+        """Commit batch after batch, assembling each on the event loop while the ones before
+        are on the writer's thread: Python builds batches while SQLite writes them.
+
+        Up to :data:`PIPELINE_DEPTH` transactions are queued on the thread, so it goes from
+        one commit straight to the next. Batches settle (``on_commit``, then their writers'
+        futures) in commit order. Ids are given at assembly, following the batches queued
+        before; a transaction whose predecessor failed is not attempted (``_Skipped``), and
+        once the failed batch's writes have been tried again alone, the batches after it are
+        assembled again from the ids actually taken, so ids stay in commit order with no gap.
+        """
+        flights: deque[_Flight] = deque()
+        batch: list[QueuedWrite] | None = None
+        try:
+            while True:
+                batch = self._take_batch() if flights else await self._next_batch()
+                if batch is None:
+                    return
+                if not batch:  # nothing more queued: settle what is on the thread, then wait
+                    await self._settle(flights.popleft())
+                    continue
+                try:
+                    assembled = self._assemble(batch, *(flights[-1].ends if flights else self._next_ids))
+                except Exception:  # a write that cannot be assembled (a hook failed) fails alone
+                    while flights:
+                        await self._settle(flights.popleft())
+                    for write in batch:
+                        await self._commit([write])
+                    continue
+                failed = False
+                while len(flights) >= PIPELINE_DEPTH and not failed:
+                    failed = not await self._settle(flights.popleft())
+                if failed:  # the ids this batch was given may have gone to the retries
+                    while flights:
+                        await self._settle(flights.popleft())
+                    await self._commit(batch)
+                    continue
+                flights.append(self._hand_over(batch, assembled, after=flights[-1] if flights else None))
+        except BaseException as exc:  # a bug: fail the writes this loop holds, not leave them waiting
+            held = [w for flight in flights for w in flight.batch] + (batch or [])
+            error = StoreUnavailable(f"The store's writer failed ({exc!r}); this write may not have committed.")
+            for write in held:
+                if not write.future.done():
+                    write.future.set_exception(error)
+            raise
+
+    async def _commit(self, batch: list[QueuedWrite]) -> None:
+        """Assemble and commit ``batch`` on its own (no overlap), refusing any write that
+        cannot be assembled or written."""
+        try:
+            assembled = self._assemble(batch, *self._next_ids)
+        except Exception as exc:
+            if len(batch) > 1:
+                for write in batch:
+                    await self._commit([write])
+                return
+            self._refuse(batch, exc)
+            return
+        await self._settle(self._hand_over(batch, assembled))
+
+    @property
+    def _next_ids(self) -> tuple[int, int]:
+        return self._next_event_id, self._next_message_id
+
+    def _assemble(self, batch: list[QueuedWrite], next_event: int, next_message: int) -> _Assembled:
+        """The batch's rows and what each write gets back, with ids from ``next_event`` and
+        ``next_message`` in queue order.
+
+        Runs on the event loop: the hooks read the manager's state. Their statements join
+        the transaction, so a hook runs again if its batch is assembled again."""
+        rows = TransactionRows()
+        values = rows.events
+        hooks = self.event_hooks
         results: list[WriteResult] = []
-        next_event, next_message = self._next_event_id, self._next_message_id
         all_events: list[Event] = []
+        committed = Event.committed
         for write in batch:
             events: list[Event] = []
             for new in write.events:
-                event = Event(
-                    id=next_event,
-                    type=new.type,
-                    session_id=new.session_id,
-                    owner=new.owner,
-                    timestamp=new.timestamp,
-                    payload=new.payload,
-                )
+                event = committed(new, next_event)
                 next_event += 1
                 events.append(event)
-                rows.events.append(
-                    (event.id, event.type.value, event.session_id, event.owner, _ts(event.timestamp),
-                     _json(event.payload))
-                )
-                for hook in self.event_hooks:
+                # The type is a StrEnum: sqlite3 binds it as its text.
+                values += (event.id, new.type, new.session_id, new.owner, _ts(new.timestamp),
+                           payload_json(new.payload))
+                for hook in hooks:
                     rows.statements.extend(hook(event))
             messages: list[Message] = []
-            for m in write.messages:
-                message = Message(
-                    id=next_message, session_id=m.session_id, direction=m.direction, chat=m.chat,
-                    text=m.text, message_id=m.message_id, status=m.status, error=m.error,
-                    timestamp=m.timestamp,
-                )
-                next_message += 1
-                messages.append(message)
-                rows.messages.append(
-                    (message.id, m.session_id, m.direction.value, m.chat, m.text, m.message_id,
-                     m.status.value, m.error, _ts(m.timestamp))
-                )
+            if write.messages:
+                next_message = self._assemble_messages(write.messages, next_message, rows, messages)
             for session in write.sessions:
                 rows.sessions[session.id] = (session.id, session.owner, session.model_dump_json())
             for session_id in write.deleted:
                 rows.sessions.pop(session_id, None)
                 rows.deleted.append((session_id,))
-            rows.statements.extend(write.statements)
+            if write.statements:
+                rows.statements += write.statements
             results.append(WriteResult(events, messages))
-            all_events.extend(events)
-        started = time.perf_counter()
-        try:
-            await self._on_writer_thread(rows.write)
-        except Exception as exc:  # the whole batch failed together; nothing is half-written
-            # Retry each write alone so one bad write cannot fail its neighbours.
-            if len(batch) > 1:
-                for write in batch:
-                    await self._commit([write])
-                return
-            error = _unavailable(exc)
-            if not isinstance(error, StoreUnavailable):
-                log.error("store write failed", exc_info=exc)
-            elif self.failing is None:  # once per outage, not once per write
-                log.error("store writes are failing (%s); each is refused until one succeeds", exc)
-            if isinstance(error, StoreUnavailable):
-                self.failing = str(exc)
-            for write in batch:
-                if not write.future.done():
-                    write.future.set_exception(error)
-            return
+            all_events += events
+        return _Assembled(rows, results, all_events, (next_event, next_message))
+
+    @staticmethod
+    def _assemble_messages(
+        new_messages: Sequence[NewMessage], next_message: int, rows: TransactionRows, messages: list[Message]
+    ) -> int:
+        """Add the messages' rows and models, with ids from ``next_message``; the id after them."""
+        for m in new_messages:
+            messages.append(Message(
+                id=next_message, session_id=m.session_id, direction=m.direction, chat=m.chat,
+                text=m.text, message_id=m.message_id, status=m.status, error=m.error,
+                timestamp=m.timestamp,
+            ))
+            rows.messages.append(
+                (next_message, m.session_id, m.direction.value, m.chat, m.text, m.message_id,
+                 m.status.value, m.error, _ts(m.timestamp))
+            )
+            next_message += 1
+        return next_message
+
+    def _hand_over(self, batch: list[QueuedWrite], assembled: _Assembled, *, after: _Flight | None = None) -> _Flight:
+        """Queue the batch's transaction on the writer's thread, to run once ``after``'s has
+        (and not at all if that one failed); the loop goes on meanwhile."""
+        write = assembled.rows.write
+        if after is not None:
+            previous = after.transaction
+
+            def write_unless_previous_failed(conn: sqlite3.Connection) -> float:
+                if previous.exception() is not None:  # done: the thread ran it first
+                    raise _Skipped()
+                return assembled.rows.write(conn)
+
+            write = write_unless_previous_failed
+        return _Flight(batch, assembled, self.writer.start(write))
+
+    @staticmethod
+    async def _committed(flight: _Flight) -> bool:
+        """Wait until the batch's transaction has ended; whether it committed."""
+        await finished(flight.transaction)
+        return flight.transaction.exception() is None
+
+    async def _settle(self, flight: _Flight) -> bool:
+        """Wait for the batch's transaction, then resolve its writes; whether it committed.
+
+        If the batch failed, each write is tried again alone, so one bad write cannot fail its
+        neighbours; if it was skipped (the batch before it failed), it is assembled again."""
+        if await self._committed(flight):
+            self._settled(flight)
+            return True
+        exc = flight.transaction.exception()
+        assert isinstance(exc, Exception)
+        if isinstance(exc, _Skipped):
+            await self._commit(flight.batch)
+        elif len(flight.batch) > 1:
+            for write in flight.batch:
+                await self._commit([write])
+        else:
+            self._refuse(flight.batch, exc)
+        return False
+
+    def _settled(self, flight: _Flight) -> None:
+        """The batch committed: count it, take its ids, tell ``on_commit``, resume its writers."""
         if self.failing is not None:
             log.warning("store writes succeed again (after: %s)", self.failing)
             self.failing = None
         self.commits += 1
+        seconds = flight.transaction.result()
         for observe in self.commit_observers:
-            observe(time.perf_counter() - started)
-        self._next_event_id, self._next_message_id = next_event, next_message
-        if all_events:
-            self.last_committed_id = all_events[-1].id
+            observe(seconds)
+        assembled = flight.assembled
+        self._next_event_id, self._next_message_id = assembled.ends
+        if assembled.events:
+            self.last_committed_id = assembled.events[-1].id
             for callback in self.on_commit:
                 try:
-                    callback(all_events)
+                    callback(assembled.events)
                 except Exception:
                     log.exception("on_commit callback failed")
-        for write, result in zip(batch, results, strict=True):
+        for write, result in zip(flight.batch, assembled.results, strict=True):
             if not write.future.done():
                 write.future.set_result(result)
 
-    async def _on_writer_thread(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``fn`` with the writer's ``sqlite3`` connection on aiosqlite's own thread, in
-        one hop. Each public aiosqlite call is a hop of its own (a wake-up of that thread, then
-        of the event loop), and a transaction made of separate calls paid one per statement:
-        under load those hops, not SQLite, were most of a commit's time. ``_execute`` and
-        ``_conn`` are what aiosqlite's own methods are built on (stable since 0.17)."""
-        writer = self._w
-        await writer._execute(lambda: fn(writer._conn))
+    def _refuse(self, batch: list[QueuedWrite], exc: Exception) -> None:
+        error = _unavailable(exc)
+        if not isinstance(error, StoreUnavailable):
+            log.error("store write failed", exc_info=exc)
+        elif self.failing is None:  # once per outage, not once per write
+            log.error("store writes are failing (%s); each is refused until one succeeds", exc)
+        if isinstance(error, StoreUnavailable):
+            self.failing = str(exc)
+        for write in batch:
+            if not write.future.done():
+                write.future.set_exception(error)
 
     # ---------------------------------------------------------------- reads
 

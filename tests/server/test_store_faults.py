@@ -21,11 +21,10 @@ from watui.server import BackgroundServer
 def pragma(server: BackgroundServer, sql: str) -> list[Any]:
     """Run a PRAGMA on the store's writer connection (where the writes happen)."""
     assert server.manager is not None
-    writer = server.manager.store._w
+    writer = server.manager.store.writer
 
     async def run() -> list[Any]:
-        async with writer.execute(sql) as cursor:
-            return list(await cursor.fetchall())
+        return await writer.execute_fetchall(sql)
 
     return server.call(run)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from watui.machine import EventType
-from watui.models import ApiKey, Event, Message, MessageStatus, NewEvent, Session
-from watui.store import EventHook, NewMessage, Statement, WriteResult
+from watui.models import ApiKey, Event, Message, MessageStatus, NewEvent, NewMessage, Session
+from watui.stores.group_commit import EventHook, Statement, WriteResult
 
 Dialect = Literal["sqlite", "postgresql"]
 

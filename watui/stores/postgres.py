@@ -62,17 +62,16 @@ from watui.models import (
     Session,
     utcnow,
 )
-from watui.store import (
-    OUTGOING_PROGRESS,
+from watui.store import OUTGOING_PROGRESS, Store, hash_key
+from watui.stores.base import Dialect, StoreProtocol
+from watui.stores.encoding import payload_json
+from watui.stores.group_commit import (
     EventHook,
     GroupCommitWriter,
+    QueuedWrite,
     Statement,
-    Store,
     WriteResult,
-    _Write,
-    hash_key,
 )
-from watui.stores.base import Dialect, StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +259,7 @@ class Committed:
     deleted: list[str] = field(default_factory=list)
 
 
-def _committed(batch: list[_Write], results: list[WriteResult]) -> Committed:
+def _committed(batch: list[QueuedWrite], results: list[WriteResult]) -> Committed:
     sessions: dict[str, Session] = {}
     deleted: list[str] = []
     for write in batch:
@@ -297,8 +296,6 @@ def storable(value: Any) -> Any:
     return value.replace(NUL, REPLACEMENT) if isinstance(value, str) and NUL in value else value
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 class Fence(Protocol):
@@ -321,7 +318,7 @@ FENCE_ROWS = (
 and the commit. The locks are shared, so writers on several nodes never wait for each other."""
 
 
-def _touched(write: _Write) -> set[str]:
+def _touched(write: QueuedWrite) -> set[str]:
     """The sessions a write changes (its extra ``statements`` are SQL the store cannot read)."""
     touched = {e.session_id for e in write.events}
     touched.update(m.session_id for m in write.messages)
@@ -428,7 +425,7 @@ class PostgresStore(GroupCommitWriter):
 
     # ---------------------------------------------------------------- writes
 
-    async def _commit(self, batch: list[_Write]) -> None:
+    async def _commit(self, batch: list[QueuedWrite]) -> None:
         started = time.perf_counter()
         refused: dict[int, str] = {}
         allowed = batch
@@ -488,7 +485,7 @@ class PostgresStore(GroupCommitWriter):
                 batch[index].future.set_exception(LeaseLost(session_id))
 
     @staticmethod
-    async def _fenced_out(conn: asyncpg.Connection, fence: Fence, batch: list[_Write]) -> dict[int, str]:
+    async def _fenced_out(conn: asyncpg.Connection, fence: Fence, batch: list[QueuedWrite]) -> dict[int, str]:
         """The writes of ``batch`` that this node may not make (index -> the first session it
         lost), checked against the lease rows locked ``FOR SHARE`` in the caller's transaction."""
         touched = [_touched(write) for write in batch]
@@ -516,7 +513,7 @@ class PostgresStore(GroupCommitWriter):
             with contextlib.suppress(Exception):
                 await self._pool.release(conn, timeout=1)
 
-    def _fail(self, batch: list[_Write], exc: Exception, *, outage: bool = False) -> None:
+    def _fail(self, batch: list[QueuedWrite], exc: Exception, *, outage: bool = False) -> None:
         error = _unavailable(exc, outage=outage)
         if not isinstance(error, StoreUnavailable):
             log.error("store write failed", exc_info=exc)
@@ -528,7 +525,7 @@ class PostgresStore(GroupCommitWriter):
             if not write.future.done():
                 write.future.set_exception(error)
 
-    async def _apply(self, conn: asyncpg.Connection, batch: list[_Write]) -> list[WriteResult]:
+    async def _apply(self, conn: asyncpg.Connection, batch: list[QueuedWrite]) -> list[WriteResult]:
         """Run one batch; ids are taken here, under the counter's lock (see the module doc)."""
         new_events = [new for write in batch for new in write.events]
         next_event = 0
@@ -537,7 +534,7 @@ class PostgresStore(GroupCommitWriter):
                 INSERT_EVENTS,
                 [e.type.value for e in new_events], [e.session_id for e in new_events],
                 [e.owner for e in new_events], [e.timestamp for e in new_events],
-                [_dumps(e.payload) for e in new_events],
+                [payload_json(e.payload) for e in new_events],
             )) - len(new_events) + 1
         message_count = sum(len(write.messages) for write in batch)
         message_ids: list[int] = []

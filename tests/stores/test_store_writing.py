@@ -1,0 +1,135 @@
+"""The pieces that make the SQLite store's writes cheap, each held to what it replaced: an
+Event built without validating again, payload JSON through orjson with the standard library
+behind it, events written as multi-row INSERTs, and transactions queued two deep on the
+writer's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watui.errors import StoreUnavailable
+from watui.machine import EventType
+from watui.models import Event, NewEvent
+from watui.store import Store
+from watui.stores.encoding import payload_json
+from watui.stores.sqlite_writer import MAX_ROWS_PER_INSERT, TransactionRows
+
+
+def new_event(i: int, **payload: Any) -> NewEvent:
+    return NewEvent(type=EventType.MESSAGE, session_id=f"ses_{i % 3}", owner="alice", payload={"i": i, **payload})
+
+
+def test_event_committed_is_the_validated_event() -> None:
+    new = new_event(7, text="héllo", nested={"a": [1, 2]})
+    fast = Event.committed(new, 42)
+    slow = Event(id=42, **dict(new))
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert list(fast.__dict__) == list(slow.__dict__)  # the same field order in dumps
+    with pytest.raises(ValueError):  # still frozen
+        fast.id = 1  # type: ignore[misc]
+    assert fast.model_copy(update={"id": 43}).id == 43 and fast.id == 42
+
+
+def test_event_and_new_event_keep_the_same_fields() -> None:
+    """Event.committed copies NewEvent's fields by name: a field added to one only would be
+    lost or left unset."""
+    assert set(Event.model_fields) == set(NewEvent.model_fields) | {"id"}
+    for name, field in NewEvent.model_fields.items():
+        assert Event.model_fields[name].annotation == field.annotation, name
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "hello", "n": 1, "f": 1.5, "ok": True, "none": None, "list": [1, "a", {"b": []}]},
+        {"unicode": "ünïcødé ✓ 🎉", "nul": "a\x00b", "control": "\x1b[31m"},
+        {"big": 2**70},  # past 64 bits: orjson refuses, the standard library writes it
+        {"surrogate": "\ud800"},  # a lone surrogate: likewise
+        {1: "int key"},  # not a string key: likewise
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "point": Point(3)},  # str(value), as before
+    ],
+)
+def test_payload_json_reads_back_as_the_standard_library_wrote_it(value: dict[Any, Any]) -> None:
+    stdlib = json.dumps(value, separators=(",", ":"), default=str)
+    assert json.loads(payload_json(value)) == json.loads(stdlib)
+
+
+def test_payload_json_writes_nan_as_null() -> None:
+    assert json.loads(payload_json({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, MAX_ROWS_PER_INSERT, MAX_ROWS_PER_INSERT + 1, 300])
+def test_transaction_rows_write_every_event_in_order(count: int) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, type TEXT, session_id TEXT, owner TEXT,"
+                 " ts TEXT, payload TEXT)")
+    rows = TransactionRows()
+    for i in range(1, count + 1):
+        rows.events += (i, EventType.STATUS, f"ses_{i}", "alice", f"ts{i}", f'{{"i":{i}}}')
+    rows.write(conn)
+    stored = conn.execute("SELECT id, type, typeof(type), session_id, payload FROM events ORDER BY id").fetchall()
+    assert stored == [(i, "status", "text", f"ses_{i}", f'{{"i":{i}}}') for i in range(1, count + 1)]
+
+
+def test_a_transaction_of_many_statements_is_all_or_nothing() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, type TEXT, session_id TEXT, owner TEXT,"
+                 " ts TEXT, payload TEXT)")
+    rows = TransactionRows()
+    for i in range(1, 200):
+        rows.events += (i, "status", "s", "o", "t", "{}")
+    rows.statements.append(("INSERT INTO nope VALUES (1)", ()))
+    with pytest.raises(sqlite3.OperationalError):
+        rows.write(conn)
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert not conn.in_transaction
+
+
+async def test_stored_events_read_back_as_appended(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "w.db", max_batch=8)
+    news = [new_event(i, text=f"m{i}", big=2**70 if i == 5 else i) for i in range(50)]
+    written = [e for batch in await asyncio.gather(*(store.append([n]) for n in news)) for e in batch]
+    read = await store.read_events(after_id=0, limit=100)
+    assert [e.id for e in written] == list(range(1, 51))
+    assert read == written
+    assert [e.payload for e in read] == [n.payload for n in news]
+    assert [e.timestamp for e in read] == [n.timestamp for n in news]
+    await store.close()
+
+
+async def test_a_writer_that_dies_refuses_writes_instead_of_hanging(tmp_path: Path) -> None:
+    """A bug in the write loop must not leave callers waiting for ever: what it held and
+    what is queued fail with StoreUnavailable, and later writes are refused."""
+    store = await Store.open(tmp_path / "w.db")
+    await store.append([new_event(1)])
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    store._assemble = broken  # type: ignore[method-assign]
+    store._commit = broken  # type: ignore[method-assign]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(store.append([new_event(i)]) for i in range(5)), return_exceptions=True), timeout=5
+    )
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(store.append([new_event(9)]), timeout=5)
+    assert await store.count_events() == 1
+    await store.close()
