@@ -7,7 +7,7 @@ import sys
 import time
 
 SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks", "bench_hosts",
-          "bench_hardening", "bench_pg_store", "bench_cluster"]
+          "bench_hardening", "bench_store", "bench_pg_store", "bench_cluster"]
 
 
 def main() -> None:

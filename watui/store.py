@@ -277,11 +277,16 @@ class Store(GroupCommitWriter):
         except BaseException:
             await writer.close()
             raise
-        await reader.execute("PRAGMA busy_timeout=5000")
-        reader.row_factory = aiosqlite.Row
         store = cls(path, writer, reader, max_batch=max_batch)
-        await store._load_counters()
-        store.last_committed_id = await store.max_event_id()
+        try:
+            await reader.execute("PRAGMA busy_timeout=5000")
+            reader.row_factory = aiosqlite.Row
+            await store._load_counters()
+            store.last_committed_id = await store.max_event_id()
+        except BaseException:  # no thread left behind: it would keep the process alive
+            await writer.close()
+            await reader.close()
+            raise
         store._start_writer("watui-store-writer")
         return store
 

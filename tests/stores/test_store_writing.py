@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ async def test_stored_events_read_back_as_appended(tmp_path: Path) -> None:
 async def test_a_writer_that_dies_refuses_writes_instead_of_hanging(tmp_path: Path) -> None:
     """A bug in the write loop must not leave callers waiting for ever: what it held and
     what is queued fail with StoreUnavailable, and later writes are refused."""
+    threads = set(threading.enumerate())
     store = await Store.open(tmp_path / "w.db")
     await store.append([new_event(1)])
 
@@ -132,4 +134,6 @@ async def test_a_writer_that_dies_refuses_writes_instead_of_hanging(tmp_path: Pa
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(store.append([new_event(9)]), timeout=5)
     assert await store.count_events() == 1
-    await store.close()
+    await store.close()  # still closes both connections: a thread left running keeps the process alive
+    await asyncio.sleep(0.1)
+    assert {t for t in threading.enumerate() if t.is_alive()} <= threads

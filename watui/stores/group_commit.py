@@ -11,6 +11,7 @@ or override :meth:`GroupCommitWriter._write_loop` to overlap batches (the SQLite
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +63,8 @@ class GroupCommitWriter:
         self._wakeup: asyncio.Future[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
+        """Writes are refused (closing, or the writer died)."""
+        self._stopped = False
 
     def _start_writer(self, name: str) -> None:
         self._writer_task = asyncio.create_task(self._write_loop(), name=name)
@@ -81,13 +84,15 @@ class GroupCommitWriter:
                 write.future.set_exception(error)
 
     async def _stop_writer(self) -> bool:
-        """Refuse new writes and flush the queued ones; False if it was stopped before."""
-        if self._closed:
+        """Refuse new writes and flush the queued ones; False if it was stopped before (the
+        caller closes its connections only once). A writer that died was not stopped."""
+        if self._stopped:
             return False
-        self._closed = True
+        self._stopped = self._closed = True
         self._wake()
         if self._writer_task is not None:
-            await self._writer_task
+            with contextlib.suppress(Exception):  # it died: _writer_ended told its writes
+                await self._writer_task
         return True
 
     @property
