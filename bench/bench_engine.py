@@ -63,7 +63,7 @@ from watui.machine import EventType, Status
 from watui.manager import SessionManager
 from watui.models import Caller, NewEvent, Session, SessionCreate, SimulateRequest
 from watui.store import Store
-from watui.tuning import SWITCH_INTERVAL, tune_gc
+from watui.tuning import tune_gc
 
 KB = 1024.0
 
@@ -571,7 +571,6 @@ def bus_figures(results: Sequence[BusResult]) -> list[Figure]:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    sys.setswitchinterval(args.switch_interval)
     n: int = args.sessions
     quick: bool = args.quick
     store_events = 20_000 if quick else 200_000
@@ -582,7 +581,7 @@ async def _run(args: argparse.Namespace) -> None:
         root = Path(tmp)
         print(f"watui engine benchmarks: N={n:,} sessions, Python {sys.version.split()[0]}, "
               f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs (load avg {load_average()}), "
-              f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms, data in {root} ({fs_type(root)})")
+              f"data in {root} ({fs_type(root)})")
         print("simulated engine on the real clock: connect 0.3 s, link 1.0 s, "
               f"QR codes {QR_FIRST_TTL:g} s then {QR_NEXT_TTL:g} s (WhatsApp: 60/20 s); "
               f"driver concurrency {DRIVER_CONCURRENCY}")
@@ -624,8 +623,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (300 sessions, fewer events)")
     parser.add_argument("--trace-frames", type=int, default=TRACE_FRAMES,
                         help="tracemalloc frames (more names the watui line behind each allocation, but is slower)")
-    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
-                        help=f"the GIL switch interval in seconds (default {SWITCH_INTERVAL}, as watui sets it)")
     args = parser.parse_args(argv)
     if args.sessions is None:
         args.sessions = 300 if args.quick else 10_000

@@ -2,8 +2,7 @@
 the same run and at the same batch size (issue 9: the store must reach >= 70 % of raw).
 
     .venv/bin/python -m bench.bench_store [--events 200000] [--writers 1000] [--max-batch 64]
-                                          [--synchronous FULL NORMAL] [--rounds 1]
-                                          [--switch-interval 0.0002] [--profile]
+                                          [--synchronous FULL NORMAL] [--rounds 1] [--profile]
 
 For each ``synchronous`` setting:
 
@@ -16,9 +15,6 @@ For each ``synchronous`` setting:
    SQLite's own cost per commit from the store's Python work). At that batch size twice:
    with the rows built before the clock starts (SQLite alone), and building each batch's
    rows from the events inside the timed loop (a plain program doing the store's job).
-
-The process runs with watui's GIL switch interval (:func:`watui.tuning.tune_threads`) unless
-``--switch-interval`` says otherwise.
 
 ``--profile`` runs step 1 once more under cProfile and prints where the event loop spends its
 time (the writer thread's SQLite calls show up only as waiting).
@@ -47,7 +43,6 @@ from bench._util import CpuShare, Figure, GcPauses, fs_type, load_average, print
 from watui.machine import EventType
 from watui.models import NewEvent
 from watui.store import MIGRATIONS, Store
-from watui.tuning import SWITCH_INTERVAL
 
 GOAL_STORE_EPS = 20_000.0
 GOAL_SHARE_OF_RAW = 0.70
@@ -231,14 +226,12 @@ def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    sys.setswitchinterval(args.switch_interval)
     events = sample_events(args.events)
     with tempfile.TemporaryDirectory(prefix="watui-bench-store-") as tmp:
         root = Path(tmp)
         print(f"watui store benchmark: {args.events:,} events from {args.writers:,} writers, "
               f"max batch {args.max_batch}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
-              f"{os.cpu_count()} CPUs (load avg {load_average()}), GIL switch interval "
-              f"{sys.getswitchinterval() * 1000:g} ms, data in {root} ({fs_type(root)})")
+              f"{os.cpu_count()} CPUs (load avg {load_average()}), data in {root} ({fs_type(root)})")
         for round_ in range(1, args.rounds + 1):
             results = await run_store_benchmarks(root, events, writers=args.writers, synchronous=args.synchronous,
                                                  max_batch=args.max_batch, tag=f"-{round_}")
@@ -259,9 +252,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=64, help="the store's commit_max_batch (default 64)")
     parser.add_argument("--synchronous", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL", "OFF"])
     parser.add_argument("--rounds", type=int, default=1, help="repeat the comparison (default 1)")
-    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
-                        help=f"the GIL switch interval in seconds (default {SWITCH_INTERVAL}, as watui sets it; "
-                             "CPython's own is 0.005)")
     parser.add_argument("--profile", action="store_true", help="then profile the store's run under cProfile")
     args = parser.parse_args(argv)
     if args.events < 1 or args.writers < 1 or args.max_batch < 1 or args.rounds < 1:

@@ -50,7 +50,7 @@ from watui.screens.new_session import NewSessionScreen
 from watui.screens.pair_code import PairCodeScreen, PhonePrompt
 from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
-from watui.tuning import tune_gc, tune_threads
+from watui.tuning import tune_gc
 from watui.typeahead import TypeAhead
 from watui.widgets.activity import Activity
 from watui.widgets.messages import SessionEvent
@@ -218,7 +218,6 @@ class WatuiApp(App[None]):
             # out of the cyclic GC, whose full passes over them would otherwise stall frames
             # (a 10,000-session heap took 100-300 ms per full collection).
             tune_gc()
-            tune_threads()
         self.run_worker(self._pump_events(), group="bus", exit_on_error=False)
         if self.demo:
             self.run_worker(self._seed_demo(), group="demo", exit_on_error=False)

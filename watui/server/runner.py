@@ -22,7 +22,7 @@ from watui.config import Settings
 from watui.logs import configure_logging
 from watui.server.app import ServerState, create_app
 from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
-from watui.tuning import tune_gc, tune_threads
+from watui.tuning import tune_gc
 
 if TYPE_CHECKING:
     from watui.cluster.types import Locator
@@ -117,7 +117,6 @@ async def serve(
     if manager is None:
         manager = await SessionManager.open(settings, engine=engine)
         tune_gc()  # the sessions just loaded live as long as the server (restore goes on in the background)
-        tune_threads()
     try:
         secret = await ensure_admin_key(manager.store, settings)
     except BaseException:
