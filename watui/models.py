@@ -268,7 +268,8 @@ class Event(BaseModel):
         The store makes one Event per event it commits, on the event loop; validating what
         :class:`NewEvent` already validated was a sixth of the store's time per event. The
         fields are the same by name and type (a test holds the two classes to it), so this
-        builds exactly the instance ``Event(id=id, **fields)`` would."""
+        builds the instance ``Event(id=id, **fields)`` would, sharing ``new``'s payload dict
+        (nothing changes a payload once it is logged)."""
         event = cls.__new__(cls)
         _set = object.__setattr__
         _set(event, "__dict__", {"id": id, **new.__dict__})

@@ -550,8 +550,7 @@ class PostgresStore(GroupCommitWriter):
         for write in batch:
             events: list[Event] = []
             for new in write.events:
-                event = Event(id=next_event, type=new.type, session_id=new.session_id, owner=new.owner,
-                              timestamp=new.timestamp, payload=new.payload)
+                event = Event.committed(new, next_event)
                 next_event += 1
                 events.append(event)
                 for hook in self.event_hooks:
