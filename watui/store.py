@@ -350,18 +350,15 @@ class Store(GroupCommitWriter):
                     continue
                 try:
                     assembled = self._assemble(batch, *(flights[-1].ends if flights else self._next_ids))
-                except Exception:  # a write that cannot be assembled (a hook failed) fails alone
-                    while flights:
-                        await self._settle(flights.popleft())
-                    for write in batch:
-                        await self._commit([write])
+                except Exception as exc:  # a write that cannot be assembled (a hook failed) fails alone
+                    await self._settle_all(flights)
+                    await self._each_alone(batch, exc)
                     continue
                 failed = False
                 while len(flights) >= PIPELINE_DEPTH and not failed:
                     failed = not await self._settle(flights.popleft())
                 if failed:  # the ids this batch was given may have gone to the retries
-                    while flights:
-                        await self._settle(flights.popleft())
+                    await self._settle_all(flights)
                     await self._commit(batch)
                     continue
                 flights.append(self._hand_over(batch, assembled, after=flights[-1] if flights else None))
@@ -379,13 +376,18 @@ class Store(GroupCommitWriter):
         try:
             assembled = self._assemble(batch, *self._next_ids)
         except Exception as exc:
-            if len(batch) > 1:
-                for write in batch:
-                    await self._commit([write])
-                return
-            self._refuse(batch, exc)
+            await self._each_alone(batch, exc)
             return
         await self._settle(self._hand_over(batch, assembled))
+
+    async def _each_alone(self, batch: list[QueuedWrite], exc: Exception) -> None:
+        """``batch`` failed with ``exc``: try each of its writes again alone, so one bad write
+        cannot fail its neighbours; a write that failed alone is refused."""
+        if len(batch) > 1:
+            for write in batch:
+                await self._commit([write])
+        else:
+            self._refuse(batch, exc)
 
     @property
     def _next_ids(self) -> tuple[int, int]:
@@ -479,12 +481,14 @@ class Store(GroupCommitWriter):
         assert isinstance(exc, Exception)
         if isinstance(exc, _Skipped):
             await self._commit(flight.batch)
-        elif len(flight.batch) > 1:
-            for write in flight.batch:
-                await self._commit([write])
         else:
-            self._refuse(flight.batch, exc)
+            await self._each_alone(flight.batch, exc)
         return False
+
+    async def _settle_all(self, flights: deque[_Flight]) -> None:
+        """Settle every queued batch, oldest first."""
+        while flights:
+            await self._settle(flights.popleft())
 
     def _settled(self, flight: _Flight) -> None:
         """The batch committed: count it, take its ids, tell ``on_commit``, resume its writers."""

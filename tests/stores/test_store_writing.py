@@ -76,11 +76,17 @@ def test_payload_json_writes_nan_as_null() -> None:
     assert json.loads(payload_json({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, MAX_ROWS_PER_INSERT, MAX_ROWS_PER_INSERT + 1, 300])
-def test_transaction_rows_write_every_event_in_order(count: int) -> None:
+def events_table() -> sqlite3.Connection:
+    """An in-memory database with the columns TransactionRows writes events into."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, type TEXT, session_id TEXT, owner TEXT,"
                  " ts TEXT, payload TEXT)")
+    return conn
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, MAX_ROWS_PER_INSERT, MAX_ROWS_PER_INSERT + 1, 300])
+def test_transaction_rows_write_every_event_in_order(count: int) -> None:
+    conn = events_table()
     rows = TransactionRows()
     for i in range(1, count + 1):
         rows.events += (i, EventType.STATUS, f"ses_{i}", "alice", f"ts{i}", f'{{"i":{i}}}')
@@ -90,9 +96,7 @@ def test_transaction_rows_write_every_event_in_order(count: int) -> None:
 
 
 def test_a_transaction_of_many_statements_is_all_or_nothing() -> None:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, type TEXT, session_id TEXT, owner TEXT,"
-                 " ts TEXT, payload TEXT)")
+    conn = events_table()
     rows = TransactionRows()
     for i in range(1, 200):
         rows.events += (i, "status", "s", "o", "t", "{}")
