@@ -270,8 +270,7 @@ class Event(BaseModel):
         fields are the same by name and type (a test holds the two classes to it), so this
         builds the instance ``Event(id=id, **fields)`` would, sharing ``new``'s payload dict
         (nothing changes a payload once it is logged)."""
-        event = cls.__new__(cls)
-        _set = object.__setattr__
+        event = _new_object(cls)
         _set(event, "__dict__", {"id": id, **new.__dict__})
         _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
         _set(event, "__pydantic_extra__", None)
@@ -290,6 +289,8 @@ class NewEvent(BaseModel):
 
 
 _EVENT_FIELDS = tuple(Event.model_fields)
+_new_object = object.__new__
+_set = object.__setattr__
 
 
 class QrCode(BaseModel):

@@ -24,7 +24,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ from watui.models import (
     Session,
     utcnow,
 )
-from watui.stores.encoding import payload_json
+from watui.stores.encoding import payload_json, utc_text
 from watui.stores.group_commit import (
     EventHook,
     GroupCommitWriter,
@@ -142,12 +142,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-def _ts(value: datetime) -> str:
-    if value.tzinfo is not UTC:  # most are: utcnow() makes them so
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")
-
 
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
@@ -405,25 +399,28 @@ class Store(GroupCommitWriter):
         results: list[WriteResult] = []
         all_events: list[Event] = []
         committed = Event.committed
+        # Every event goes through this loop: it is kept to what each one needs.
         for write in batch:
             events: list[Event] = []
             for new in write.events:
                 event = committed(new, next_event)
-                next_event += 1
                 events.append(event)
-                # The type is a StrEnum: sqlite3 binds it as its text.
-                values += (event.id, new.type, new.session_id, new.owner, _ts(new.timestamp),
+                values += (next_event, new.type, new.session_id, new.owner, utc_text(new.timestamp),
                            payload_json(new.payload))
-                for hook in hooks:
-                    rows.statements.extend(hook(event))
+                next_event += 1
+                if hooks:
+                    for hook in hooks:
+                        rows.statements.extend(hook(event))
             messages: list[Message] = []
             if write.messages:
                 next_message = self._assemble_messages(write.messages, next_message, rows, messages)
-            for session in write.sessions:
-                rows.sessions[session.id] = (session.id, session.owner, session.model_dump_json())
-            for session_id in write.deleted:
-                rows.sessions.pop(session_id, None)
-                rows.deleted.append((session_id,))
+            if write.sessions:
+                for session in write.sessions:
+                    rows.sessions[session.id] = (session.id, session.owner, session.model_dump_json())
+            if write.deleted:
+                for session_id in write.deleted:
+                    rows.sessions.pop(session_id, None)
+                    rows.deleted.append((session_id,))
             if write.statements:
                 rows.statements += write.statements
             results.append(WriteResult(events, messages))
@@ -443,7 +440,7 @@ class Store(GroupCommitWriter):
             ))
             rows.messages.append(
                 (next_message, m.session_id, m.direction.value, m.chat, m.text, m.message_id,
-                 m.status.value, m.error, _ts(m.timestamp))
+                 m.status.value, m.error, utc_text(m.timestamp))
             )
             next_message += 1
         return next_message
@@ -664,7 +661,7 @@ class Store(GroupCommitWriter):
         )
         await self.write(statements=[(
             "INSERT INTO api_keys(id, owner, role, key_hash, prefix, created_at) VALUES (?,?,?,?,?,?)",
-            (key.id, key.owner, key.role, hash_key(secret), key.prefix, _ts(key.created_at)),
+            (key.id, key.owner, key.role, hash_key(secret), key.prefix, utc_text(key.created_at)),
         )])
         return key, secret
 
@@ -690,7 +687,7 @@ class Store(GroupCommitWriter):
             return False
         await self.write(statements=[(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (_ts(utcnow()), key_id),
+            (utc_text(utcnow()), key_id),
         )])
         return True
 

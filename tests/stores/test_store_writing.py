@@ -11,7 +11,7 @@ import json
 import math
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import Event, NewEvent
 from watui.store import Store
-from watui.stores.encoding import payload_json
+from watui.stores.encoding import payload_json, utc_text
 from watui.stores.sqlite_writer import MAX_ROWS_PER_INSERT, TransactionRows
 
 
@@ -74,6 +74,32 @@ def test_payload_json_reads_back_as_the_standard_library_wrote_it(value: dict[An
 
 def test_payload_json_writes_nan_as_null() -> None:
     assert json.loads(payload_json({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC),  # the same second: its text is reused
+        datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),  # the next second, no microseconds
+        datetime(2026, 1, 2, 3, 4, 6, 999_999, tzinfo=timezone(timedelta(hours=-5))),  # another zone: in UTC
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ],
+)
+def test_utc_text_is_isoformat_in_utc_with_microseconds(value: datetime) -> None:
+    text = utc_text(value)
+    assert text == value.astimezone(UTC).isoformat(timespec="microseconds")
+    assert datetime.fromisoformat(text) == value
+
+
+def test_utc_text_of_one_second_then_another_and_back() -> None:
+    a = datetime(2026, 5, 6, 7, 8, 9, 10, tzinfo=UTC)
+    b = a + timedelta(seconds=1)
+    assert [utc_text(x) for x in (a, b, a, a + timedelta(days=1))] == [
+        "2026-05-06T07:08:09.000010+00:00", "2026-05-06T07:08:10.000010+00:00",
+        "2026-05-06T07:08:09.000010+00:00", "2026-05-07T07:08:09.000010+00:00",
+    ]
 
 
 def events_table() -> sqlite3.Connection:
