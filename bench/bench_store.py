@@ -2,13 +2,14 @@
 the same run and at the same batch size (issue 9: the store must reach >= 70 % of raw).
 
     .venv/bin/python -m bench.bench_store [--events 200000] [--writers 1000] [--max-batch 64]
-                                          [--synchronous FULL NORMAL] [--rounds 1] [--profile]
+                                          [--synchronous FULL NORMAL] [--rounds 3] [--profile]
 
 For each ``synchronous`` setting:
 
 1. ``Store.append`` from ``--writers`` concurrent coroutines, one event per call, as sessions
    do; the store group-commits whatever queues up while a commit is in flight (up to
-   ``--max-batch`` writes per transaction).
+   ``--max-batch`` writes per transaction). The transactions run in the store's writer
+   process: "CPU/wall" is watui's own process, "writer CPU/wall" the writer process's.
 2. Raw ``sqlite3`` executemany of the same rows into the same schema with the same pragmas, in
    one transaction (what SQLite can do at best) and in transactions as big as the store's
    commits averaged in step 1 (the baseline the store is measured against: it separates
@@ -16,8 +17,12 @@ For each ``synchronous`` setting:
    with the rows built before the clock starts (SQLite alone), and building each batch's
    rows from the events inside the timed loop (a plain program doing the store's job).
 
+The machine's speed drifts from one second to the next (raw sqlite3 alone varied by a third
+between rounds here), so each round runs the store and raw sqlite3 back to back, and the
+last table gives the median share over ``--rounds`` rounds.
+
 ``--profile`` runs step 1 once more under cProfile and prints where the event loop spends its
-time (the writer thread's SQLite calls show up only as waiting).
+time (the writer process's SQLite calls show up only as waiting).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import os
 import pstats
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +84,8 @@ class StoreResult:
     seconds: float
     commits: int
     cpu_share: float = 0.0
+    writer_cpu_share: float = 0.0
+    """The store's writer process: its CPU time over the wall time."""
     gc_full: float = 0.0
     raw: bool = False
     batch: int | None = None
@@ -115,6 +123,7 @@ async def bench_store(
     try:
         with GcPauses() as pauses:
             cpu = CpuShare()
+            writer_cpu0 = _cpu_seconds(store.writer.pid)
             if profile is not None:
                 profile.enable()
             start = time.perf_counter()
@@ -127,13 +136,23 @@ async def bench_store(
             share = cpu.ratio()
     finally:
         gc.unfreeze()
+        writer_cpu = _cpu_seconds(store.writer.pid) - writer_cpu0
         commits = store.commits - commits0
         count = await store.count_events()
         await store.close()
     if count != len(events):
         raise RuntimeError(f"store holds {count} events, expected {len(events)}")
     return StoreResult(f"Store.append, synchronous={synchronous}", synchronous, len(events), seconds,
-                       commits, share, sum(pauses.full))
+                       commits, share, writer_cpu / seconds, sum(pauses.full))
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds of process ``pid`` so far (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _row(i: int, e: NewEvent) -> tuple[Any, ...]:
@@ -212,7 +231,8 @@ def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
         figs.append(Figure(r.label, r.rate, "events/s", GOAL_STORE_EPS, ">=", digits=0,
                            note=f"{r.events:,} in {r.seconds:.2f} s, {r.commits:,} commits "
                                 f"({r.events_per_commit} events/commit), CPU/wall "
-                                f"{r.cpu_share:.2f}, full GC {r.gc_full:.2f} s"))
+                                f"{r.cpu_share:.2f}, writer CPU/wall {r.writer_cpu_share:.2f}, "
+                                f"full GC {r.gc_full:.2f} s"))
         for serialised in (False, True):
             same = next((x for x in results[k + 1:] if x.raw and x.synchronous == r.synchronous
                          and x.batch == r.events_per_commit and x.serialised == serialised), None)
@@ -225,6 +245,28 @@ def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
     return figs
 
 
+def median_figures(rounds: Sequence[Sequence[StoreResult]]) -> list[Figure]:
+    """Per ``synchronous`` setting: the store's events/s and its share of raw sqlite3 (rows built
+    beforehand, at the store's batch size), each the median over the rounds."""
+    figs: list[Figure] = []
+    for sync in dict.fromkeys(r.synchronous for results in rounds for r in results):
+        shares, rates = [], []
+        for results in rounds:
+            ours = next(r for r in results if not r.raw and r.synchronous == sync)
+            raw = next((r for r in results if r.raw and r.synchronous == sync and not r.serialised
+                        and r.batch == ours.events_per_commit), None)
+            rates.append(ours.rate)
+            if raw is not None:
+                shares.append(100 * ours.rate / raw.rate)
+        figs.append(Figure(f"Store.append, synchronous={sync}", statistics.median(rates), "events/s",
+                           GOAL_STORE_EPS, ">=", digits=0, note="rounds: " + ", ".join(f"{x:,.0f}" for x in rates)))
+        if shares:
+            figs.append(Figure(f"  Store / raw sqlite3 (rows built beforehand), synchronous={sync}",
+                               statistics.median(shares), "%", 100 * GOAL_SHARE_OF_RAW, ">=", digits=0,
+                               note="rounds: " + ", ".join(f"{x:.0f} %" for x in shares)))
+    return figs
+
+
 async def _run(args: argparse.Namespace) -> None:
     events = sample_events(args.events)
     with tempfile.TemporaryDirectory(prefix="watui-bench-store-") as tmp:
@@ -232,11 +274,15 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"watui store benchmark: {args.events:,} events from {args.writers:,} writers, "
               f"max batch {args.max_batch}, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
               f"{os.cpu_count()} CPUs (load avg {load_average()}), data in {root} ({fs_type(root)})")
+        rounds: list[list[StoreResult]] = []
         for round_ in range(1, args.rounds + 1):
             results = await run_store_benchmarks(root, events, writers=args.writers, synchronous=args.synchronous,
                                                  max_batch=args.max_batch, tag=f"-{round_}")
+            rounds.append(results)
             title = "Store: event log writes (group commit) vs raw sqlite3"
             print_table(title if args.rounds == 1 else f"{title}, round {round_}", store_figures(results))
+        if args.rounds > 1:
+            print_table(f"Store / raw sqlite3, median of {args.rounds} rounds", median_figures(rounds))
         if args.profile:
             profile = cProfile.Profile()
             await bench_store(root / "store-profiled.db", events, writers=args.writers,
@@ -251,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--writers", type=int, default=1_000, help="concurrent appending coroutines (default 1000)")
     parser.add_argument("--max-batch", type=int, default=64, help="the store's commit_max_batch (default 64)")
     parser.add_argument("--synchronous", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL", "OFF"])
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the comparison (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat the comparison (default 3)")
     parser.add_argument("--profile", action="store_true", help="then profile the store's run under cProfile")
     args = parser.parse_args(argv)
     if args.events < 1 or args.writers < 1 or args.max_batch < 1 or args.rounds < 1:

@@ -4,8 +4,8 @@ Writes go through one writer task that *group-commits* (:mod:`watui.stores.group
 whatever is queued while a commit is in flight goes into the next transaction, so a burst of
 a thousand events costs a handful of fsyncs instead of a thousand. A write's future resolves
 only after its transaction has committed, so anything reported as written survives a
-``kill -9``. The transactions run on a connection and thread of their own
-(:mod:`watui.stores.sqlite_writer`).
+``kill -9``. The transactions run in a writer process with a connection of its own
+(:mod:`watui.stores.sqlite_writer`), so SQLite writes while the event loop works.
 
 Reads use a second connection, through aiosqlite. In WAL mode it never sees a transaction
 that has not committed, so a reader can never hand out an event that a crash could still
@@ -14,7 +14,7 @@ take back.
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -53,7 +53,7 @@ from watui.stores.group_commit import (
     StoreClosed,
     WriteResult,
 )
-from watui.stores.sqlite_writer import SqliteWriter, TransactionRows, finished
+from watui.stores.sqlite_writer import SqliteWriter, TransactionRows, TransactionSkipped
 
 __all__ = [
     "MIGRATIONS", "OUTGOING_PROGRESS", "SCHEMA_VERSION", "EventHook", "NewMessage", "Statement", "Store",
@@ -183,12 +183,7 @@ def _unavailable(exc: Exception) -> Exception:
 
 
 PIPELINE_DEPTH = 2
-"""Transactions queued on the writer's thread at most: one committing, one waiting for it."""
-
-
-class _Skipped(Exception):
-    """A transaction not attempted because the one queued before it failed: its ids follow
-    ids that are given again when that one's writes are retried."""
+"""Transactions handed to the writer process at most: one committing, one waiting for it."""
 
 
 @dataclass(slots=True)
@@ -204,12 +199,12 @@ class _Assembled:
 
 @dataclass(slots=True)
 class _Flight:
-    """A batch whose transaction was handed to the writer's thread (its future gives the
+    """A batch whose transaction was handed to the writer process (its future gives the
     transaction's duration in seconds)."""
 
     batch: list[QueuedWrite]
     assembled: _Assembled
-    transaction: concurrent.futures.Future[float]
+    transaction: asyncio.Future[float]
 
     @property
     def ends(self) -> tuple[int, int]:
@@ -234,7 +229,7 @@ class Store(GroupCommitWriter):
         super().__init__(max_batch=max_batch)
         self.path = path
         self.writer = writer
-        """The connection every write goes through, on its own thread."""
+        """The process every write goes through, with a connection of its own."""
         self._r = reader
         self._next_event_id = 1
         self._next_message_id = 1
@@ -277,7 +272,7 @@ class Store(GroupCommitWriter):
             reader.row_factory = aiosqlite.Row
             await store._load_counters()
             store.last_committed_id = await store.max_event_id()
-        except BaseException:  # no thread left behind: it would keep the process alive
+        except BaseException:  # no writer process or reader thread left behind
             await writer.close()
             await reader.close()
             raise
@@ -323,12 +318,12 @@ class Store(GroupCommitWriter):
 
     async def _write_loop(self) -> None:
         """Commit batch after batch, assembling each on the event loop while the ones before
-        are on the writer's thread: Python builds batches while SQLite writes them.
+        are in the writer process: Python builds batches while SQLite writes them.
 
-        Up to :data:`PIPELINE_DEPTH` transactions are queued on the thread, so it goes from
+        Up to :data:`PIPELINE_DEPTH` transactions are handed over at once, so it goes from
         one commit straight to the next. Batches settle (``on_commit``, then their writers'
         futures) in commit order. Ids are given at assembly, following the batches queued
-        before; a transaction whose predecessor failed is not attempted (``_Skipped``), and
+        before; a transaction whose predecessor failed is not attempted (``TransactionSkipped``), and
         once the failed batch's writes have been tried again alone, the batches after it are
         assembled again from the ids actually taken, so ids stay in commit order with no gap.
         """
@@ -339,7 +334,7 @@ class Store(GroupCommitWriter):
                 batch = self._take_batch() if flights else await self._next_batch()
                 if batch is None:
                     return
-                if not batch:  # nothing more queued: settle what is on the thread, then wait
+                if not batch:  # nothing more queued: settle what was handed over, then wait
                     await self._settle(flights.popleft())
                     continue
                 try:
@@ -446,24 +441,16 @@ class Store(GroupCommitWriter):
         return next_message
 
     def _hand_over(self, batch: list[QueuedWrite], assembled: _Assembled, *, after: _Flight | None = None) -> _Flight:
-        """Queue the batch's transaction on the writer's thread, to run once ``after``'s has
-        (and not at all if that one failed); the loop goes on meanwhile."""
-        write = assembled.rows.write
-        if after is not None:
-            previous = after.transaction
-
-            def write_unless_previous_failed(conn: sqlite3.Connection) -> float:
-                if previous.exception() is not None:  # done: the thread ran it first
-                    raise _Skipped()
-                return assembled.rows.write(conn)
-
-            write = write_unless_previous_failed
-        return _Flight(batch, assembled, self.writer.start(write))
+        """Hand the batch's transaction to the writer process, to run once ``after``'s has (and
+        not at all if that one failed: its ids follow ids that are given again when that
+        one's writes are retried); the loop goes on meanwhile."""
+        return _Flight(batch, assembled, self.writer.transaction(assembled.rows, chained=after is not None))
 
     @staticmethod
     async def _committed(flight: _Flight) -> bool:
         """Wait until the batch's transaction has ended; whether it committed."""
-        await finished(flight.transaction)
+        if not flight.transaction.done():
+            await asyncio.wait([flight.transaction])
         return flight.transaction.exception() is None
 
     async def _settle(self, flight: _Flight) -> bool:
@@ -476,7 +463,7 @@ class Store(GroupCommitWriter):
             return True
         exc = flight.transaction.exception()
         assert isinstance(exc, Exception)
-        if isinstance(exc, _Skipped):
+        if isinstance(exc, TransactionSkipped):
             await self._commit(flight.batch)
         else:
             await self._each_alone(flight.batch, exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import math
 import sqlite3
@@ -22,7 +23,8 @@ from watui.machine import EventType
 from watui.models import Event, NewEvent
 from watui.store import Store
 from watui.stores.encoding import payload_json, utc_text
-from watui.stores.sqlite_writer import MAX_ROWS_PER_INSERT, TransactionRows
+from watui.stores.sqlite_writer import MAX_ROWS_PER_INSERT, TransactionRows, request_frame
+from watui.stores.sqlite_writer_process import read_message, run_transaction
 
 
 def new_event(i: int, **payload: Any) -> NewEvent:
@@ -110,13 +112,19 @@ def events_table() -> sqlite3.Connection:
     return conn
 
 
+def write(conn: sqlite3.Connection, rows: TransactionRows) -> None:
+    """As the store does: the steps go through the pipe to the writer process, which runs them."""
+    request = read_message(io.BytesIO(request_frame(("transaction", False, rows.steps()))))
+    run_transaction(conn, request[2])
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, MAX_ROWS_PER_INSERT, MAX_ROWS_PER_INSERT + 1, 300])
 def test_transaction_rows_write_every_event_in_order(count: int) -> None:
     conn = events_table()
     rows = TransactionRows()
     for i in range(1, count + 1):
         rows.events += (i, EventType.STATUS, f"ses_{i}", "alice", f"ts{i}", f'{{"i":{i}}}')
-    rows.write(conn)
+    write(conn, rows)
     stored = conn.execute("SELECT id, type, typeof(type), session_id, payload FROM events ORDER BY id").fetchall()
     assert stored == [(i, "status", "text", f"ses_{i}", f'{{"i":{i}}}') for i in range(1, count + 1)]
 
@@ -128,7 +136,7 @@ def test_a_transaction_of_many_statements_is_all_or_nothing() -> None:
         rows.events += (i, "status", "s", "o", "t", "{}")
     rows.statements.append(("INSERT INTO nope VALUES (1)", ()))
     with pytest.raises(sqlite3.OperationalError):
-        rows.write(conn)
+        write(conn, rows)
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
     assert not conn.in_transaction
 
