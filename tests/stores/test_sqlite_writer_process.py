@@ -21,6 +21,7 @@ from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import NewEvent
 from watui.store import Store
+from watui.stores.sqlite_writer import _rebuilt
 
 
 def new_event(i: int) -> NewEvent:
@@ -143,3 +144,22 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
     await asyncio.gather(*(store.append([new_event(i)]) for i in range(3000)))
     await wait_until(lambda: path.stat().st_size > before + 200_000)
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        (("sqlite3", "OperationalError", "database or disk is full", 13, "SQLITE_FULL"), sqlite3.OperationalError),
+        (("builtins", "OverflowError", "too big", None, None), OverflowError),
+        (("builtins", "UnicodeDecodeError", "bad byte", None, None), RuntimeError),  # wants five arguments
+        (("builtins", "print", "not an exception", None, None), RuntimeError),
+        (("somewhere", "Else", "unknown", None, None), RuntimeError),
+    ],
+)
+def test_errors_from_the_writer_are_rebuilt_as_this_process_can_raise_them(
+    info: tuple[str, str, str, int | None, str | None], expected: type[Exception]
+) -> None:
+    exc = _rebuilt(info)
+    assert type(exc) is expected and info[2] in str(exc)
+    if info[3] is not None:
+        assert (exc.sqlite_errorcode, exc.sqlite_errorname) == (info[3], info[4])  # type: ignore[attr-defined]

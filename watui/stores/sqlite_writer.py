@@ -152,7 +152,10 @@ def _rebuilt(info: tuple[str, str, str, int | None, str | None]) -> Exception:
     cls = getattr(sqlite3 if module == "sqlite3" else builtins if module == "builtins" else None, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
         return RuntimeError(f"{module}.{name}: {message}")
-    exc = cls(message)
+    try:
+        exc = cls(message)
+    except TypeError:  # a class that wants more than a message
+        return RuntimeError(f"{module}.{name}: {message}")
     if code is not None:
         exc.sqlite_errorcode = code  # type: ignore[attr-defined]
         exc.sqlite_errorname = code_name  # type: ignore[attr-defined]
