@@ -143,6 +143,7 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -323,9 +324,10 @@ class Store(GroupCommitWriter):
         Up to :data:`PIPELINE_DEPTH` transactions are handed over at once, so it goes from
         one commit straight to the next. Batches settle (``on_commit``, then their writers'
         futures) in commit order. Ids are given at assembly, following the batches queued
-        before; a transaction whose predecessor failed is not attempted (``TransactionSkipped``), and
-        once the failed batch's writes have been tried again alone, the batches after it are
-        assembled again from the ids actually taken, so ids stay in commit order with no gap.
+        before; a transaction whose predecessor failed is not attempted
+        (``TransactionSkipped``), and once the failed batch's writes have been tried again
+        alone, the batches after it are assembled again from the ids actually taken, so ids
+        stay in commit order with no gap.
         """
         flights: deque[_Flight] = deque()
         batch: list[QueuedWrite] | None = None
@@ -400,6 +402,7 @@ class Store(GroupCommitWriter):
             for new in write.events:
                 event = committed(new, next_event)
                 events.append(event)
+                # The type, a StrEnum, reaches the writer process as its text.
                 values += (next_event, new.type, new.session_id, new.owner, utc_text(new.timestamp),
                            payload_json(new.payload))
                 next_event += 1
