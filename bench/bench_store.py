@@ -202,19 +202,27 @@ async def run_store_benchmarks(
     max_batch: int = 64, tag: str = "",
 ) -> list[StoreResult]:
     """For each ``synchronous``: the store, then raw sqlite3 in one transaction and at the
-    store's own batch size, one right after the other so they see the same machine."""
+    store's own batch size, one right after the other so they see the same machine.
+
+    Each database is deleted once measured: its dirty pages would otherwise be written back
+    while the next runs sync theirs (hundreds of megabytes over a few rounds)."""
     results: list[StoreResult] = []
     for sync in synchronous:
-        ours = await bench_store(root / f"store-{sync}{tag}.db", events, writers=writers, synchronous=sync,
-                                 max_batch=max_batch)
-        results += [
-            ours,
-            bench_raw_sqlite(root / f"raw-{sync}{tag}.db", events, synchronous=sync),
-            bench_raw_sqlite(root / f"rawb-{sync}{tag}.db", events, synchronous=sync, batch=ours.events_per_commit),
-            bench_raw_sqlite(root / f"raws-{sync}{tag}.db", events, synchronous=sync, batch=ours.events_per_commit,
-                             serialise=True),
-        ]
+        path = root / f"store-{sync}{tag}.db"
+        ours = await bench_store(path, events, writers=writers, synchronous=sync, max_batch=max_batch)
+        _remove_database(path)
+        results.append(ours)
+        for name, batch, serialise in (("raw", None, False), ("rawb", ours.events_per_commit, False),
+                                       ("raws", ours.events_per_commit, True)):
+            path = root / f"{name}-{sync}{tag}.db"
+            results.append(bench_raw_sqlite(path, events, synchronous=sync, batch=batch, serialise=serialise))
+            _remove_database(path)
     return results
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def store_figures(results: Sequence[StoreResult]) -> list[Figure]:
