@@ -315,6 +315,14 @@ class Store(GroupCommitWriter):
         await self.writer.close()
         await self._r.close()
 
+    @property
+    def broken(self) -> str | None:
+        """Why the store cannot write again until watui restarts (its writer task or writer
+        process died), or None."""
+        if (failure := super().broken) is not None:
+            return failure
+        return f"its writer process ended ({self.writer.failure})" if self.writer.failure else None
+
     # ---------------------------------------------------------------- writes
 
     async def _write_loop(self) -> None:

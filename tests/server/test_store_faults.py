@@ -8,6 +8,8 @@ fail (``SQLITE_READONLY``). Nothing of ours is mocked.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -143,3 +145,24 @@ def test_every_command_that_cannot_write_changes_nothing_and_recovers(
         assert client.get(f"/v1/sessions/{linked}/messages").json()["total"] == 1
         assert client.delete(f"/v1/sessions/{linked}").status_code == 204
         assert names(client) == {"renamed"}
+
+
+def test_health_fails_once_the_store_can_never_write_again(start_server: Callable[..., BackgroundServer]) -> None:
+    """A writer process that died (killed, out of memory) cannot be brought back without a
+    restart: every write is refused with 503, and so is the health check, so a supervisor
+    restarts watui. What was written stays readable."""
+    server = start_server()
+    assert server.manager is not None
+    with api_client(server.base_url, server.admin_key) as client:
+        assert client.post("/v1/sessions", json={"name": "kept", "start": False}).status_code == 201
+        assert client.get("/v1/health").status_code == 200
+        pid = server.manager.store.writer.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (health := client.get("/v1/health")).status_code == 200:
+            assert time.monotonic() < deadline, "health never noticed"
+            time.sleep(0.02)
+        assert_unavailable(health)
+        assert "exit code -9" in health.json()["error"]["message"]
+        assert_unavailable(client.post("/v1/sessions", json={"name": "lost"}))
+        assert names(client) == {"kept"}

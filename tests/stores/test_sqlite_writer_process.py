@@ -163,3 +163,17 @@ def test_errors_from_the_writer_are_rebuilt_as_this_process_can_raise_them(
     assert type(exc) is expected and info[2] in str(exc)
     if info[3] is not None:
         assert (exc.sqlite_errorcode, exc.sqlite_errorname) == (info[3], info[4])  # type: ignore[attr-defined]
+
+
+async def test_a_store_whose_writer_died_says_why_until_it_is_closed(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "w.db")
+    assert store.broken is None
+    pid = store.writer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await wait_until(lambda: store.broken is not None)
+    assert "writer process ended (exit code -9)" in str(store.broken)
+    await store.close()
+    healthy = await Store.open(tmp_path / "w2.db")
+    await healthy.close()
+    assert healthy.broken is None  # a writer that exits because its store closed is no failure

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 
 from watui import __version__
-from watui.errors import Forbidden
+from watui.errors import Forbidden, StoreUnavailable
 from watui.server.auth import bearer, caller_for_secret
 from watui.server.deps import state_of
 from watui.server.metrics import CONTENT_TYPE
@@ -26,11 +26,16 @@ def server_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/health", response_model=Health, tags=["server"],
-                responses=error_responses(auth=False))
+                responses=error_responses(503, auth=False))
     async def health(request: Request) -> Health:
         """Liveness: answers without a key, also while start-up restore is under way
-        (`restoring`)."""
+        (`restoring`). `503 STORE_UNAVAILABLE` once the store cannot write again until
+        watui restarts (its writer died): a supervisor that restarts on a failing health
+        check brings it back."""
         state = state_of(request)
+        if (reason := state.manager.store.broken) is not None:
+            raise StoreUnavailable(f"The store cannot write any more ({reason}). Restart watui.",
+                                   details={"reason": reason})
         return Health(version=__version__, engine=state.settings.engine,
                       restoring=state.manager.restore_progress)
 

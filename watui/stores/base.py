@@ -46,6 +46,11 @@ class StoreProtocol(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def broken(self) -> str | None:
+        """Why this store cannot write again until watui restarts (its writer died), or None."""
+        ...
+
     async def close(self) -> None: ...
 
     # writes

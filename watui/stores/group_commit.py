@@ -65,6 +65,7 @@ class GroupCommitWriter:
         self._closed = False
         """Writes are refused (closing, or the writer died)."""
         self._stopped = False
+        self._writer_failure: str | None = None
 
     def _start_writer(self, name: str) -> None:
         self._writer_task = asyncio.create_task(self._write_loop(), name=name)
@@ -77,6 +78,7 @@ class GroupCommitWriter:
             return
         log.critical("the store's writer failed; every write is refused", exc_info=task.exception())
         self._closed = True
+        self._writer_failure = f"its writer task failed: {task.exception()!r}"
         error = StoreUnavailable("The store's writer failed; nothing more can be written. Restart watui.")
         while self._pending:
             write = self._pending.popleft()
@@ -99,6 +101,11 @@ class GroupCommitWriter:
     def closed(self) -> bool:
         """Whether the store was closed (writes are refused from then on)."""
         return self._closed
+
+    @property
+    def broken(self) -> str | None:
+        """Why the store cannot write again until watui restarts (its writer died), or None."""
+        return self._writer_failure
 
     async def write(
         self,

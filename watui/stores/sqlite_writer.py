@@ -202,6 +202,12 @@ class SqliteWriter(asyncio.SubprocessProtocol):
     def pid(self) -> int | None:
         return self._transport.get_pid() if self._transport is not None else None
 
+    @property
+    def failure(self) -> str | None:
+        """Why the process ended while its store was open (None while it runs, or once it
+        exited because the store was closed)."""
+        return None if self._closing else self._ended
+
     # ------------------------------------------------------------ requests
 
     def transaction(self, rows: TransactionRows, *, chained: bool = False) -> asyncio.Future[float]:
