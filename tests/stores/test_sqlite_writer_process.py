@@ -21,6 +21,7 @@ from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import NewEvent
 from watui.store import Store
+from watui.stores import sqlite_writer_process as program
 from watui.stores.sqlite_writer import _rebuilt
 
 
@@ -177,3 +178,18 @@ async def test_a_store_whose_writer_died_says_why_until_it_is_closed(tmp_path: P
     healthy = await Store.open(tmp_path / "w2.db")
     await healthy.close()
     assert healthy.broken is None  # a writer that exits because its store closed is no failure
+
+
+def test_without_its_checkpointer_the_writer_lets_sqlite_checkpoint_again(tmp_path: Path) -> None:
+    """The background checkpointer turned SQLite's own off; if that thread dies, the WAL must
+    not grow for ever."""
+    writer = program.Writer()
+    writer.answer(("open", str(tmp_path / "w.db"), ["PRAGMA journal_mode=WAL"], 60.0))
+    writer.answer(("transaction", False, [("CREATE TABLE t (x)", (), False)]))
+    assert writer.conn is not None and writer.checkpointer is not None
+    assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    writer.checkpointer.stop()  # as if it had died
+    writer.answer(("transaction", False, [("INSERT INTO t VALUES (1)", (), False)]))
+    assert writer.checkpointer is None
+    assert writer.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    writer.close()

@@ -163,7 +163,11 @@ class Writer:
                 raise
             self.previous_failed = False
             if self.checkpointer is not None:
-                self.checkpointer.committed()
+                if self.checkpointer.is_alive():
+                    self.checkpointer.committed()
+                else:  # it died (its traceback went to stderr): SQLite checkpoints in line again
+                    self._connection().execute("PRAGMA wal_autocheckpoint=1000")
+                    self.checkpointer = None
             return ("ok", seconds)
         if kind == "fetchall":
             return ("ok", self._connection().execute(request[1], request[2]).fetchall())
