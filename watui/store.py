@@ -360,7 +360,7 @@ class Store(GroupCommitWriter):
                     await self._settle_all(flights)
                     await self._commit(batch)
                     continue
-                flights.append(self._hand_over(batch, assembled, after=flights[-1] if flights else None))
+                flights.append(self._hand_over(batch, assembled, chained=bool(flights)))
         except BaseException as exc:  # a bug: fail the writes this loop holds, not leave them waiting
             held = [w for flight in flights for w in flight.batch] + (batch or [])
             error = StoreUnavailable(f"The store's writer failed ({exc!r}); this write may not have committed.")
@@ -414,19 +414,16 @@ class Store(GroupCommitWriter):
                 values += (next_event, new.type, new.session_id, new.owner, utc_text(new.timestamp),
                            payload_json(new.payload))
                 next_event += 1
-                if hooks:
-                    for hook in hooks:
-                        rows.statements.extend(hook(event))
+                for hook in hooks:
+                    rows.statements.extend(hook(event))
             messages: list[Message] = []
             if write.messages:
                 next_message = self._assemble_messages(write.messages, next_message, rows, messages)
-            if write.sessions:
-                for session in write.sessions:
-                    rows.sessions[session.id] = (session.id, session.owner, session.model_dump_json())
-            if write.deleted:
-                for session_id in write.deleted:
-                    rows.sessions.pop(session_id, None)
-                    rows.deleted.append((session_id,))
+            for session in write.sessions:
+                rows.sessions[session.id] = (session.id, session.owner, session.model_dump_json())
+            for session_id in write.deleted:
+                rows.sessions.pop(session_id, None)
+                rows.deleted.append((session_id,))
             if write.statements:
                 rows.statements += write.statements
             results.append(WriteResult(events, messages))
@@ -451,11 +448,11 @@ class Store(GroupCommitWriter):
             next_message += 1
         return next_message
 
-    def _hand_over(self, batch: list[QueuedWrite], assembled: _Assembled, *, after: _Flight | None = None) -> _Flight:
-        """Hand the batch's transaction to the writer process, to run once ``after``'s has (and
-        not at all if that one failed: its ids follow ids that are given again when that
-        one's writes are retried); the loop goes on meanwhile."""
-        return _Flight(batch, assembled, self.writer.transaction(assembled.rows, chained=after is not None))
+    def _hand_over(self, batch: list[QueuedWrite], assembled: _Assembled, *, chained: bool = False) -> _Flight:
+        """Hand the batch's transaction to the writer process and go on meanwhile. ``chained``:
+        it follows a transaction still in flight, and is not attempted if that one fails (its
+        ids follow ids that are given again when that one's writes are retried)."""
+        return _Flight(batch, assembled, self.writer.transaction(assembled.rows, chained=chained))
 
     @staticmethod
     async def _committed(flight: _Flight) -> bool:

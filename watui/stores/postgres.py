@@ -296,8 +296,6 @@ def storable(value: Any) -> Any:
     return value.replace(NUL, REPLACEMENT) if isinstance(value, str) and NUL in value else value
 
 
-
-
 class Fence(Protocol):
     """What the store asks before a write in cluster mode (``watui.cluster.leases.Leases`` is
     one): which node this is, and the fencing token it holds for a session, if any."""
