@@ -13,20 +13,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sql_helpers import eventually, new_event
 
 from watui.errors import StoreUnavailable
-from watui.machine import EventType
-from watui.models import NewEvent
 from watui.store import Store
 from watui.stores import sqlite_writer_process as program
 from watui.stores.sqlite_writer import _rebuilt
-
-
-def new_event(i: int) -> NewEvent:
-    return NewEvent(type=EventType.STATUS, session_id=f"ses_{i % 3}", owner="alice", payload={"i": i})
 
 
 def running(pid: int) -> bool:
@@ -38,35 +32,28 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_the_writer_is_a_process_of_its_own_that_ends_with_the_store(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "w.db")
     pid = store.writer.pid
     assert pid is not None and pid != os.getpid() and running(pid)
-    await store.append([new_event(1)])
+    await store.append([new_event("ses_1", 1)])
     await store.close()
     assert not running(pid)
 
 
 async def test_a_killed_writer_refuses_writes_instead_of_hanging(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = await Store.open(tmp_path / "w.db")
-    await store.append([new_event(1)])
+    await store.append([new_event("ses_1", 1)])
     pid = store.writer.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     results = await asyncio.wait_for(
-        asyncio.gather(*(store.append([new_event(i)]) for i in range(2, 40)), return_exceptions=True), timeout=10
+        asyncio.gather(*(store.append([new_event("ses_1", i)]) for i in range(2, 40)), return_exceptions=True), timeout=10
     )
     assert results and all(isinstance(r, StoreUnavailable) for r in results), results
     assert "may not have committed" in str(results[0]) and "exit code -9" in str(results[0])
     with pytest.raises(StoreUnavailable):  # and so is every write after them
-        await asyncio.wait_for(store.append([new_event(99)]), timeout=10)
+        await asyncio.wait_for(store.append([new_event("ses_1", 99)]), timeout=10)
     assert "SQLite writer process ended" in caplog.text
     assert await store.count_events() == 1  # the reader still reads what was committed
     await asyncio.wait_for(store.close(), timeout=10)
@@ -82,7 +69,7 @@ async def test_the_signals_for_watui_do_not_stop_its_writer(tmp_path: Path) -> N
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         os.kill(pid, sig)
     await asyncio.sleep(0.2)
-    events = await asyncio.gather(*(store.append([new_event(i)]) for i in range(10)))
+    events = await asyncio.gather(*(store.append([new_event("ses_1", i)]) for i in range(10)))
     assert [e.id for batch in events for e in batch] == list(range(1, 11))
     await store.close()
 
@@ -116,7 +103,7 @@ def test_the_writer_exits_when_the_process_that_opened_it_is_killed(tmp_path: Pa
 async def test_a_value_that_cannot_reach_the_writer_fails_alone(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "w.db")
     bad = store.write(statements=[("SELECT ?", (lambda: 1,))])  # not picklable
-    good = [store.append([new_event(i)]) for i in range(5)]
+    good = [store.append([new_event("ses_1", i)]) for i in range(5)]
     results = await asyncio.gather(bad, *good, return_exceptions=True)
     assert isinstance(results[0], Exception) and not isinstance(results[0], StoreUnavailable)
     assert [r[0].id for r in results[1:]] == [1, 2, 3, 4, 5]  # type: ignore[index]
@@ -142,8 +129,8 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
     path = tmp_path / "w.db"
     store = await Store.open(path)
     before = path.stat().st_size
-    await asyncio.gather(*(store.append([new_event(i)]) for i in range(3000)))
-    await wait_until(lambda: path.stat().st_size > before + 200_000)
+    await asyncio.gather(*(store.append([new_event("ses_1", i)]) for i in range(3000)))
+    await eventually(lambda: path.stat().st_size > before + 200_000, timeout=10, what="a background checkpoint")
     await store.close()
 
 
@@ -172,7 +159,7 @@ async def test_a_store_whose_writer_died_says_why_until_it_is_closed(tmp_path: P
     pid = store.writer.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    await wait_until(lambda: store.broken is not None)
+    await eventually(lambda: store.broken is not None, timeout=10, what="the store to notice")
     assert "writer process ended (exit code -9)" in str(store.broken)
     await store.close()
     healthy = await Store.open(tmp_path / "w2.db")
