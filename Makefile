@@ -33,8 +33,9 @@ serve: $(VENV)/.runtime
 	$(BIN)/watui serve --engine $(ENGINE) --port $(PORT) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check watui tests bench
+	$(BIN)/ruff check watui tests bench lint
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(VENV)/.test lint
 	$(BIN)/python -m pytest -q

@@ -61,9 +61,9 @@ from watui.config import Settings
 from watui.engines.simulated import SimulatedEngine
 from watui.machine import EventType, Status
 from watui.manager import SessionManager
+from watui.manager.tuning import tune_gc
 from watui.models import Caller, NewEvent, Session, SessionCreate, SimulateRequest
-from watui.store import Store
-from watui.tuning import tune_gc
+from watui.stores.sqlite import Store
 
 KB = 1024.0
 
@@ -205,7 +205,7 @@ async def run_lifecycle(
             for exc in errors:
                 res.errors[f"{what}: {type(exc).__name__}"] += 1
 
-        # The collector settings `watui serve` and the console use (watui/tuning.py); the
+        # The collector settings `watui serve` and the console use (watui/manager/tuning.py); the
         # freeze there happens after the restore, so here it finds nothing of ours yet.
         tune_gc()
         # Baselines: after the manager, the store and the console subscriber exist.

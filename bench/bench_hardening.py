@@ -28,7 +28,7 @@ from pathlib import Path
 from bench._util import Figure, percentile, print_table
 from bench.bench_api import fill
 from bench.bench_sse import Spawned, spawn_watui
-from watui.webhook_guard import WebhookGuard
+from watui.webhooks.guard import WebhookGuard
 
 
 class Client:

@@ -37,8 +37,8 @@ if str(REPO) not in sys.path:
 from bench._util import Figure, mib, print_table, rss_bytes, run_pool, wait_until  # noqa: E402
 from watui.config import Settings  # noqa: E402
 from watui.engines.base import Engine  # noqa: E402
-from watui.engines.factory import EngineSpec, build_inline  # noqa: E402
 from watui.engines.hosts import HostedEngine  # noqa: E402
+from watui.engines.spec import EngineSpec, build_inline  # noqa: E402
 from watui.machine import EventType, Status  # noqa: E402
 from watui.manager import ScopedService, SessionManager  # noqa: E402
 from watui.models import Caller, Session, SessionCreate, SimulateRequest  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 from watui.bus import EventBus
 from watui.machine import EventType
 from watui.models import Event, NewEvent
-from watui.store import Store
+from watui.stores.sqlite import Store
 
 
 def ev(i: int, session: str = "s1", owner: str = "alice", kind: EventType = EventType.STATUS) -> NewEvent:

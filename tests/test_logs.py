@@ -80,4 +80,4 @@ def test_serve_with_json_logs_writes_json_and_keeps_the_admin_key_out(tmp_path: 
     key = (data / "admin.key").read_text().strip()
     assert key.startswith("wat_") and key not in out + err
     entries = [json.loads(line) for line in err.splitlines()]
-    assert {"uvicorn.error", "watui.store"} <= {e["logger"] for e in entries}
+    assert {"uvicorn.error", "watui.stores.sqlite"} <= {e["logger"] for e in entries}

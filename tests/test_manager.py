@@ -23,8 +23,8 @@ from watui.errors import (
 )
 from watui.machine import EventType, Status
 from watui.manager import ScopedService, SessionManager
+from watui.manager.restore import JITTER
 from watui.models import Caller, SessionCreate, SessionUpdate, SimulateRequest
-from watui.restore import JITTER
 
 
 async def events_of(manager: SessionManager, session_id: str) -> list[tuple[str, dict]]:
@@ -347,7 +347,7 @@ async def test_restore_after_restart(tmp_path: Path, clock: FakeClock) -> None:
 
 
 async def _load(settings: Settings):  # type: ignore[no-untyped-def]
-    from watui.store import Store
+    from watui.stores.sqlite import Store
 
     store = await Store.open(settings.db_path)
     try:

@@ -20,7 +20,7 @@ from watui.errors import WatuiError
 from watui.machine import TRANSITIONS, Status, Trigger, reachable
 from watui.manager import SessionManager
 from watui.models import Caller, SessionCreate, SimulateRequest
-from watui.store import Store
+from watui.stores.sqlite import Store
 
 ACTIONS = ["start", "stop", "restart", "logout", "delete", "scan", "disconnect", "phone_logout", "fail",
            "message", "send", "pair"]

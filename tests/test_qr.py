@@ -22,6 +22,7 @@ from rich.style import Style
 from rich.text import Text
 
 from watui import qr
+from watui.widgets.qr_view import half_block_text
 
 MODULE_PX = 6
 
@@ -102,7 +103,7 @@ def test_png_decodes_to_payload(payload: str) -> None:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_half_block_text_decodes_to_payload(payload: str) -> None:
-    text = qr.half_block_text(payload)
+    text = half_block_text(payload)
     matrix = qr.qr_matrix(payload)
     rows, image = draw_text(text)
 
@@ -115,7 +116,7 @@ def test_half_block_text_decodes_to_payload(payload: str) -> None:
 
 def test_half_block_text_shape_and_spans() -> None:
     payload = PAYLOADS[0]
-    text = qr.half_block_text(payload)
+    text = half_block_text(payload)
     columns, lines = qr.terminal_size(payload)
     plain_lines = text.plain.split("\n")
     assert len(plain_lines) == lines
@@ -137,7 +138,7 @@ def test_half_block_text_shape_and_spans() -> None:
 def test_half_block_cells_match_text() -> None:
     payload = PAYLOADS[1]
     cells = qr.half_block_cells(payload)
-    for line_cells, line_text in zip(cells, text_cells(qr.half_block_text(payload)), strict=True):
+    for line_cells, line_text in zip(cells, text_cells(half_block_text(payload)), strict=True):
         for (top, bottom), (_, style) in zip(line_cells, line_text, strict=True):
             assert hex_or_none(style, "color") == (qr.DARK if top else qr.LIGHT)
             assert hex_or_none(style, "bgcolor") == (qr.DARK if bottom else qr.LIGHT)
@@ -212,11 +213,11 @@ def test_cached_results_cannot_be_poisoned() -> None:
     assert qr.qr_matrix(payload)[0][0] is False
     assert len(qr.qr_matrix(payload)) == len(matrix) + 1
 
-    text = qr.half_block_text(payload)
+    text = half_block_text(payload)
     plain = text.plain
     text.append("oops", "red")
     text.stylize("bold")
-    fresh = qr.half_block_text(payload)
+    fresh = half_block_text(payload)
     assert fresh.plain == plain
     assert all("bold" not in str(span.style) for span in fresh.spans)
 
@@ -245,7 +246,7 @@ def test_rich_svg_screenshot_scans(payload: str) -> None:
         color_system="truecolor",
         file=io.StringIO(),
     )
-    console.print(qr.half_block_text(payload))
+    console.print(half_block_text(payload))
     svg = console.export_svg(title="qr")
     png = cairosvg.svg2png(bytestring=svg.encode("utf-8"), scale=1.5)
     assert isinstance(png, bytes)

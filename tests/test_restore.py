@@ -24,7 +24,8 @@ from watui.machine import Status
 from watui.manager import SessionManager
 from watui.models import Caller, RestoreProgress, Session
 from watui.server import BackgroundServer
-from watui.store import Store
+from watui.stores.datadir import make_private
+from watui.stores.sqlite import Store
 
 
 class CountingSession:
@@ -88,7 +89,7 @@ class CountingEngine:
 
 async def seed(settings: Settings, linked: int, pairing: int = 0) -> tuple[list[str], list[str]]:
     """Sessions as a previous run parked them: ``linked`` with auth, ``pairing`` without."""
-    settings.ensure_dirs()
+    make_private(settings.data_dir)
     store = await Store.open(settings.db_path, synchronous="OFF")
     engine = SimulatedEngine()
     now = datetime.now(UTC)

@@ -17,7 +17,7 @@ import pytest
 
 from watui.machine import EventType
 from watui.models import NewEvent, Session
-from watui.store import MIGRATIONS, SCHEMA_VERSION, Store, hash_key
+from watui.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, Store, hash_key
 
 
 def event(i: int, session: str = "ses_a", owner: str = "alice") -> NewEvent:
@@ -176,7 +176,7 @@ WRITER = textwrap.dedent(
     import asyncio, sys
     from watui.machine import EventType
     from watui.models import NewEvent
-    from watui.store import Store
+    from watui.stores.sqlite import Store
 
     async def main(path):
         store = await Store.open(path, synchronous="FULL")

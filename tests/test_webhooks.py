@@ -32,7 +32,7 @@ from watui.machine import EventType
 from watui.manager import ScopedService, SessionManager
 from watui.models import Caller, SessionCreate, SessionSettings, SessionUpdate
 from watui.server.app import create_app
-from watui.store import Store
+from watui.stores.sqlite import Store
 from watui.webhooks import SERVER_SECRET_FILE, WebhookOptions
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
 """The Textual console: one app over one :class:`~watui.service.SessionService`.
 
-The app subscribes to the service once and hands each event to its :class:`~watui.feed.Feed`,
+The app subscribes to the service once and hands each event to its :class:`~watui.console.feed.Feed`,
 which keeps the view state (:class:`ConsoleState`) current in coalesced batches. Screens never
-call the app: they post the requests of :mod:`watui.messages`, handled here with ``@on``;
-verbs on sessions go to :class:`~watui.actions.SessionActions`. Every action goes through the
+call the app: they post the requests of :mod:`watui.console.requests`, handled here with ``@on``;
+verbs on sessions go to :class:`~watui.console.actions.SessionActions`. Every action goes through the
 service; a refusal is a toast with the service's own message.
 """
 
@@ -28,14 +28,16 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from watui import messages as ask
-from watui.actions import SessionActions
 from watui.clock import Clock, RealClock
 from watui.config import Settings
-from watui.console_config import ConsoleConfig, default_config_path, save_theme
+from watui.console import requests as ask
+from watui.console.actions import SessionActions
+from watui.console.config import ConsoleConfig, default_config_path, save_theme
+from watui.console.feed import Feed
+from watui.console.typeahead import TypeAhead
 from watui.errors import EngineFailure, WatuiError
-from watui.feed import Feed
 from watui.machine import EventType, Status
+from watui.manager.tuning import tune_gc
 from watui.models import Caller, LinkMethod, RestoreProgress, Session, SimulateRequest
 from watui.remote.link import LinkMonitor, LinkStatus
 from watui.screens.commands import SessionCommands
@@ -50,8 +52,6 @@ from watui.screens.new_session import NewSessionScreen
 from watui.screens.pair_code import PairCodeScreen, PhonePrompt
 from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
-from watui.tuning import tune_gc
-from watui.typeahead import TypeAhead
 from watui.widgets.activity import Activity
 from watui.widgets.messages import SessionEvent
 from watui.widgets.state import ConsoleState
@@ -244,7 +244,7 @@ class WatuiApp(App[None]):
             self.post_message(SessionEvent(event))
 
     async def _seed_demo(self) -> None:
-        from watui.demo import seed_demo
+        from watui.console.demo import seed_demo
 
         try:
             await seed_demo(self.service)
@@ -662,11 +662,11 @@ def _say(line: str) -> None:
 
 def _log_to_file(settings: Settings) -> None:
     """Library warnings go to a file: anything printed to the terminal would tear the screen."""
-    from watui.datadir import DataDirUnusable
     from watui.logs import configure_logging
+    from watui.stores.datadir import DataDirUnusable, make_private
 
     try:
-        settings.ensure_dirs()
+        make_private(settings.data_dir)
         configure_logging(settings.log_format, filename=settings.data_dir / "watui.log")
     except OSError as exc:
         raise DataDirUnusable(f"cannot write to the data dir {settings.data_dir}: {exc.strerror}") from None

@@ -18,8 +18,8 @@ import click
 
 from watui import __version__
 from watui.config import Settings
-from watui.datadir import LOCK_FILE, private_umask, read_holder
 from watui.models import mask_url
+from watui.stores.datadir import LOCK_FILE, make_private, private_umask, read_holder
 
 if TYPE_CHECKING:
     from watui.stores.base import StoreProtocol
@@ -34,7 +34,7 @@ def make_settings(**overrides: Any) -> Settings:
 def exit_if_data_dir_unusable(run: Callable[[], None]) -> None:
     """Run ``run``; if the data dir is locked by another process or cannot be used, say so
     in one line and exit with status 2 (like a usage error), not with a traceback."""
-    from watui.datadir import DataDirLocked, DataDirUnusable
+    from watui.stores.datadir import DataDirLocked, DataDirUnusable
 
     try:
         run()
@@ -97,7 +97,7 @@ def main(
     private_umask()
     if ctx.invoked_subcommand is not None:
         return
-    from watui.attach import AttachError, run_console_or_attach
+    from watui.console.attach import AttachError, run_console_or_attach
 
     if demo:
         engine = engine or "simulated"
@@ -176,10 +176,10 @@ async def _open_store(settings: Settings) -> StoreProtocol:
             raise click.ClickException(
                 f"cannot open the database {mask_url(settings.database_url)}: {exc}"
             ) from None
-    from watui.store import Store
+    from watui.stores.sqlite import Store
 
     try:
-        settings.ensure_dirs()
+        make_private(settings.data_dir)
         return await Store.open(settings.db_path, synchronous=settings.sqlite_synchronous)
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -251,7 +251,7 @@ def paths(data_dir: Path | None) -> None:
     holder = read_holder(settings.data_dir)
     click.echo(f"lock:       {settings.data_dir / LOCK_FILE} "
                f"({'held by ' + holder.describe() if holder else 'free'})")
-    from watui.console_config import default_config_path
+    from watui.console.config import default_config_path
 
     click.echo(f"console config: {default_config_path()}  (key bindings and theme)")
 
@@ -263,7 +263,7 @@ def paths(data_dir: Path | None) -> None:
 @data_dir_option
 def attach(url: str, key: str | None, data_dir: Path | None) -> None:
     """The console, driving a running `watui serve` at URL (env WATUI_URL)."""
-    from watui.attach import AttachError, normalize_url, resolve_key, run_attach
+    from watui.console.attach import AttachError, normalize_url, resolve_key, run_attach
 
     settings = make_settings(data_dir=data_dir)
     try:
@@ -285,8 +285,8 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
 def web(host: str, port: int, attach_url: str | None, key: str | None, public_url: str | None,
         engine: str | None, data_dir: Path | None) -> None:
     """The console in a browser (each tab is a console of the same sessions)."""
-    from watui.attach import AttachError
-    from watui.web import run_web
+    from watui.console.attach import AttachError
+    from watui.console.web import run_web
 
     settings = make_settings(engine=engine, data_dir=data_dir)
     try:

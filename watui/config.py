@@ -131,9 +131,3 @@ class Settings(BaseSettings):
 
     def auth_path(self, session_id: str) -> Path:
         return self.auth_dir / f"{session_id}.db"
-
-    def ensure_dirs(self) -> None:
-        """Create the data and auth dirs, private to their owner (see :mod:`watui.datadir`)."""
-        from watui.datadir import make_private
-
-        make_private(self.data_dir)

@@ -1,7 +1,8 @@
-"""QR codes for linking a phone: payload → module matrix → terminal text, PNG, data URL.
+"""QR codes for linking a phone: payload → module matrix → terminal cells, PNG, data URL.
 
 One place turns WhatsApp's pairing payload into pixels, so the console's half-block
-drawing and the server's ``qr_data`` PNG always show the same code.
+drawing (:mod:`watui.widgets.qr_view` styles these cells) and the server's ``qr_data`` PNG
+always show the same code.
 
 Everything is cached per payload: the console redraws the same code many times a second
 while it is up, and every SSE subscriber of a session asks for the same data URL.
@@ -30,8 +31,6 @@ import qrcode
 import qrcode.constants
 import qrcode.exceptions
 from PIL import Image
-from rich.style import Style
-from rich.text import Text
 
 __all__ = [
     "DARK",
@@ -41,7 +40,6 @@ __all__ = [
     "QUIET_ZONE",
     "HalfBlockCell",
     "half_block_cells",
-    "half_block_text",
     "png_bytes",
     "png_data_url",
     "prerender",
@@ -66,13 +64,6 @@ LIGHT: Final = "#ffffff"
 HalfBlockCell = tuple[bool, bool]
 
 _CACHE_SIZE: Final = 1024
-
-_STYLES: Final[dict[HalfBlockCell, Style]] = {
-    (top, bottom): Style(color=DARK if top else LIGHT, bgcolor=DARK if bottom else LIGHT)
-    for top in (False, True)
-    for bottom in (False, True)
-}
-
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _matrix(payload: str, quiet_zone: int) -> tuple[tuple[bool, ...], ...]:
@@ -116,34 +107,8 @@ def half_block_cells(payload: str) -> tuple[tuple[HalfBlockCell, ...], ...]:
     return tuple(lines)
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def _half_block_text(payload: str) -> Text:
-    text = Text(no_wrap=True, overflow="crop", end="")
-    for index, line in enumerate(half_block_cells(payload)):
-        if index:
-            text.append("\n")
-        # One span per run of equal cells: far fewer spans for Textual to render.
-        start = 0
-        for x in range(1, len(line) + 1):
-            if x == len(line) or line[x] != line[start]:
-                text.append(HALF_BLOCK * (x - start), _STYLES[line[start]])
-                start = x
-    return text
-
-
-def half_block_text(payload: str) -> Text:
-    """The code as a :class:`rich.text.Text` of ``▀`` cells, lines joined with ``"\\n"``.
-
-    Every cell has an explicit foreground (top module) and background (bottom module) of
-    exactly ``#000000`` or ``#ffffff``, so the terminal's theme colours never leak in.
-    It does not wrap (a wrapped code would not scan). Returns a copy of a cached Text,
-    because Text is mutable.
-    """
-    return _half_block_text(payload).copy()
-
-
 def terminal_size(payload: str) -> tuple[int, int]:
-    """``(columns, lines)`` needed to draw :func:`half_block_text` without cropping."""
+    """``(columns, lines)`` needed to draw :func:`half_block_cells` without cropping."""
     cells = half_block_cells(payload)
     return len(cells[0]), len(cells)
 

@@ -26,10 +26,10 @@ from neonize.events import EVENT_TO_INT
 from neonize.proto import Neonize_pb2 as pb
 
 from watui.engines.base import EngineEvent, PairSuccess, SessionError
-from watui.engines.factory import EngineSpec
 from watui.engines.hosts import HostedEngine
 from watui.engines.neonize_engine import NeonizeEngine, _jid_proto, _Run, whatsmeow_dsn
 from watui.engines.neonize_mapping import jid_str
+from watui.engines.spec import EngineSpec
 
 
 class Recorder:

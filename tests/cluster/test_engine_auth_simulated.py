@@ -24,9 +24,10 @@ from watui.engines.base import (
     QrCodeIssued,
     SessionConnected,
 )
-from watui.engines.factory import EngineSpec, build_engine, spec_for
+from watui.engines.factory import build_engine
 from watui.engines.hosts import HostedEngine
 from watui.engines.simulated import SimulatedEngine
+from watui.engines.spec import EngineSpec, spec_for
 
 FAST = {"connect_latency": 0.01, "link_latency": 0.01}
 

@@ -10,14 +10,14 @@ from click.testing import CliRunner
 
 from watui.cli import main as cli
 from watui.clock import FakeClock
-from watui.console_config import ENV, ConsoleConfig, save_theme
+from watui.console.config import ENV, ConsoleConfig, save_theme
+from watui.console.verbs import Verb
 from watui.machine import Status
 from watui.models import RestoreProgress
 from watui.screens.confirm import ConfirmScreen
 from watui.screens.copy import CopyScreen
 from watui.screens.log import LogScreen
 from watui.screens.main import MainScreen
-from watui.verbs import Verb
 from watui.widgets.activity import Activity, sparkline
 from watui.widgets.log_view import LogView
 from watui.widgets.messages import BulkProgress
@@ -311,8 +311,8 @@ def test_watui_paths_shows_the_config_file(tmp_path: Path) -> None:
 def test_verbs_refuse_in_words() -> None:
     from datetime import UTC, datetime
 
+    from watui.console.verbs import refusal
     from watui.models import Session
-    from watui.verbs import refusal
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     base = Session(id="s", name="n", owner="o", created_at=now, updated_at=now)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from serve_process import REPO
 
-from watui.attach import AttachError, normalize_url, resolve_key
+from watui.console.attach import AttachError, normalize_url, resolve_key
 
 from .attach_helpers import background_server, free_port, serve_process
 

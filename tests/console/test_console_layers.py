@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 WATUI = Path(__file__).resolve().parents[2] / "watui"
-MODULES = sorted([*WATUI.glob("screens/*.py"), *WATUI.glob("widgets/*.py"), WATUI / "messages.py"])
+MODULES = sorted([*WATUI.glob("screens/*.py"), *WATUI.glob("widgets/*.py"), WATUI / "console" / "requests.py"])
 
 
 def imported(path: Path) -> set[str]:
@@ -23,7 +23,7 @@ def imported(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_screens_and_widgets_never_import_the_app(path: Path) -> None:
-    assert "watui.app" not in imported(path), f"{path.name} imports watui.app: post a watui.messages request instead"
+    assert "watui.app" not in imported(path), f"{path.name} imports watui.app: post a watui.console.requests request instead"
 
 
 def test_widgets_never_import_screens() -> None:

@@ -18,9 +18,9 @@ import pytest
 from watui.app import WatuiApp
 from watui.clock import FakeClock
 from watui.config import Settings
-from watui.engines.factory import EngineSpec
 from watui.engines.hosts import HostedEngine
 from watui.engines.simulated import SimulatedEngine
+from watui.engines.spec import EngineSpec
 from watui.machine import Status
 from watui.manager import SessionManager
 from watui.models import EngineHost

@@ -261,8 +261,8 @@ def test_bulk_confirm(snap_compare: SnapCompare, make_app: AppFactory, clock: Fa
 def test_bulk_progress_and_marks_in_header(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
                                           size: tuple[int, int]) -> None:
     async def then(pilot: Pilot) -> None:
+        from watui.console.verbs import Verb
         from watui.models import RestoreProgress
-        from watui.verbs import Verb
         from watui.widgets.messages import BulkProgress
 
         await pilot.press("space", "space", "space")

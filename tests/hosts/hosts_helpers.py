@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from watui.config import Settings
-from watui.engines.factory import EngineSpec
 from watui.engines.hosts import HostedEngine
+from watui.engines.spec import EngineSpec
 from watui.manager import SessionManager
 
 FAST_PHONE = {"connect_latency": 0.02, "link_latency": 0.02, "seed": "hosts"}

@@ -14,7 +14,7 @@ import pytest
 from serve_process import REPO, ServerProcess
 from server_helpers import api_client
 
-from watui.datadir import DataDirLock, DataDirLocked, LockHolder, read_holder
+from watui.stores.datadir import DataDirLock, DataDirLocked, LockHolder, read_holder
 
 
 def watui(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

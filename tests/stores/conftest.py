@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from watui.store import Store
 from watui.stores.base import StoreProtocol
 from watui.stores.postgres import PostgresStore
+from watui.stores.sqlite import Store
 
 OpenStore = Callable[[], Awaitable[StoreProtocol]]
 

@@ -18,8 +18,8 @@ import pytest
 from sql_helpers import eventually, new_event
 
 from watui.errors import StoreUnavailable
-from watui.store import Store
 from watui.stores import sqlite_writer_process as program
+from watui.stores.sqlite import Store
 from watui.stores.sqlite_writer import _rebuilt
 
 
@@ -77,7 +77,7 @@ async def test_the_signals_for_watui_do_not_stop_its_writer(tmp_path: Path) -> N
 def test_the_writer_exits_when_the_process_that_opened_it_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, sys, time
-        from watui.store import Store
+        from watui.stores.sqlite import Store
         async def main():
             store = await Store.open({str(tmp_path / "w.db")!r})
             print(store.writer.pid, flush=True)

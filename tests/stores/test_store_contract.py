@@ -15,9 +15,9 @@ import pytest
 
 from watui.machine import EventType
 from watui.models import MessageDirection, MessageStatus, NewEvent, Session
-from watui.store import NewMessage, Statement, Store
 from watui.stores.base import StoreProtocol
 from watui.stores.postgres import PostgresStore
+from watui.stores.sqlite import NewMessage, Statement, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OpenStore = Callable[[], Awaitable[StoreProtocol]]

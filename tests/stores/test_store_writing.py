@@ -21,8 +21,8 @@ import pytest
 from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import Event, NewEvent
-from watui.store import Store
 from watui.stores.encoding import payload_json, utc_text
+from watui.stores.sqlite import Store
 from watui.stores.sqlite_writer import MAX_ROWS_PER_INSERT, TransactionRows, request_frame
 from watui.stores.sqlite_writer_process import read_message, run_transaction
 

@@ -17,18 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from watui.cluster.fanout import ClusterFeed
 from watui.cluster.leases import Leases
 from watui.cluster.nodes import Nodes
-from watui.cluster.types import Holder, NodeInfo
+from watui.cluster.types import Holder, NodeInfo, Takeover
 from watui.config import Settings
-from watui.manager.handover import Handover
 from watui.stores.postgres import PostgresStore
-
-if TYPE_CHECKING:
-    from watui.manager import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +34,14 @@ TAKEOVER_BATCH = 100
 
 
 class ClusterNode:
-    def __init__(self, manager: SessionManager, store: PostgresStore, settings: Settings) -> None:
-        self.manager = manager
+    def __init__(self, handover: Takeover, store: PostgresStore, settings: Settings) -> None:
         self.node_id = settings.node_id
         self.lease_ttl = settings.lease_ttl
         self.capacity = settings.node_capacity
         self.leases = Leases(store.pool, self.node_id, settings.lease_ttl)
         self.table = Nodes(store.pool, self.node_id, settings.advertised_url, settings.node_capacity)
         self.feed = ClusterFeed(store, settings.redis_url, self.node_id)
-        self.handover = Handover(manager, store)
+        self.handover = handover
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
         self._task: asyncio.Task[None] | None = None

@@ -1,5 +1,7 @@
-"""What the cluster's parts hand each other: a node as the nodes table describes it, and the
-question the router asks ("which other node runs this session?")."""
+"""What the cluster's parts hand each other: a node as the nodes table describes it, the
+question the router asks ("which other node runs this session?"), and what a node asks of the
+manager when a session changes hands (the manager passes it in: the cluster never imports the
+manager)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,19 @@ class Holder:
 
     node_id: str
     url: str
+
+
+class Takeover(Protocol):
+    """What the node asks of the sessions' owner (the manager's
+    :class:`~watui.manager.handover.Handover`) when a session changes hands."""
+
+    async def take_over(self, session_id: str) -> None:
+        """This node just claimed the session's lease: run it here."""
+        ...
+
+    async def drop(self, session_id: str) -> None:
+        """Another node holds the session now: stop running it here, writing nothing."""
+        ...
 
 
 class Locator(Protocol):

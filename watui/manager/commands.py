@@ -15,7 +15,6 @@ import logging
 import secrets
 from typing import Any
 
-from watui import messaging
 from watui.clock import Clock
 from watui.config import Settings
 from watui.engines.base import Engine, EngineRefused, PhoneAction
@@ -29,6 +28,7 @@ from watui.errors import (
     ValidationFailed,
 )
 from watui.machine import STARTABLE, EventType, Status, Trigger, transition
+from watui.manager import messaging
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
 from watui.manager.registry import Registry
@@ -49,7 +49,7 @@ from watui.models import (
     SimulateRequest,
     normalize_phone,
 )
-from watui.store import NewMessage
+from watui.stores.sqlite import NewMessage
 
 log = logging.getLogger(__name__)
 

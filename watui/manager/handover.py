@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from watui.machine import RUNNING, Trigger
 from watui.manager.journal import cleared_link_state
+from watui.manager.restore import JITTER
 from watui.models import Session
-from watui.restore import JITTER
 
 if TYPE_CHECKING:
     from watui.manager.session_manager import SessionManager

@@ -15,8 +15,8 @@ from watui.clock import Clock
 from watui.machine import RUNNING, EventType, Status, Trigger, transition
 from watui.manager.registry import Registry
 from watui.models import NewEvent, Session
-from watui.store import NewMessage, WriteResult
 from watui.stores.base import StoreProtocol
+from watui.stores.sqlite import NewMessage, WriteResult
 
 
 def cleared_link_state() -> dict[str, Any]:

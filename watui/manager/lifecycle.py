@@ -3,7 +3,7 @@
 QR codes and pairing codes (with their rounds and retries), the pairing result, connect,
 disconnect, reconnect back-off, logout from the phone and engine errors. Each handler runs in
 the session's task with its lock held (watui/manager/runtime.py) and changes the session only
-through the journal; chat traffic is handed to watui/messaging.py.
+through the journal; chat traffic is handed to watui/manager/messaging.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from watui import messaging
 from watui.clock import Clock
 from watui.config import Settings
 from watui.engines.base import (
@@ -32,6 +31,7 @@ from watui.engines.base import (
 )
 from watui.errors import EngineFailure
 from watui.machine import Status, Trigger
+from watui.manager import messaging
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.registry import Registry
 from watui.manager.runtime import ENGINE_CALL_TIMEOUT, Runtime, Supervisor, TimerKind

@@ -98,9 +98,9 @@ class Runtime:
         self.pair_code_phone: str | None = None
         """The number the current pairing code is for (a new round asks for it again)."""
         self.early_receipts: OrderedDict[str, MessageStatus] = OrderedDict()
-        """Receipts that came before their message was stored (see watui/messaging.py)."""
+        """Receipts that came before their message was stored (see watui/manager/messaging.py)."""
         self.on_settled: Callable[[], None] | None = None
-        """Called once at the first outcome of a restore connect (see watui/restore.py)."""
+        """Called once at the first outcome of a restore connect (see watui/manager/restore.py)."""
         self.pair_waiters: list[asyncio.Future[PairCode]] = []
         self.reconnect_attempts = 0
         self.last_error: str | None = None

@@ -5,7 +5,7 @@
 - :class:`~watui.manager.runtime.Supervisor`: runtimes, timers, the inbox loop;
 - :class:`~watui.manager.lifecycle.Lifecycle`: what engine facts and timers do to a session;
 - :class:`~watui.manager.commands.Commands`: create, start, stop, ... (the public commands);
-- start-up restore (watui/restore.py) and chat traffic (watui/messaging.py).
+- start-up restore (watui/manager/restore.py) and chat traffic (watui/manager/messaging.py).
 
 Callers see one object: the service (:class:`~watui.manager.scoped.ScopedService`), the server
 and the console hold a ``SessionManager`` and nothing below it.
@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING
 from watui.bus import EventBus
 from watui.clock import Clock, FakeClock, RealClock
 from watui.config import Settings
-from watui.datadir import DataDirLock, open_data_dir
 from watui.engines.base import Engine
 from watui.engines.factory import build_engine
 from watui.machine import RUNNING, Status, Trigger
 from watui.manager.commands import Commands
+from watui.manager.handover import Handover
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
 from watui.manager.placement import LeasePlacement
 from watui.manager.registry import Registry
+from watui.manager.restore import Restorer
+from watui.manager.retention import Retention
 from watui.manager.runtime import Supervisor
 from watui.manager.scoped import ScopedService
 from watui.models import (
@@ -43,9 +45,9 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
-from watui.restore import Restorer
-from watui.retention import Retention
 from watui.stores.base import StoreProtocol
+from watui.stores.datadir import DataDirLock, make_private
+from watui.stores.local import open_data_dir
 from watui.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ class SessionManager:
     ) -> SessionManager:
         """Open the store, then restore the sessions that were running, in the background.
 
-        Returns before the restore is done (see watui/restore.py): a server answers while
+        Returns before the restore is done (see watui/manager/restore.py): a server answers while
         hundreds of sessions reconnect a few at a time.
         """
         clock = clock or RealClock()
@@ -134,18 +136,19 @@ class SessionManager:
         from watui.stores.postgres import PostgresStore
 
         assert settings.database_url is not None
-        settings.ensure_dirs()
+        make_private(settings.data_dir)
         store = await PostgresStore.open(settings.database_url, max_batch=settings.commit_max_batch)
         try:
             manager = cls(settings, store, engine or build_engine(settings, clock), clock)
-            node = manager.cluster = ClusterNode(manager, store, settings)
+            handover = Handover(manager, store)
+            node = manager.cluster = ClusterNode(handover, store, settings)
             manager.supervisor.placement = LeasePlacement(
                 node.leases, settings.max_active_sessions_per_owner, settings.node_capacity
             )
-            manager.supervisor.on_lease_lost = node.handover.drop
+            manager.supervisor.on_lease_lost = handover.drop
             manager.journal.node_id = settings.node_id
             manager.bus.follow(node.feed)
-            node.feed.on_sessions.append(node.handover.mirror)
+            node.feed.on_sessions.append(handover.mirror)
             await manager._load_and_start_services(store)
             await node.start()
         except BaseException:

@@ -1,6 +1,6 @@
 """Command palette provider: find a session by name or phone, and run any console action.
 
-Each command posts one of the app's requests (:mod:`watui.messages`), like a key would.
+Each command posts one of the app's requests (:mod:`watui.console.requests`), like a key would.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
 from textual.content import Content
 from textual.message import Message
 
-from watui import messages as ask
+from watui.console import requests as ask
+from watui.console.verbs import Verb
 from watui.screens.common import host
-from watui.verbs import Verb
 from watui.widgets.text import clean
 
 MAX_SESSION_HITS = 40

@@ -1,7 +1,7 @@
 """Small helpers the screens share, and what screens may read of the console (``ConsoleHost``).
 
 Screens never import the app: they read state, service and clock through :class:`ConsoleHost`
-and ask for anything else by posting a message of :mod:`watui.messages`.
+and ask for anything else by posting a message of :mod:`watui.console.requests`.
 """
 
 from __future__ import annotations

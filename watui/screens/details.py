@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from watui import messages as ask
+from watui.console import requests as ask
 from watui.screens.common import FollowerScreen
 from watui.widgets.detail_pane import DetailPane
 from watui.widgets.messages import StateChanged

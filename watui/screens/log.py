@@ -13,9 +13,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
 
+from watui.console.requests import LogKind
 from watui.errors import WatuiError
 from watui.machine import EventType
-from watui.messages import LogKind
 from watui.models import Event, Message, MessageStatus
 from watui.screens.common import WatuiScreen
 from watui.widgets.detail_pane import describe_event, party

@@ -19,11 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import Footer, Input, ProgressBar, Static
 
-from watui import messages as ask
+from watui.console import requests as ask
+from watui.console.verbs import Verb
 from watui.machine import Status
 from watui.models import Session
 from watui.screens.common import WatuiScreen
-from watui.verbs import Verb
 from watui.widgets.activity import sparkline
 from watui.widgets.detail_pane import DetailPane
 from watui.widgets.messages import BulkProgress, StateChanged

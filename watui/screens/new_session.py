@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from watui import messages as ask
+from watui.console import requests as ask
 from watui.models import LinkMethod, SessionCreate, SessionSettings
 
 FIELDS = {"name": "name", "description": "description", "phone_number": "phone", "webhook_url": "webhook"}
@@ -58,7 +58,7 @@ def first_error(exc: ValidationError) -> str:
 
 
 class NewSessionScreen(ModalScreen[None]):
-    """Posts :class:`~watui.messages.CreateSession`; the app answers ``created`` or ``refused``."""
+    """Posts :class:`~watui.console.requests.CreateSession`; the app answers ``created`` or ``refused``."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="new.cancel", tooltip="Close without creating anything"),

@@ -11,7 +11,7 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
-from watui import messages as ask
+from watui.console import requests as ask
 from watui.machine import EventType, Status
 from watui.models import normalize_phone
 from watui.screens.common import FollowerScreen, linked_notice

@@ -18,11 +18,11 @@ from textual.binding import Binding
 from textual.containers import Center, Middle, Vertical
 from textual.widgets import Footer, Static
 
-from watui import messages as ask
+from watui.console import requests as ask
+from watui.console.verbs import Verb
 from watui.errors import QrNotAvailable, WatuiError
 from watui.machine import EventType, Status
 from watui.screens.common import FollowerScreen, linked_notice
-from watui.verbs import Verb
 from watui.widgets.messages import SessionEvent, StateChanged
 from watui.widgets.qr_view import QrView
 from watui.widgets.status_badge import seconds_left, session_badge

@@ -19,8 +19,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
-from watui import __version__, logthrottle
+from watui import __version__
 from watui.cluster.routing import Forwarder, RoutingMiddleware
+from watui.logs import throttle_repeats
 from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
@@ -64,7 +65,7 @@ def create_app(
         locator = manager.cluster
     state = ServerState(manager, settings, send_timeout, locator)
     manager.prerender_qr = True  # QR PNGs drawn off the event loop, before their events
-    logthrottle.install()
+    throttle_repeats()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

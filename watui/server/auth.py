@@ -17,6 +17,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from watui.errors import Unauthorized
 from watui.models import Caller
+from watui.stores.datadir import ADMIN_KEY_FILE
 
 if TYPE_CHECKING:
     from watui.config import Settings
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 MAX_KEY_LENGTH = 256
 """Longer strings are refused without touching the store."""
 
-ADMIN_KEY_FILE = "admin.key"
 
 bearer = HTTPBearer(
     auto_error=False,

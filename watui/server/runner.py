@@ -20,9 +20,10 @@ import uvicorn
 
 from watui.config import Settings
 from watui.logs import configure_logging
+from watui.manager.tuning import tune_gc
 from watui.server.app import ServerState, create_app
-from watui.server.auth import ADMIN_KEY_FILE, ensure_admin_key
-from watui.tuning import tune_gc
+from watui.server.auth import ensure_admin_key
+from watui.stores.datadir import ADMIN_KEY_FILE
 
 if TYPE_CHECKING:
     from watui.cluster.types import Locator

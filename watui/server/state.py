@@ -16,7 +16,7 @@ from watui.server.limits import StreamLease, StreamRegistry, revoked_keys_query
 from watui.server.metrics import ServerMetrics
 from watui.server.streams import EventStream, FrameCache, parse_last_event_id, pump
 from watui.service import Subscription
-from watui.webhook_guard import WebhookGuard
+from watui.webhooks.guard import WebhookGuard
 
 if TYPE_CHECKING:
     from watui.cluster.types import Locator

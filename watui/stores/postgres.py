@@ -1,6 +1,6 @@
 """The store on PostgreSQL through asyncpg: the store of record that the nodes of a cluster share.
 
-It keeps :class:`watui.store.Store`'s promises (see :mod:`watui.stores.base`): writes are
+It keeps :class:`watui.stores.sqlite.Store`'s promises (see :mod:`watui.stores.base`): writes are
 group-committed by one writer task, and a write's future resolves only after its transaction
 committed.
 
@@ -62,7 +62,6 @@ from watui.models import (
     Session,
     utcnow,
 )
-from watui.store import OUTGOING_PROGRESS, Store, hash_key
 from watui.stores.base import Dialect, StoreProtocol
 from watui.stores.encoding import payload_json
 from watui.stores.group_commit import (
@@ -72,6 +71,7 @@ from watui.stores.group_commit import (
     Statement,
     WriteResult,
 )
+from watui.stores.sqlite import OUTGOING_PROGRESS, Store, hash_key
 
 log = logging.getLogger(__name__)
 

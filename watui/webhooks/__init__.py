@@ -7,7 +7,7 @@
 - :mod:`~watui.webhooks.sender`: sign and post one delivery;
 - :mod:`~watui.webhooks.dispatcher`: the loop and its fairness caps.
 
-Where deliveries may go is :mod:`watui.webhook_guard`'s business.
+Where deliveries may go is :mod:`watui.webhooks.guard`'s business.
 """
 
 from watui.webhooks.dispatcher import WebhookDispatcher

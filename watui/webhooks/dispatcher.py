@@ -41,10 +41,10 @@ from standardwebhooks import Webhook
 from watui.clock import Clock
 from watui.config import Settings
 from watui.models import Event, Session
-from watui.store import Statement, StoreClosed
 from watui.stores.base import StoreProtocol
-from watui.webhook_guard import WebhookGuard
+from watui.stores.sqlite import Statement, StoreClosed
 from watui.webhooks import outbox
+from watui.webhooks.guard import WebhookGuard
 from watui.webhooks.models import DeliveryStatus
 from watui.webhooks.outbox import Due
 from watui.webhooks.policy import WebhookOptions

@@ -26,9 +26,9 @@ from datetime import datetime
 
 from watui.machine import EventType
 from watui.models import mask_url
-from watui.store import Statement
 from watui.stores.base import StoreProtocol
 from watui.stores.dialects import SqlDialect, sql_for
+from watui.stores.sqlite import Statement
 from watui.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,

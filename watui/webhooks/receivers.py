@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx
 
 from watui import __version__
-from watui.webhook_guard import WebhookGuard, guarded_transport
+from watui.webhooks.guard import WebhookGuard, guarded_transport
 
 
 @dataclass

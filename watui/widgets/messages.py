@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
+from watui.console.verbs import Verb
 from watui.models import Event
-from watui.verbs import Verb
 
 
 @dataclass

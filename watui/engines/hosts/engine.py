@@ -29,8 +29,8 @@ from watui.engines.base import (
     SessionDisconnected,
     SessionError,
 )
-from watui.engines.factory import EngineSpec, build_inline
 from watui.engines.hosts.supervisor import HostCrashed, HostProcess, Supervisor
+from watui.engines.spec import EngineSpec, build_inline
 
 if TYPE_CHECKING:
     from watui.models import EngineHost

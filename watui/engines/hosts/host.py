@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from watui.engines.base import EngineEvent, EngineRefused, EngineSession, PhoneAction
-from watui.engines.factory import EngineSpec, build_inline
 from watui.engines.hosts.wire import SPEC_ENV, encode_event, frame, read_frame
+from watui.engines.spec import EngineSpec, build_inline
 
 log = logging.getLogger("watui.engines.hosts.host")
 

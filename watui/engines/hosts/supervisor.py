@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from watui.engines.base import EngineEvent
-from watui.engines.factory import EngineSpec
 from watui.engines.hosts.wire import SPEC_ENV, WireError, decode_event, frame, read_frame
+from watui.engines.spec import EngineSpec
 
 if TYPE_CHECKING:
     from watui.models import EngineHost

@@ -52,7 +52,7 @@ def resolve_key(url: str, key: str | None, data_dir: Path) -> str:
     admin key, which ``watui serve`` wrote there on its first start."""
     if key:
         return key.strip()
-    from watui.server.auth import ADMIN_KEY_FILE
+    from watui.stores.datadir import ADMIN_KEY_FILE
 
     path = data_dir / ADMIN_KEY_FILE
     if is_local(url):
@@ -73,7 +73,7 @@ def run_attach(url: str, key: str, settings: Settings) -> None:
 
 async def _run_attach(url: str, key: str, settings: Settings) -> None:
     from watui.app import WatuiApp, _log_to_file, on_hangup_signals
-    from watui.console_config import default_config_path
+    from watui.console.config import default_config_path
     from watui.remote import RemoteService
 
     _log_to_file(settings)
@@ -101,7 +101,7 @@ def run_console_or_attach(settings: Settings, demo: bool) -> None:
     import click
 
     from watui.app import run_console
-    from watui.datadir import DataDirLocked
+    from watui.stores.datadir import DataDirLocked
 
     try:
         run_console(settings, demo=demo)
@@ -128,7 +128,7 @@ def _interactive() -> bool:
 
 
 def _admin_key(data_dir: Path) -> str | None:
-    from watui.server.auth import ADMIN_KEY_FILE
+    from watui.stores.datadir import ADMIN_KEY_FILE
 
     try:
         return (data_dir / ADMIN_KEY_FILE).read_text().strip() or None

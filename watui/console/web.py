@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from watui.attach import AttachError, normalize_url, resolve_key
 from watui.config import Settings
+from watui.console.attach import AttachError, normalize_url, resolve_key
 from watui.errors import WatuiError
 
 
@@ -80,7 +80,7 @@ def run_web(
     """Serve the console on ``http://host:port`` until SIGINT/SIGTERM."""
     embedded = None
     if not attach:
-        from watui.datadir import read_holder
+        from watui.stores.datadir import read_holder
 
         holder = read_holder(settings.data_dir)
         if holder is not None and holder.url:  # a server runs from this data dir: use it

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+from watui.console.verbs import Verb
 from watui.models import SessionCreate
-from watui.verbs import Verb
 
 if TYPE_CHECKING:
     from watui.screens.new_session import NewSessionScreen

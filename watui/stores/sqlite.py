@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from watui.datadir import private_database_files
 from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import (
@@ -44,6 +43,7 @@ from watui.models import (
     Session,
     utcnow,
 )
+from watui.stores.datadir import private_database_files
 from watui.stores.encoding import payload_json, utc_text
 from watui.stores.group_commit import (
     EventHook,

@@ -1,6 +1,6 @@
 """What the console does to sessions: verbs on one or many, with the checks, questions and toasts.
 
-The app hands every :class:`~watui.messages.RunVerb` here. A verb that cannot run is refused at
+The app hands every :class:`~watui.console.requests.RunVerb` here. A verb that cannot run is refused at
 once with the reason (before any question); a session that is already being acted on is left
 alone (``d y d y`` deletes once); several marked sessions get one question that says how many,
 a progress line while they run, and one summary toast: done, refused, and why.
@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from watui.console.verbs import Verb, refusal
 from watui.errors import WatuiError
 from watui.machine import RUNNING, Status
 from watui.models import Session
 from watui.screens.confirm import ConfirmScreen
-from watui.verbs import Verb, refusal
 from watui.widgets.messages import BulkProgress
 from watui.widgets.text import clean
 

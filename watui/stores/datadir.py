@@ -21,16 +21,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from watui.config import Settings
-    from watui.store import Store
+from typing import Any
 
 LOCK_FILE = "watui.lock"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-OWN_FILES = frozenset({"admin.key", "webhook.secret"})
+ADMIN_KEY_FILE = "admin.key"
+"""The first admin key, written by ``watui serve`` on its first start; read by ``watui attach``."""
+OWN_FILES = frozenset({ADMIN_KEY_FILE, "webhook.secret"})
 """Files of watui's at the top of a data dir besides ``watui*`` (the database, log, lock)."""
 
 
@@ -168,33 +166,6 @@ class DataDirLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-async def open_data_dir(settings: Settings) -> tuple[DataDirLock, Store]:
-    """Make the data dir private, lock it, then open its store (in that order: a process
-    that cannot lock writes nothing). Raises :class:`DataDirLocked` or
-    :class:`DataDirUnusable`, each with a message fit for one line on a terminal."""
-    import sqlite3
-
-    from watui.store import Store
-
-    try:
-        settings.ensure_dirs()
-    except OSError as exc:
-        raise DataDirUnusable(f"cannot create the data dir {settings.data_dir}: {exc.strerror}") from None
-    lock = DataDirLock.acquire(settings.data_dir)
-    try:
-        store = await Store.open(
-            settings.db_path, synchronous=settings.sqlite_synchronous, max_batch=settings.commit_max_batch
-        )
-    except (OSError, sqlite3.Error) as exc:
-        lock.release()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DataDirUnusable(f"cannot open the database {settings.db_path}: {reason}") from None
-    except BaseException:
-        lock.release()
-        raise
-    return lock, store
 
 
 # ---------------------------------------------------------------- permissions

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from watui.engines.base import IncomingMessage, MessageReceipt
 from watui.machine import EventType
 from watui.models import Message, MessageDirection, MessageStatus, NewEvent, Session
-from watui.store import OUTGOING_PROGRESS, NewMessage
+from watui.stores.sqlite import OUTGOING_PROGRESS, NewMessage
 
 if TYPE_CHECKING:
     from watui.manager.journal import Journal

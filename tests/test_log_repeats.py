@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from watui.logthrottle import RepeatFilter
+from watui.logs import RepeatFilter
 
 
 def test_a_repeated_message_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,1 @@
+"""The console's own modules besides the app, its screens and widgets (docs/architecture.md)."""
