@@ -12,11 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,33 +25,29 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from watui.clock import Clock, RealClock
-from watui.config import Settings
 from watui.console import requests as ask
 from watui.console.actions import SessionActions
-from watui.console.config import ConsoleConfig, default_config_path, save_theme
+from watui.console.config import ConsoleConfig, save_theme
 from watui.console.feed import Feed
+from watui.console.linking import Linking
+from watui.console.sending import Sending
 from watui.console.typeahead import TypeAhead
-from watui.errors import EngineFailure, WatuiError
+from watui.errors import WatuiError
 from watui.machine import EventType, Status
 from watui.manager.tuning import tune_gc
-from watui.models import Caller, LinkMethod, RestoreProgress, Session, SimulateRequest
+from watui.models import Caller, RestoreProgress, Session, SimulateRequest
 from watui.remote.link import LinkMonitor, LinkStatus
 from watui.screens.commands import SessionCommands
-from watui.screens.compose import ComposeScreen, Draft
 from watui.screens.copy import CopyScreen
-from watui.screens.details import DetailScreen
 from watui.screens.help import HelpScreen
 from watui.screens.hosts import HostsScreen
 from watui.screens.log import LogScreen
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
-from watui.screens.pair_code import PairCodeScreen, PhonePrompt
-from watui.screens.qr import QrScreen
 from watui.service import SessionService, Subscription
 from watui.widgets.activity import Activity
 from watui.widgets.messages import SessionEvent
 from watui.widgets.state import ConsoleState
-from watui.widgets.status_badge import phone, session_look
 from watui.widgets.text import clean
 
 if TYPE_CHECKING:
@@ -119,13 +111,13 @@ class WatuiApp(App[None]):
         self.activity = Activity()
         self.feed = Feed(self)
         self.actions = SessionActions(self)
+        self.linking = Linking(self)
+        self.sending = Sending(self)
         self.typeahead = TypeAhead(self, background=(SessionEvent,))
         self.config_path = config_path
         self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
         self._service: SessionService | None = service
         self._subscription: Subscription | None = None
-        self._last_recipient = ""
-        self._pair_numbers: dict[str, str] = {}
         self._crashed: set[str] = set()
         self.ready = asyncio.Event()
 
@@ -354,26 +346,7 @@ class WatuiApp(App[None]):
 
     @on(ask.CreateSession)
     def _create_requested(self, message: ask.CreateSession) -> None:
-        self.run_worker(self._create(message), group="actions", exit_on_error=False)
-
-    async def _create(self, message: ask.CreateSession) -> None:
-        """Create; a refusal goes back to the form, which stays open with what was typed."""
-        spec, form = message.spec, message.form
-        outcome, session = await self.actions.attempt(self.service.create_session(spec))
-        if not outcome.ok or session is None:
-            form.refused(outcome.reason)
-            return
-        form.created()
-        self.state.put(session)
-        self.feed.touch(session.id)
-        self.notify(f"Created {clean(session.name)!r}; starting it", timeout=3, markup=False)
-        if spec.link_method == LinkMethod.PHONE:
-            if spec.phone_number:
-                self._pair_numbers[session.id] = spec.phone_number
-            await self.push_screen(PairCodeScreen(session.id, session.pair_code, session.pair_code_expires_at,
-                                                  phone_number=spec.phone_number))
-        elif session.status != Status.CONNECTED:
-            await self.push_screen(QrScreen(session.id))
+        self.run_worker(self.linking.create(message), group="actions", exit_on_error=False)
 
     @on(ask.OpenSession)
     def _open_requested(self, message: ask.OpenSession) -> None:
@@ -381,113 +354,22 @@ class WatuiApp(App[None]):
 
     def open_session(self, session_id: str) -> None:
         """``enter``: the QR code (or pairing code) while linking, the details otherwise."""
-        session = self.state.sessions.get(session_id)
-        if session is None:
-            return
-        linking = session.status in (Status.INITIALIZING, Status.QR_READY, Status.CONNECTING) and not session.linked
-        if linking and (session.pair_code or session.link_method == LinkMethod.PHONE):
-            self.push_screen(PairCodeScreen(session_id, session.pair_code, session.pair_code_expires_at,
-                                            phone_number=self._pair_numbers.get(session_id)))
-        elif linking:
-            self.push_screen(QrScreen(session_id))
-        else:
-            self.push_screen(DetailScreen(session_id))
+        self.linking.open_session(session_id)
 
     @on(ask.ShowPairCode)
     def _show_pair_code(self, message: ask.ShowPairCode) -> None:
-        self.open_pair_code(message.session_id, message.code, message.expires_at)
-
-    def open_pair_code(self, session_id: str, code: str | None, expires_at: datetime | None) -> None:
-        """Show the pairing code screen once; it replaces that session's QR screen if on top."""
-        for screen in self.screen_stack:
-            if isinstance(screen, PairCodeScreen) and screen.session_id == session_id:
-                if code and not screen.code:
-                    screen.code, screen.expires_at = code, expires_at
-                    screen.refresh_code()
-                return
-        pair = PairCodeScreen(session_id, code, expires_at, phone_number=self._pair_numbers.get(session_id))
-        top = self.screen
-        if isinstance(top, QrScreen) and top.session_id == session_id:
-            top._dismissed = True
-            self.switch_screen(pair)
-        else:
-            self.push_screen(pair)
+        self.linking.open_pair_code(message.session_id, message.code, message.expires_at)
 
     @on(ask.LinkByPhone)
     def _link_by_phone(self, message: ask.LinkByPhone) -> None:
         self.link_by_phone(message.session_id)
 
     def link_by_phone(self, session_id: str) -> None:
-        session = self.state.sessions.get(session_id)
-        name = session.name if session else session_id
-
-        def answered(number: str | None) -> None:
-            if number:
-                self._pair_numbers[session_id] = number
-                self.run_worker(self._request_pair_code(session_id, number), group="actions",
-                                exit_on_error=False)
-
-        self.push_screen(PhonePrompt(name), answered)
-
-    async def _request_pair_code(self, session_id: str, number: str) -> None:
-        self.open_pair_code(session_id, None, None)
-        session = self.state.sessions.get(session_id)
-        name = clean(session.name) if session else session_id
-        code = await self.actions.call(f"Pairing code for {name!r}", self.service.request_pair_code(session_id, number))
-        for screen in self.screen_stack:
-            if isinstance(screen, PairCodeScreen) and screen.session_id == session_id:
-                if code is None:
-                    screen.close()
-                else:
-                    screen.code, screen.expires_at = code.code, code.expires_at
-                    screen.refresh_code()
+        self.linking.link_by_phone(session_id)
 
     @on(ask.ComposeMessage)
     def _compose_requested(self, message: ask.ComposeMessage) -> None:
-        self.compose_message(message.session_id)
-
-    def compose_message(self, session_id: str) -> None:
-        """``m``: the compose box for a connected session; any other status is told, not opened."""
-        session = self.state.sessions.get(session_id)
-        if session is None:
-            return
-        if session.status != Status.CONNECTED:
-            self.notify(
-                f"{clean(session.name)!r} is {session_look(session).label}, not connected: only a connected "
-                "session can send messages.",
-                title="Cannot send", severity="warning", timeout=5, markup=False,
-            )
-            return
-
-        def composed(draft: Draft | None) -> None:
-            if draft is not None:
-                self._last_recipient = phone(draft.to)
-                self.run_worker(self._send_message(session_id, draft), group="actions", exit_on_error=False)
-
-        self.push_screen(ComposeScreen(session.name, session.phone_number, self._last_recipient), composed)
-
-    async def _send_message(self, session_id: str, draft: Draft) -> None:
-        """Send; the ``message`` event (sent or failed) puts it in the log, the toast says how it went."""
-        session = self.state.sessions.get(session_id)
-        name = clean(session.name) if session else session_id
-        self.actions.pending += 1
-        try:
-            message = await self.service.send_message(session_id, draft.to, draft.text)
-        except EngineFailure as exc:
-            # The manager stored the failed message too: it shows in the log with this reason.
-            self.notify(exc.message, title=f"Message to {phone(draft.to)} failed", severity="error", timeout=8,
-                        markup=False)
-        except WatuiError as exc:
-            self.notify(exc.message, title="Message not sent", severity="error", timeout=8, markup=False)
-        except Exception as exc:  # an engine bug must not take the console down
-            log.exception("sending from %s failed", session_id)
-            self.notify(f"{type(exc).__name__}: {exc}", title="Message not sent", severity="error", timeout=8,
-                        markup=False)
-        else:
-            self.notify(f"From {name!r} to {clean(phone(message.chat))}", title="Message sent", timeout=3,
-                        markup=False)
-        finally:
-            self.actions.pending -= 1
+        self.sending.compose_message(message.session_id)
 
     @on(ask.Simulate)
     def _simulate(self, message: ask.Simulate) -> None:
@@ -558,115 +440,3 @@ def _engine_crashed(kind: EventType, payload: dict[str, Any]) -> bool:
     return (kind == EventType.DISCONNECTED and payload.get("reason") == "engine_crashed") or (
         kind == EventType.ERROR and payload.get("code") == "engine_crashed"
     )
-
-
-# ==================================================================== entry point
-
-
-def run_console(settings: Settings, demo: bool) -> None:
-    """``watui`` / ``watui --demo``: open the manager, run the console, close it cleanly.
-
-    SIGHUP (the SSH connection dropped) and SIGTERM end the app like ``q`` does; the manager
-    then parks running sessions in the store so the next start resumes them.
-    """
-    asyncio.run(_run_console(settings, demo))
-
-
-@contextlib.contextmanager
-def on_hangup_signals(handler: Callable[[], None]) -> Iterator[None]:
-    """Send SIGHUP (the SSH session closed) and SIGTERM to ``handler`` while the console runs,
-    so it can shut down cleanly instead of dying mid-write; the handlers go afterwards."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, handler)
-    try:
-        yield
-    finally:
-        for signum in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-
-
-async def _run_console(settings: Settings, demo: bool) -> None:
-    from watui.manager import SessionManager
-
-    _log_to_file(settings)
-    if settings.engine == "neonize":
-        _keep_native_output_off_screen(settings.data_dir / "watui.log")
-    manager = await SessionManager.open(settings)
-    app = WatuiApp(manager, demo=demo, freeze_heap=True, config_path=default_config_path())
-    loop = asyncio.get_running_loop()
-    hangups: set[asyncio.Task[None]] = set()
-
-    def on_hangup() -> None:
-        task = loop.create_task(_hang_up(app, manager))
-        hangups.add(task)
-        task.add_done_callback(hangups.discard)
-
-    try:
-        with on_hangup_signals(on_hangup):
-            await app.run_async()
-    finally:
-        await manager.aclose()
-    if demo:
-        _say(f"watui demo data is in {settings.data_dir}")
-
-
-def _keep_native_output_off_screen(log_path: Path) -> None:
-    """neonize's Go runtime prints straight to file descriptors 1 and 2, which would tear
-    Textual's screen. Point those descriptors at the log, and hand Python (and so Textual,
-    which writes to ``sys.__stderr__`` and sizes the screen from ``sys.__stdout__``) new
-    descriptors on the terminal."""
-    if not (os.isatty(1) and os.isatty(2)):
-        return
-    terminal_out, terminal_err = os.dup(1), os.dup(2)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    sys.stdout = sys.__stdout__ = os.fdopen(terminal_out, "w", buffering=1)  # type: ignore[misc]
-    sys.stderr = sys.__stderr__ = os.fdopen(terminal_err, "w", buffering=1)  # type: ignore[misc]
-
-
-HANGUP_GRACE = 5.0
-"""Seconds Textual gets to restore a terminal that is gone before the process just ends."""
-
-
-async def _hang_up(app: WatuiApp, manager: SessionManager) -> None:
-    """SIGHUP/SIGTERM: park the sessions in the store first, then end the app.
-
-    Restoring a terminal whose SSH connection dropped can block in Textual's writer thread
-    (the pty is gone), so the sessions are saved before the app is asked to exit, and a
-    watchdog ends the process if that exit never completes.
-    """
-    try:
-        await manager.aclose()
-    except Exception:
-        log.exception("closing the manager on hangup failed")
-    finally:
-        watchdog = threading.Timer(HANGUP_GRACE, os._exit, args=(0,))
-        watchdog.daemon = True
-        watchdog.start()
-        app.exit()
-
-
-def _say(line: str) -> None:
-    """Print after the app ended; the terminal may be gone (a hung-up SSH session)."""
-    try:
-        print(line, flush=True)
-    except OSError:
-        # Nothing to tell and nowhere to tell it: keep the interpreter's exit flush quiet too.
-        sys.stdout = open(os.devnull, "w")
-
-
-def _log_to_file(settings: Settings) -> None:
-    """Library warnings go to a file: anything printed to the terminal would tear the screen."""
-    from watui.logs import configure_logging
-    from watui.stores.datadir import DataDirUnusable, make_private
-
-    try:
-        make_private(settings.data_dir)
-        configure_logging(settings.log_format, filename=settings.data_dir / "watui.log")
-    except OSError as exc:
-        raise DataDirUnusable(f"cannot write to the data dir {settings.data_dir}: {exc.strerror}") from None

@@ -72,11 +72,12 @@ def run_attach(url: str, key: str, settings: Settings) -> None:
 
 
 async def _run_attach(url: str, key: str, settings: Settings) -> None:
-    from watui.app import WatuiApp, _log_to_file, on_hangup_signals
+    from watui.app import WatuiApp
     from watui.console.config import default_config_path
+    from watui.console.terminal import log_to_file, on_hangup_signals
     from watui.remote import RemoteService
 
-    _log_to_file(settings)
+    log_to_file(settings)
     try:
         service = await RemoteService.open(url, key)
     except WatuiError as exc:
@@ -100,7 +101,7 @@ def run_console_or_attach(settings: Settings, demo: bool) -> None:
     """
     import click
 
-    from watui.app import run_console
+    from watui.console.run import run_console
     from watui.stores.datadir import DataDirLocked
 
     try:
