@@ -46,12 +46,9 @@ from watui.engines.base import (
     SessionDisconnected,
     SessionError,
 )
-from watui.engines.neonize_engine import (
-    NeonizeEngine,
-    NeonizeEngineError,
-    _Run,
-)
-from watui.engines.neonize_mapping import map_event, map_login_status, outgoing_text
+from watui.engines.neonize import NeonizeEngine, NeonizeEngineError
+from watui.engines.neonize.mapping import map_event, map_login_status, outgoing_text
+from watui.engines.neonize.run import _Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -287,7 +284,7 @@ def test_a_process_using_the_engine_exits_promptly(tmp_path: Path) -> None:
         """
         import asyncio, socket, sys
         from pathlib import Path
-        from watui.engines.neonize_engine import NeonizeEngine
+        from watui.engines.neonize import NeonizeEngine
 
         # Module-global, so the listener stays open until the interpreter itself goes away.
         srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)

@@ -13,7 +13,7 @@ from watui.models import Caller, SessionCreate
 
 
 async def test_real_engine_fails_cleanly_with_the_dial_error(tmp_path: Path) -> None:
-    from watui.engines.neonize_engine import NeonizeEngine
+    from watui.engines.neonize import NeonizeEngine
 
     settings = Settings(data_dir=tmp_path, engine="neonize")
     manager = await SessionManager.open(settings, engine=NeonizeEngine(connect_timeout=15))
@@ -38,7 +38,7 @@ async def test_sessions_stopped_while_queued_never_dial(tmp_path: Path) -> None:
     import socket
     import threading
 
-    from watui.engines.neonize_engine import NeonizeEngine
+    from watui.engines.neonize import NeonizeEngine
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

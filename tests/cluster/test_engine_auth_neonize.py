@@ -27,8 +27,10 @@ from neonize.proto import Neonize_pb2 as pb
 
 from watui.engines.base import EngineEvent, PairSuccess, SessionError
 from watui.engines.hosts import HostedEngine
-from watui.engines.neonize_engine import NeonizeEngine, _jid_proto, _Run, whatsmeow_dsn
-from watui.engines.neonize_mapping import jid_str
+from watui.engines.neonize import NeonizeEngine
+from watui.engines.neonize.devices import whatsmeow_dsn
+from watui.engines.neonize.mapping import _jid_proto, jid_str
+from watui.engines.neonize.run import _Run
 from watui.engines.spec import EngineSpec
 
 

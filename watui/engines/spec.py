@@ -63,7 +63,7 @@ def build_inline(spec: EngineSpec, clock: Clock | None = None) -> Engine:
 
         return SimulatedEngine(clock=clock, **spec.options)
     if spec.engine == "neonize":
-        from watui.engines.neonize_engine import NeonizeEngine
+        from watui.engines.neonize import NeonizeEngine
 
         return NeonizeEngine(**spec.options)
     raise ValueError(f"unknown engine {spec.engine!r}")

@@ -1,5 +1,8 @@
 """neonize's protobuf events → the engine protocol's facts (pure functions, no Go calls).
 
+And the few values going the other way: a JID to resume (:func:`_jid_proto`) and the message
+``send_text`` sends (:func:`outgoing_text`).
+
 Chat identity. whatsmeow addresses a conversation in several ways: a phone number
 (``4915112345678@s.whatsapp.net``, with ``:device`` for one of its devices), a LID
 (``123456789012345@lid``, WhatsApp's privacy-preserving id), a group (``…@g.us``), or
@@ -75,6 +78,22 @@ def jid_str(jid: JID) -> str:
     if jid.User:
         return f"{jid.User}@{jid.Server}"
     return jid.Server
+
+
+def _jid_proto(jid: str) -> JID:
+    """Parse whatsmeow's ``user[.agent][:device]@server`` into neonize's JID message."""
+    from neonize.proto.Neonize_pb2 import JID
+
+    user, _, server = jid.rpartition("@")
+    device = 0
+    if ":" in user:
+        user, _, dev = user.partition(":")
+        device = int(dev)
+    agent = 0
+    if "." in user:
+        user, _, raw = user.partition(".")
+        agent = int(raw)
+    return JID(User=user, RawAgent=agent, Device=device, Integrator=0, Server=server, IsEmpty=False)
 
 
 def chat_id(jid: JID) -> str:
@@ -171,7 +190,7 @@ def map_event(event: ProtoMessage, me: Device | None = None) -> EngineEvent | No
       should not blindly reconnect on it, or the two clients keep kicking each other out.
     * ``KeepAliveTimeout`` / ``KeepAliveRestored`` are not facts: whatsmeow keeps pinging for
       up to 3 minutes and, if it gives up, drops the socket, which arrives as ``Disconnected``.
-      Reconnecting on the first missed ping would only churn (and leak: see the engine).
+      Reconnecting on the first missed ping would only churn (and leak: see :mod:`.run`).
     * ``TemporaryBan`` and ``ConnectFailure`` are errors; ``ClientOutdated`` too.
     * ``Receipt``: delivered / read (played counts as read) receipts from the other side for
       messages we sent; our own devices' receipts (``IsFromMe``, ``read-self``) are not.
