@@ -32,7 +32,8 @@ import asyncpg
 from bench._util import CpuShare, Figure, print_table
 from watui.machine import EventType
 from watui.models import NewEvent
-from watui.stores.postgres import MIGRATIONS, PostgresStore
+from watui.stores.postgres import PostgresStore
+from watui.stores.postgres_schema import MIGRATIONS
 
 SERVER = os.environ.get("WATUI_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -48,7 +48,8 @@ from typing import Any
 from bench._util import CpuShare, Figure, GcPauses, fs_type, load_average, print_table
 from watui.machine import EventType
 from watui.models import NewEvent
-from watui.stores.sqlite import MIGRATIONS, Store
+from watui.stores.sqlite import Store
+from watui.stores.sqlite_schema import MIGRATIONS
 
 GOAL_STORE_EPS = 20_000.0
 GOAL_SHARE_OF_RAW = 0.70

@@ -17,7 +17,9 @@ import pytest
 
 from watui.machine import EventType
 from watui.models import NewEvent, Session
-from watui.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, Store, hash_key
+from watui.stores.base import hash_key
+from watui.stores.sqlite import Store
+from watui.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def event(i: int, session: str = "ses_a", owner: str = "alice") -> NewEvent:

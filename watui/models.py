@@ -323,6 +323,10 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+OUTGOING_PROGRESS = (MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
+"""The statuses a sent message goes through, in order (a status never moves back)."""
+
+
 @dataclass(slots=True)
 class NewMessage:
     """A message before the store has given it an id."""

@@ -16,7 +16,8 @@ from watui.cluster.types import Holder
 from watui.errors import LeaseLost, SessionLimitReached
 from watui.machine import EventType, Status, wants_node
 from watui.models import NewEvent, Session, utcnow
-from watui.stores.postgres import MIGRATIONS, PostgresStore
+from watui.stores.postgres import PostgresStore
+from watui.stores.postgres_schema import MIGRATIONS
 
 OpenNodes = Callable[[int], Awaitable[list[PostgresStore]]]
 

@@ -31,7 +31,7 @@ class MapLocator:
 def share_key(source: BackgroundServer, target: BackgroundServer, secret: str) -> None:
     """Make ``secret`` (a key of ``source``) valid on ``target`` too, as one cluster database
     would: the same row, hash and all."""
-    from watui.stores.sqlite import hash_key
+    from watui.stores.base import hash_key
 
     assert source.manager is not None and target.manager is not None
     src, dst = source.manager.store, target.manager.store

@@ -11,7 +11,8 @@ import pytest
 from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import NewEvent
-from watui.stores.postgres import SCHEMA_VERSION, PostgresStore
+from watui.stores.postgres import PostgresStore
+from watui.stores.postgres_schema import SCHEMA_VERSION
 
 
 def event(i: int) -> NewEvent:

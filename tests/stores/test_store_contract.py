@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from watui.machine import EventType
-from watui.models import MessageDirection, MessageStatus, NewEvent, Session
+from watui.models import MessageDirection, MessageStatus, NewEvent, NewMessage, Session
 from watui.stores.base import StoreProtocol
+from watui.stores.group_commit import Statement
 from watui.stores.postgres import PostgresStore
-from watui.stores.sqlite import NewMessage, Statement, Store
+from watui.stores.sqlite import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OpenStore = Callable[[], Awaitable[StoreProtocol]]

@@ -18,11 +18,10 @@ from webhook_receiver import Receiver
 from watui.clock import FakeClock, RealClock
 from watui.machine import EventType
 from watui.manager.retention import Retention
-from watui.models import MessageDirection, MessageStatus, NewEvent, utcnow
+from watui.models import MessageDirection, MessageStatus, NewEvent, NewMessage, utcnow
 from watui.server.limits import revoked_keys_query
 from watui.server.streams import latest_events
 from watui.stores.base import StoreProtocol
-from watui.stores.sqlite import NewMessage
 from watui.webhooks import DeliveryStatus, WebhookDispatcher, list_deliveries, new_secret, outbox
 
 pytestmark = pytest.mark.timeout(60)

@@ -40,6 +40,7 @@ from watui.models import (
     MessageDirection,
     MessageStatus,
     NewEvent,
+    NewMessage,
     PairCode,
     QrCode,
     Session,
@@ -49,7 +50,6 @@ from watui.models import (
     SimulateRequest,
     normalize_phone,
 )
-from watui.stores.sqlite import NewMessage
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 from watui.clock import Clock
 from watui.machine import RUNNING, EventType, Status, Trigger, transition
 from watui.manager.registry import Registry
-from watui.models import NewEvent, Session
+from watui.models import NewEvent, NewMessage, Session
 from watui.stores.base import StoreProtocol
-from watui.stores.sqlite import NewMessage, WriteResult
+from watui.stores.group_commit import WriteResult
 
 
 def cleared_link_state() -> dict[str, Any]:

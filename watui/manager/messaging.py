@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from watui.engines.base import IncomingMessage, MessageReceipt
 from watui.machine import EventType
-from watui.models import Message, MessageDirection, MessageStatus, NewEvent, Session
-from watui.stores.sqlite import OUTGOING_PROGRESS, NewMessage
+from watui.models import (
+    OUTGOING_PROGRESS,
+    Message,
+    MessageDirection,
+    MessageStatus,
+    NewEvent,
+    NewMessage,
+    Session,
+)
 
 if TYPE_CHECKING:
     from watui.manager.journal import Journal

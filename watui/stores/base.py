@@ -16,6 +16,7 @@ outbox, retention, the key watcher). That SQL is in the backend's own dialect, n
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -101,3 +102,8 @@ class StoreProtocol(Protocol):
 
     # SQL in the backend's dialect, for modules that own their own tables
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+def hash_key(secret: str) -> str:
+    # API keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching).
+    return hashlib.sha256(secret.encode()).hexdigest()

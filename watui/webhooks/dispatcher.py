@@ -42,7 +42,7 @@ from watui.clock import Clock
 from watui.config import Settings
 from watui.models import Event, Session
 from watui.stores.base import StoreProtocol
-from watui.stores.sqlite import Statement, StoreClosed
+from watui.stores.group_commit import Statement, StoreClosed
 from watui.webhooks import outbox
 from watui.webhooks.guard import WebhookGuard
 from watui.webhooks.models import DeliveryStatus

@@ -28,7 +28,7 @@ from watui.machine import EventType
 from watui.models import mask_url
 from watui.stores.base import StoreProtocol
 from watui.stores.dialects import SqlDialect, sql_for
-from watui.stores.sqlite import Statement
+from watui.stores.group_commit import Statement
 from watui.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,

@@ -1,0 +1,157 @@
+"""The PostgreSQL store's schema: its forward migrations, the version they reach, and
+:func:`migrate`, which brings a database up to that version.
+
+Migrations are versioned in ``watui_schema`` and run under an advisory lock, so nodes that
+start together migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x77617475  # "watu": the advisory lock nodes take to migrate one at a time
+
+# Forward migrations; index i brings the schema from version i to i + 1. Never edit one that
+# has shipped: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE event_seq (
+        one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+        last bigint NOT NULL
+    );
+    INSERT INTO event_seq(one, last) VALUES (true, 0);
+    CREATE TABLE sessions (
+        id    text PRIMARY KEY,
+        owner text NOT NULL,
+        doc   text NOT NULL,
+        seq   bigserial NOT NULL
+    );
+    CREATE INDEX sessions_owner ON sessions(owner);
+    CREATE TABLE events (
+        id         bigint PRIMARY KEY,
+        type       text NOT NULL,
+        session_id text NOT NULL,
+        owner      text NOT NULL,
+        ts         timestamptz NOT NULL,
+        payload    text NOT NULL
+    );
+    CREATE INDEX events_session ON events(session_id, id);
+    CREATE INDEX events_owner ON events(owner, id);
+    CREATE TABLE api_keys (
+        id         text PRIMARY KEY,
+        owner      text NOT NULL,
+        role       text NOT NULL CHECK (role IN ('admin', 'user')),
+        key_hash   text NOT NULL UNIQUE,
+        prefix     text NOT NULL,
+        created_at timestamptz NOT NULL,
+        revoked_at timestamptz
+    );
+    CREATE TABLE messages (
+        id         bigserial PRIMARY KEY,
+        session_id text NOT NULL,
+        direction  text NOT NULL,
+        chat       text NOT NULL,
+        text       text NOT NULL,
+        message_id text,
+        status     text NOT NULL,
+        error      text,
+        ts         timestamptz NOT NULL
+    );
+    CREATE INDEX messages_session ON messages(session_id, id);
+    CREATE INDEX messages_message_id ON messages(session_id, message_id);
+    CREATE TABLE webhook_deliveries (
+        id               bigserial PRIMARY KEY,
+        event_id         bigint NOT NULL,
+        session_id       text NOT NULL,
+        webhook_id       text NOT NULL UNIQUE,
+        url              text NOT NULL,
+        secret           text,
+        status           text NOT NULL
+                         CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
+        attempts         integer NOT NULL DEFAULT 0,
+        next_attempt_at  timestamptz,
+        last_status_code integer,
+        last_error       text,
+        created_at       timestamptz NOT NULL,
+        delivered_at     timestamptz
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at, id)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_session ON webhook_deliveries(session_id, id);
+    CREATE TABLE webhook_attempts (
+        id          bigserial PRIMARY KEY,
+        delivery_id bigint NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+        attempt     integer NOT NULL,
+        ts          timestamptz NOT NULL,
+        status_code integer,
+        error       text,
+        duration_ms double precision NOT NULL
+    );
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
+    """,
+    # Cluster mode (watui.cluster, docs/cluster.md "Leases and fencing"): the nodes table, the
+    # leases with their fencing tokens (from a sequence, so a token is never given twice), and
+    # which sessions want a node. The backfill spells out watui.machine.wants_node as it is
+    # today; from here on the store's session upsert keeps the column with that function.
+    """
+    CREATE TABLE nodes (
+        node_id      text PRIMARY KEY,
+        url          text NOT NULL,
+        started_at   timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        capacity     integer NOT NULL,
+        sessions     integer NOT NULL DEFAULT 0
+    );
+    CREATE SEQUENCE lease_token;
+    CREATE TABLE leases (
+        session_id text PRIMARY KEY,
+        owner      text NOT NULL,
+        node_id    text NOT NULL,
+        token      bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX leases_owner ON leases(owner, expires_at);
+    CREATE INDEX leases_node ON leases(node_id, expires_at);
+    ALTER TABLE sessions ADD COLUMN wants_node boolean NOT NULL DEFAULT false;
+    UPDATE sessions SET wants_node = (doc::jsonb ->> 'status') IN
+        ('initializing', 'qr_ready', 'connecting', 'connected')
+        OR ((doc::jsonb ->> 'status') = 'disconnected'
+            AND coalesce((doc::jsonb ->> 'autostart')::boolean, false));
+    CREATE INDEX sessions_wants_node ON sessions(id) WHERE wants_node;
+    """,
+    # Outbox claims (watui/webhooks/outbox.py): the node sending a row, and until when its
+    # claim holds; a claim that ran out (its node died) is taken over by another node.
+    """
+    ALTER TABLE webhook_deliveries ADD COLUMN claimed_by text;
+    ALTER TABLE webhook_deliveries ADD COLUMN claimed_until timestamptz;
+    CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries(claimed_by)
+        WHERE claimed_by IS NOT NULL;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str | None) -> None:
+    """Bring the database to :data:`SCHEMA_VERSION` (creating ``schema`` first, if named) in
+    one transaction, under :data:`MIGRATION_LOCK`."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        if schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute("CREATE TABLE IF NOT EXISTS watui_schema (version integer NOT NULL)")
+        version = await conn.fetchval("SELECT version FROM watui_schema")
+        if version is None:
+            version = 0
+            await conn.execute("INSERT INTO watui_schema(version) VALUES (0)")
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {version} is newer than this watui ({SCHEMA_VERSION})"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            log.info("migrating PostgreSQL schema %d -> %d", target, target + 1)
+            await conn.execute(MIGRATIONS[target])
+            await conn.execute("UPDATE watui_schema SET version = $1", target + 1)
