@@ -54,7 +54,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_session ON messages(session_id, id);
     """,
-    # 1 -> 2: the webhook outbox (watui/webhooks.py) and its attempts log.
+    # 1 -> 2: the webhook outbox (watui/webhooks/outbox.py) and its attempts log.
     """
     CREATE TABLE webhook_deliveries (
         id               INTEGER PRIMARY KEY AUTOINCREMENT,
