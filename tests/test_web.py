@@ -30,7 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = REPO / "test-output" / "web"
-CONSOLE_OF = re.compile(r"console of (http://\S+)\)")
+CONSOLE_OF = re.compile(r"watui web on (http://\S+)/\?token=(\S+) \(console of (http://\S+)\)")
 ESCAPES = re.compile(r"\x1b\[[0-9;?<>]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b.")
 
 
@@ -57,15 +57,16 @@ def free_port() -> int:
 class WebProcess:
     """``watui web --engine simulated`` in a subprocess; ``api_url`` is its own server's."""
 
-    def __init__(self, data_dir: Path, port: int, *args: str) -> None:
+    def __init__(self, data_dir: Path, port: int, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.output: list[str] = []
         self.api_url = ""
+        self.token = ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "watui", "web", "--engine", "simulated", "--port", str(port),
              "--data-dir", str(data_dir), *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "COLUMNS": "200"},
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
         )
         ready = threading.Event()
 
@@ -75,7 +76,7 @@ class WebProcess:
                 self.output.append(line)
                 match = CONSOLE_OF.search(line)
                 if match:
-                    self.api_url = match.group(1)
+                    self.token, self.api_url = match.group(2), match.group(3)
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
@@ -94,6 +95,11 @@ class WebProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def entry(self) -> str:
+        """The URL ``watui web`` prints: the page, with the token."""
+        return f"{self.url}/?token={self.token}"
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -205,8 +211,8 @@ async def chrome(chromium: Path, tmp_path: Path) -> AsyncIterator[Chrome]:
 def web(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
     started: list[WebProcess] = []
 
-    def start(*args: str) -> WebProcess:
-        process = WebProcess(tmp_path / "data", free_port(), *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> WebProcess:
+        process = WebProcess(tmp_path / "data", free_port(), *args, env=env)
         started.append(process)
         return process
 
@@ -245,7 +251,7 @@ async def test_the_console_in_chromium(web: Callable[..., WebProcess], chrome: C
 
         await chrome.send("Network.enable")
         await chrome.send("Page.enable")
-        await chrome.send("Page.navigate", url=server.url + "/?fontsize=13")
+        await chrome.send("Page.navigate", url=server.entry + "&fontsize=13")
         await eventually(lambda: chrome.evaluate("document.body.classList.contains('-first-byte')"),
                          "the terminal shows the console's first bytes")
         await eventually(lambda: "billing-web" in chrome.terminal_text(), "the session's row in the page")
@@ -295,6 +301,166 @@ def test_web_on_a_data_dir_a_server_holds_attaches_to_it(tmp_path: Path) -> None
         try:
             assert web.api_url == server.base_url
             assert "attaches to it" in "".join(web.output)
-            assert httpx.get(web.url, timeout=10).status_code == 200
+            assert httpx.get(web.entry, timeout=10, follow_redirects=True).status_code == 200
         finally:
             assert web.stop() == 0
+
+
+# ---------------------------------------------------------------- who may open it
+
+
+def browser_session() -> aiohttp.ClientSession:
+    """A client that keeps cookies as a browser does (aiohttp's jar skips IP hosts by default)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+async def open_tab(server: WebProcess, session: aiohttp.ClientSession, **headers: str) -> aiohttp.ClientWebSocketResponse:
+    """A tab's websocket, as a browser on the printed URL opens it; waits for the console's
+    first bytes, so the tab is really running."""
+    socket = await session.ws_connect(f"{server.url}/ws?width=80&height=24",
+                                      headers={"Origin": server.url, **headers})
+    async with asyncio.timeout(60):
+        while True:
+            message = await socket.receive()
+            assert message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), message
+            if message.type == aiohttp.WSMsgType.BINARY and len(message.data) > 10:
+                return socket
+
+
+async def test_the_page_and_the_websocket_need_the_token(web: Callable[..., WebProcess]) -> None:
+    server = web()
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(server.url + "/") as page:
+            assert page.status == 401 and "token" in (await page.text())
+        async with anonymous.get(server.url + "/?token=not-the-token") as page:
+            assert page.status == 401
+        async with anonymous.get(server.url + "/static/js/textual.js") as script:
+            assert script.status == 401
+        async with anonymous.get(server.url + "/ws", headers={**UPGRADE, "Origin": server.url}) as upgrade:
+            assert upgrade.status == 403, "no console process for a websocket without the token"
+
+    async with browser_session() as browser:
+        # The printed URL sets the cookie and takes the token out of the address bar.
+        async with browser.get(server.entry + "&fontsize=13", allow_redirects=False) as first:
+            assert first.status == 303 and first.headers["Location"] == "/?fontsize=13"
+            cookie = first.cookies[f"watui_web_{server.port}"]
+            assert cookie.value == server.token and cookie["httponly"] and cookie["samesite"] == "Strict"
+        async with browser.get(server.url + "/?fontsize=13") as page:
+            assert page.status == 200 and 'data-font-size="13"' in await page.text()
+        tab = await open_tab(server, browser)
+        await tab.close()
+
+
+async def test_a_foreign_origin_or_host_gets_nothing_even_with_the_token(web: Callable[..., WebProcess]) -> None:
+    """A page on another site (a cross-site websocket) or a DNS-rebinding name: refused."""
+    server = web()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/ws?token={server.token}",
+                               headers={**UPGRADE, "Origin": "http://attacker.example"}) as upgrade:
+            assert upgrade.status == 403
+        async with session.get(server.entry, headers={"Host": f"attacker.example:{server.port}"},
+                               allow_redirects=False) as page:
+            assert page.status == 403 and "does not answer" in await page.text()
+        async with session.get(f"{server.url}/ws?token={server.token}",
+                               headers={**UPGRADE, "Host": f"attacker.example:{server.port}",
+                                        "Origin": f"http://attacker.example:{server.port}"}) as upgrade:
+            assert upgrade.status == 403
+        # The names this loopback server does go by still work.
+        async with session.get(server.entry, headers={"Host": f"localhost:{server.port}"},
+                               allow_redirects=False) as page:
+            assert page.status == 303
+
+
+async def test_a_fixed_token_and_a_public_url(web: Callable[..., WebProcess]) -> None:
+    token = "fixed-token-for-this-console-1234"
+    port = free_port()
+    server = web("--public-url", f"http://console.example:{port}", env={"WATUI_WEB_TOKEN": token})
+    assert server.token == token
+    assert f"watui web on http://console.example:{port}/?token={token}" in "".join(server.output)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/?token={token}", headers={"Host": f"console.example:{port}"},
+                               allow_redirects=False) as first:
+            assert first.status == 303
+        async with session.get(f"{server.url}/", headers={"Host": f"console.example:{port}"},
+                               cookies={f"watui_web_{server.port}": token}) as page:
+            text = await page.text()
+            assert page.status == 200 and f"ws://console.example:{port}/ws" in text
+
+
+def test_a_short_token_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "watui", "web", "--port", str(free_port()), "--data-dir",
+                             str(tmp_path / "data"), "--token", "short"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "16 characters" in result.stderr
+
+
+async def test_open_tabs_are_capped(web: Callable[..., WebProcess]) -> None:
+    server = web("--max-tabs", "1")
+    async with browser_session() as browser:
+        async with browser.get(server.entry) as page:
+            assert page.status == 200
+        tab = await open_tab(server, browser)
+        async with browser.get(server.url + "/") as page:
+            assert page.status == 503 and "All 1 tabs" in await page.text()
+        async with browser.get(server.url + "/ws", headers={**UPGRADE, "Origin": server.url}) as upgrade:
+            assert upgrade.status == 503, "no second console process"
+        await tab.close()
+
+        async def page_again() -> bool:
+            async with browser.get(server.url + "/") as page:
+                return page.status == 200
+
+        await eventually(page_again, "a closed tab frees its place")
+
+
+def test_a_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "watui", "web", "--engine", "simulated", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "data")],
+                                cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == "", "nothing claims it started"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], result.stderr
+    assert not (tmp_path / "data" / "watui.lock").exists() or "pid" not in (tmp_path / "data" / "watui.lock").read_text()
+
+
+async def test_the_page_loads_everything_from_this_server_and_fits_a_phone(
+    web: Callable[..., WebProcess], chrome: Chrome, tmp_path: Path
+) -> None:
+    server = web()
+    await chrome.send("Network.enable")
+    await chrome.send("Page.enable")
+    await chrome.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1,
+                      mobile=True)
+    await chrome.send("Page.navigate", url=server.entry)
+    await eventually(lambda: chrome.evaluate("document.body.classList.contains('-first-byte')"),
+                     "the terminal shows the console's first bytes")
+    await eventually(lambda: chrome.evaluate("document.fonts.check('12px \"Roboto Mono\"')"),
+                     "the page's font, from this server")
+    requested = [event["params"]["request"]["url"] for event in chrome.events
+                 if event.get("method") == "Network.requestWillBeSent"]
+    assert requested and all(url.startswith((server.url, f"ws://127.0.0.1:{server.port}")) for url in requested), requested
+    assert any("/static/fonts/" in url for url in requested), "the font came from the package"
+    # At a phone's width the page is laid out for the phone, and the text is readable.
+    assert await chrome.evaluate("window.innerWidth") == 390
+    # The terminal's size in cells, as the page told the console (its "resize" frame).
+    sizes = [json.loads(event["params"]["response"]["payloadData"])[1] for event in chrome.events
+             if event.get("method") == "Network.webSocketFrameSent"
+             and event["params"]["response"]["payloadData"].startswith('["resize"')]
+    assert sizes, "the page sized the console"
+    columns, rows = sizes[-1]["width"], sizes[-1]["height"]
+    screen = await chrome.evaluate("document.querySelector('.xterm-screen').getBoundingClientRect().height")
+    assert columns >= 40, f"{columns} columns"
+    assert screen / rows >= 12, f"lines {screen / rows:.1f} px high ({rows} rows in {screen} px)"
+    await asyncio.sleep(0.5)  # let the page paint the frame for the screenshot
+    await screenshot(chrome, "phone-width.png", tmp_path)

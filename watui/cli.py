@@ -279,18 +279,31 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
 @click.option("--attach", "attach_url", envvar="WATUI_URL", default=None,
               help="Drive a running server at this URL instead of running one here [env WATUI_URL].")
 @click.option("--key", envvar="WATUI_API_KEY", default=None, help="API key for --attach [env WATUI_API_KEY].")
-@click.option("--public-url", default=None, help="The address browsers use, if not http://HOST:PORT.")
+@click.option("--public-url", default=None,
+              help="The address browsers use, if not http://HOST:PORT (a proxy's, say); requests for "
+              "any other host name are refused.")
+@click.option("--token", envvar="WATUI_WEB_TOKEN", default=None,
+              help="The token the URL carries [env WATUI_WEB_TOKEN; a new random one each run].")
+@click.option("--max-tabs", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Browser tabs open at once (each runs a console process).")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
 @data_dir_option
 def web(host: str, port: int, attach_url: str | None, key: str | None, public_url: str | None,
-        engine: str | None, data_dir: Path | None) -> None:
-    """The console in a browser (each tab is a console of the same sessions)."""
+        token: str | None, max_tabs: int, engine: str | None, data_dir: Path | None) -> None:
+    """The console in a browser (each tab is a console of the same sessions), behind a token:
+    open the URL it prints."""
     from watui.console.attach import AttachError
-    from watui.console.web import run_web
+    from watui.console.web import PortInUse, run_web
 
+    if token is not None and len(token.strip()) < 16:
+        raise click.BadParameter("use at least 16 characters (or leave it out for a random one)",
+                                 param_hint="--token / WATUI_WEB_TOKEN")
     settings = make_settings(engine=engine, data_dir=data_dir)
     try:
         exit_if_data_dir_unusable(lambda: run_web(settings, host=host, port=port, attach=attach_url, key=key,
-                                                  public_url=public_url))
+                                                  public_url=public_url, token=token, max_tabs=max_tabs))
     except AttachError as exc:
         raise click.ClickException(str(exc)) from None
+    except PortInUse as exc:
+        click.echo(f"watui web: {exc} (another watui web? choose one with --port)", err=True)
+        sys.exit(2)
