@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["bench_engine", "bench_console", "bench_sse", "bench_webhooks", "bench_hosts",
+SUITES = ["bench_engine", "bench_console", "bench_qr", "bench_sse", "bench_webhooks", "bench_hosts",
           "bench_hardening", "bench_store", "bench_pg_store", "bench_cluster"]
 
 

@@ -20,9 +20,11 @@ from PIL import Image
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
+from terminal_paint import CELL_H, CELL_W, GRID_H, Cell, ink, paint
 
 from watui import qr
-from watui.widgets.qr_view import half_block_text
+from watui.qr import HALF, QUADRANT, SEXTANT, BlockMode
+from watui.widgets.qr_view import block_text, half_block_text
 
 MODULE_PX = 6
 
@@ -144,11 +146,109 @@ def test_half_block_cells_match_text() -> None:
             assert hex_or_none(style, "bgcolor") == (qr.DARK if bottom else qr.LIGHT)
 
 
+def sub_blocks(pattern: int, mode: BlockMode) -> frozenset[tuple[int, int]]:
+    """The 2×6 sub-blocks of a cell (``terminal_paint``'s grid) that ``pattern``'s dark modules
+    cover: bit ``i`` is module ``i`` of the cell in reading order."""
+    tall = GRID_H // mode.down
+    covered = set()
+    for i in range(mode.across * mode.down):
+        if pattern >> i & 1:
+            x, y = i % mode.across, i // mode.across
+            covered |= {(x, y * tall + dy) for dy in range(tall)}
+    return frozenset(covered)
+
+
+@pytest.mark.parametrize("mode", [QUADRANT, SEXTANT], ids=["quadrants", "sextants"])
+def test_every_pattern_has_the_glyph_that_inks_exactly_its_dark_modules(mode: BlockMode) -> None:
+    """All 16 quadrant and 64 sextant patterns, against what Unicode names each character."""
+    patterns = 2 ** (mode.across * mode.down)
+    assert len(mode.glyphs) == patterns
+    for pattern in range(patterns):
+        glyph = mode.glyphs[pattern]
+        assert ink(glyph) == sub_blocks(pattern, mode), (pattern, glyph, f"U+{ord(glyph):04X}")
+
+
+def test_the_glyph_tables_use_the_block_characters() -> None:
+    assert qr.QUADRANT_GLYPHS == " ▘▝▀▖▌▞▛▗▚▐▜▄▙▟█"
+    sextants = qr.SEXTANT_GLYPHS
+    assert (sextants[0], sextants[0b010101], sextants[0b101010], sextants[0b111111]) == (" ", "▌", "▐", "█")
+    assert sorted(c for c in sextants if ord(c) >= 0x1FB00) == [chr(c) for c in range(0x1FB00, 0x1FB3C)]
+    assert (sextants[1], sextants[0b111110]) == ("\U0001FB00", "\U0001FB3B")
+
+
+@pytest.mark.parametrize("mode", [QUADRANT, SEXTANT], ids=["quadrants", "sextants"])
+def test_blocks_draws_every_pattern_where_it_belongs(mode: BlockMode) -> None:
+    """A matrix with every pattern, one per cell, drawn and painted back to modules."""
+    patterns = range(2 ** (mode.across * mode.down))
+    rows = [[False] * (mode.across * len(patterns)) for _ in range(mode.down)]
+    for cell, pattern in enumerate(patterns):
+        for i in range(mode.across * mode.down):
+            rows[i // mode.across][cell * mode.across + i % mode.across] = bool(pattern >> i & 1)
+    lines = qr.blocks(rows, mode)
+    assert len(lines) == 1 and len(lines[0]) == len(patterns)
+    assert painted_modules([[Cell(c, qr.DARK, qr.LIGHT) for c in lines[0]]], mode) == rows
+
+
+def painted_modules(cells: list[list[Cell]], mode: BlockMode) -> list[list[bool]]:
+    """Paint ``cells`` as a terminal does and read each module back from its middle pixel."""
+    image = paint(cells)
+    width, height = image.size
+    step_x, step_y = CELL_W // mode.across, CELL_H // mode.down
+    return [[image.getpixel((x + step_x // 2, y + step_y // 2)) == 0 for x in range(0, width, step_x)]
+            for y in range(0, height, step_y)]
+
+
+def styled_cells(text: Text) -> list[list[Cell]]:
+    """A Text's cells with the colours its spans give them (None where a span gives none)."""
+    return [[Cell(char, hex_or_none(style, "color"), hex_or_none(style, "bgcolor")) for char, style in line]
+            for line in text_cells(text)]
+
+
+@pytest.mark.parametrize("mode", [QUADRANT, SEXTANT], ids=["quadrants", "sextants"])
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_block_text_decodes_to_payload(payload: str, mode: BlockMode) -> None:
+    text = block_text(payload, mode)
+    cells = styled_cells(text)
+    assert {(cell.fg, cell.bg) for line in cells for cell in line} == {(qr.DARK, qr.LIGHT)}, "ink on paper"
+    matrix = qr.qr_matrix(payload)
+    size = len(matrix)
+    modules = painted_modules(cells, mode)
+    # Exactly the matrix, padded with light modules to whole cells (right and bottom only).
+    assert [row[:size] for row in modules[:size]] == matrix
+    assert not any(any(row[size:]) for row in modules) and not any(any(row) for row in modules[size:])
+    columns, lines = qr.terminal_size(payload, mode)
+    assert (len(modules[0]), len(modules)) == (columns * mode.across, lines * mode.down)
+    assert decode(paint(cells)) == [payload]
+
+
+def test_block_text_is_one_span_a_line_and_cannot_be_poisoned() -> None:
+    payload = PAYLOADS[0]
+    text = block_text(payload, SEXTANT)
+    assert text.no_wrap, "a wrapped QR code does not scan"
+    assert text.plain.split("\n") == list(qr.block_lines(payload, SEXTANT))
+    assert len(text.spans) == len(qr.block_lines(payload, SEXTANT))
+    text.stylize("bold")
+    assert all("bold" not in str(span.style) for span in block_text(payload, SEXTANT).spans)
+    assert block_text(payload).plain == half_block_text(payload).plain, "half blocks are the default"
+    assert block_text(payload, HALF).spans == half_block_text(payload).spans
+
+
+def test_half_blocks_have_no_ink_glyphs() -> None:
+    with pytest.raises(ValueError, match="two colours"):
+        qr.block_lines("x", HALF)
+
+
 def test_terminal_size_realistic_payload() -> None:
     # A ~230-character pairing payload at level L is a version 9 code (53 modules).
     columns, lines = qr.terminal_size(PAYLOADS[0])
     assert (columns, lines) == (53 + 8, (53 + 8 + 1) // 2)
     assert qr.terminal_size("x") == (21 + 8, (21 + 8 + 1) // 2)
+    # Quadrants halve the columns; sextants also take a third of the rows a line.
+    assert qr.terminal_size(PAYLOADS[0], QUADRANT) == (31, 31)
+    assert qr.terminal_size(PAYLOADS[0], SEXTANT) == (31, 21)
+    # WhatsApp's own (version 10, 57 modules): 33×22 cells in sextants.
+    assert qr.terminal_size("x" * 250, SEXTANT) == (33, 22)
+    assert [qr.terminal_size("x" * 250, mode) for mode in qr.BLOCK_MODES] == [(65, 33), (33, 33), (33, 22)]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

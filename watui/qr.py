@@ -1,15 +1,25 @@
 """QR codes for linking a phone: payload → module matrix → terminal cells, PNG, data URL.
 
-One place turns WhatsApp's pairing payload into pixels, so the console's half-block
-drawing (:mod:`watui.widgets.qr_view` styles these cells) and the server's ``qr_data`` PNG
-always show the same code.
+One place turns WhatsApp's pairing payload into pixels, so the console's block drawing
+(:mod:`watui.widgets.qr_view` styles these cells) and the server's ``qr_data`` PNG always
+show the same code.
 
 Everything is cached per payload: the console redraws the same code many times a second
 while it is up, and every SSE subscriber of a session asks for the same data URL.
 
-The terminal drawing uses only ``▀`` (upper half block) with an explicit foreground *and*
-background colour in every cell, so two matrix rows fit in one terminal line and the code
-scans the same way on dark and light terminal themes.
+The terminal drawing comes in three grains (:data:`BLOCK_MODES`, coarsest first), and the
+console takes the coarsest one that fits its terminal:
+
+- half blocks: ``▀`` with an explicit foreground (top module) *and* background (bottom
+  module) colour, 1×2 modules a cell (:func:`half_block_cells`);
+- quadrants (U+2596-259F with ``▀ ▄ ▌ ▐ █`` and space), 2×2 modules a cell;
+- sextants (U+1FB00-1FB3B with space ``▌ ▐ █``), 2×3 modules a cell: nearly square modules
+  on a 1:2 cell, so WhatsApp's 57-module code (65 with the quiet zone) takes 33×22 cells.
+
+Quadrants and sextants are drawn as dark ink on light paper (:func:`block_lines`): each
+cell's glyph covers exactly its dark modules, and the console gives every cell the same
+``DARK`` foreground and ``LIGHT`` background. Either way every cell has both colours set, so
+the code scans the same way on dark and light terminal themes.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
@@ -33,12 +45,21 @@ import qrcode.exceptions
 from PIL import Image
 
 __all__ = [
+    "BLOCK_MODES",
     "DARK",
     "ERROR_CORRECTION",
+    "HALF",
     "HALF_BLOCK",
     "LIGHT",
+    "QUADRANT",
+    "QUADRANT_GLYPHS",
     "QUIET_ZONE",
+    "SEXTANT",
+    "SEXTANT_GLYPHS",
+    "BlockMode",
     "HalfBlockCell",
+    "block_lines",
+    "blocks",
     "half_block_cells",
     "png_bytes",
     "png_data_url",
@@ -64,6 +85,52 @@ LIGHT: Final = "#ffffff"
 HalfBlockCell = tuple[bool, bool]
 
 _CACHE_SIZE: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMode:
+    """How many modules one terminal cell draws: ``across`` × ``down``.
+
+    A cell's modules are numbered in reading order (left to right, then down); bit ``i`` of
+    a cell's *pattern* is set when module ``i`` is dark. ``glyphs[pattern]`` is the character
+    whose ink covers exactly those modules; half blocks have none, since they are drawn in two
+    colours instead (:func:`half_block_cells`).
+    """
+
+    name: str
+    across: int
+    down: int
+    glyphs: str = ""
+
+
+#: The quadrant block elements by pattern (1 = upper left, 2 = upper right, 4 = lower
+#: left, 8 = lower right): U+2596-259F plus the half and full blocks and space.
+QUADRANT_GLYPHS: Final = " ▘▝▀▖▌▞▛▗▚▐▜▄▙▟█"
+
+
+def _sextant_glyph(pattern: int) -> str:
+    """Unicode's ``BLOCK SEXTANT-…`` for ``pattern`` (bit 0 = sextant 1, upper left; bit 5 =
+    sextant 6, lower right). U+1FB00 counts the patterns up from 1 but leaves out the four
+    that existing characters draw: none (space), the left column (``▌``), the right column
+    (``▐``) and all six (``█``)."""
+    left, right, full = 0b010101, 0b101010, 0b111111
+    existing = {0: " ", left: "▌", right: "▐", full: "█"}
+    if pattern in existing:
+        return existing[pattern]
+    return chr(0x1FB00 + pattern - 1 - (pattern > left) - (pattern > right))
+
+
+#: The sextant glyphs by pattern, 64 of them.
+SEXTANT_GLYPHS: Final = "".join(_sextant_glyph(pattern) for pattern in range(64))
+
+HALF: Final = BlockMode("half blocks", 1, 2)
+QUADRANT: Final = BlockMode("quadrants", 2, 2, QUADRANT_GLYPHS)
+SEXTANT: Final = BlockMode("sextants", 2, 3, SEXTANT_GLYPHS)
+
+#: Coarsest first: the bigger a module on screen, the easier a camera reads it, and the
+#: more terminals and fonts draw the characters (sextants are the youngest, Unicode 13).
+BLOCK_MODES: Final = (HALF, QUADRANT, SEXTANT)
+
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _matrix(payload: str, quiet_zone: int) -> tuple[tuple[bool, ...], ...]:
@@ -107,10 +174,48 @@ def half_block_cells(payload: str) -> tuple[tuple[HalfBlockCell, ...], ...]:
     return tuple(lines)
 
 
-def terminal_size(payload: str) -> tuple[int, int]:
-    """``(columns, lines)`` needed to draw :func:`half_block_cells` without cropping."""
-    cells = half_block_cells(payload)
-    return len(cells[0]), len(cells)
+@lru_cache(maxsize=_CACHE_SIZE)
+def block_lines(payload: str, mode: BlockMode) -> tuple[str, ...]:
+    """The code in quadrants or sextants (:func:`blocks` of its matrix), quiet zone included."""
+    return blocks(_matrix(payload, QUIET_ZONE), mode)
+
+
+def blocks(rows: Sequence[Sequence[bool]], mode: BlockMode) -> tuple[str, ...]:
+    """A module matrix in quadrants or sextants: one string per terminal line, dark as ink.
+
+    Drawn with a dark foreground on a light background in every cell. The matrix is padded
+    with light modules on the right and at the bottom to whole cells, which only widens the
+    quiet zone there.
+    """
+    if not mode.glyphs:
+        raise ValueError(f"{mode.name} are drawn in two colours: use half_block_cells")
+    across, down, glyphs = mode.across, mode.down, mode.glyphs
+    width = max(map(len, rows), default=0)
+    columns, lines = -(-width // across), -(-len(rows) // down)
+    light = [False] * (columns * across)
+    padded = [[*row, *light[len(row):]] for row in rows]
+    padded += [light] * (lines * down - len(rows))
+    out: list[str] = []
+    for y in range(0, len(padded), down):
+        band = padded[y : y + down]
+        cells: list[str] = []
+        for x in range(0, columns * across, across):
+            pattern = 0
+            bit = 1
+            for row in band:
+                for dark in row[x : x + across]:
+                    if dark:
+                        pattern |= bit
+                    bit <<= 1
+            cells.append(glyphs[pattern])
+        out.append("".join(cells))
+    return tuple(out)
+
+
+def terminal_size(payload: str, mode: BlockMode = HALF) -> tuple[int, int]:
+    """``(columns, lines)`` needed to draw the code in ``mode`` without cropping."""
+    size = len(_matrix(payload, QUIET_ZONE))
+    return -(-size // mode.across), -(-size // mode.down)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

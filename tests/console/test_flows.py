@@ -231,7 +231,7 @@ async def test_rotation_replaces_the_code_in_place(make_app: AppFactory, clock: 
 
 async def test_qr_screen_too_small_offers_phone(make_app: AppFactory, clock: FakeClock) -> None:
     app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(60, 20)) as pilot:
         await sync(pilot)
         await app.service.create_session(spec("november"))
         await sync(pilot, clock, 0.5)

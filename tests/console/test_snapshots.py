@@ -134,7 +134,13 @@ def test_qr_screen_large(snap_compare: SnapCompare, make_app: AppFactory, clock:
 
 
 def test_qr_screen_small_fallback(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    """Half blocks do not fit 80×24: sextants, with the text beside the code."""
     assert snap_compare(make_app(), terminal_size=SMALL, run_before=_open_qr(clock))
+
+
+def test_qr_screen_too_small(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    """Not even sextants fit: the message says so in full, wrapped, and offers the phone number."""
+    assert snap_compare(make_app(), terminal_size=(50, 16), run_before=_open_qr(clock))
 
 
 def test_pairing_code(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:

@@ -2,12 +2,19 @@
 
 It follows one session's events (forwarded by the app): a new ``qr`` event swaps the code, a
 ``connected`` closes the screen with a success toast, a failure shows the reason and offers a
-retry. When the terminal is too small to draw the code, it says how big it must be and
-offers linking by phone number instead.
+retry.
+
+The code is drawn as big as the terminal allows: half blocks, else quadrants, else sextants
+(:data:`watui.qr.BLOCK_MODES`), each tried with the text above and below it, then with the
+text beside it. So WhatsApp's code is drawn in half blocks at 120×40 and in sextants, text
+beside, at 80×24. When even that does not fit, the screen says how big the terminal must be
+and offers linking by phone number instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,20 +23,53 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle, Vertical
+from textual.content import Content
 from textual.widgets import Footer, Static
 
 from watui.console import requests as ask
 from watui.console.verbs import Verb
 from watui.errors import QrNotAvailable, WatuiError
 from watui.machine import EventType, Status
+from watui.qr import BLOCK_MODES, SEXTANT, BlockMode
 from watui.screens.common import FollowerScreen, linked_notice
 from watui.widgets.messages import SessionEvent, StateChanged
 from watui.widgets.qr_view import QrView
 from watui.widgets.status_badge import seconds_left, session_badge
 from watui.widgets.text import clean, one_line
 
-CHROME_LINES = 4
-"""Lines the screen needs besides the code: title, status line, hint, footer."""
+CHROME_LINES = 3
+"""Lines the screen needs besides the code and the status (which wraps): title, notice, footer."""
+
+HOW_TO_SCAN = "WhatsApp → Settings → Linked devices → Link a device, then scan."
+
+CODE_MARGIN = 2
+"""Columns around the code, one on each side."""
+
+BESIDE_COLUMNS = 30
+"""Columns the text needs beside the code (title, countdown, how to scan, notices), wrapped."""
+
+BESIDE_CHROME_LINES = 1
+"""Lines the screen needs besides the code when the text is beside it: the footer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One way to draw the code: its grain, the text beside it or not, the terminal it needs."""
+
+    mode: BlockMode
+    beside: bool
+    need: tuple[int, int]
+
+
+def layouts(payload: str, status_lines: int) -> Iterator[Layout]:
+    """Every layout, best first: coarser grains before finer, text stacked before beside.
+
+    ``status_lines``: the lines the status takes under the code, at the terminal's width.
+    """
+    for mode in BLOCK_MODES:
+        cols, lines = QrView.size_needed(payload, mode)
+        yield Layout(mode, False, (cols + CODE_MARGIN, lines + CHROME_LINES + status_lines))
+        yield Layout(mode, True, (cols + CODE_MARGIN + BESIDE_COLUMNS, lines + BESIDE_CHROME_LINES))
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -40,6 +80,15 @@ def _parse_ts(value: Any) -> datetime | None:
 
 class QrScreen(FollowerScreen):
     """Full-screen QR code for linking one session's phone."""
+
+    # ``.-beside``: the code docked left, the title and status in the columns to its right.
+    CSS = """
+    QrScreen.-beside #qr-middle { dock: left; width: auto; height: 100%; padding: 0 1; }
+    QrScreen.-beside #qr-middle Center { width: auto; }
+    QrScreen.-beside #qr-title { height: auto; }
+    QrScreen.-beside .link-status { text-align: left; }
+    QrScreen #qr-message { max-width: 100%; }
+    """
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="qr.back", tooltip="Back to the sessions (linking goes on)"),
@@ -129,13 +178,38 @@ class QrScreen(FollowerScreen):
 
     # -- drawing ----------------------------------------------------------------------
 
+    def code_layout(self) -> Layout | None:
+        """The best layout that fits the terminal; None if none does (or there is no code)."""
+        if self.qr_text is None:
+            return None
+        width, height = self.size
+        every = layouts(self.qr_text, self._status_lines(width))
+        return next((each for each in every if width >= each.need[0] and height >= each.need[1]), None)
+
+    def _status_lines(self, width: int) -> int:
+        """Lines the status takes under the code at ``width`` columns. Measured on the longest
+        it gets (a later round, an expired code), so the grain stays put as the countdown runs."""
+        n = self.codes_per_attempt
+        longest = f"Code {n}/{n} (round 99)  ·  expired, next code coming  ·  {HOW_TO_SCAN}"
+        return len(Content(longest).wrap(max(1, width - 2)))  # .link-status pads 1 on each side
+
     def fits(self) -> tuple[bool, tuple[int, int]]:
-        """Whether the code fits the terminal, and the terminal size it needs."""
+        """Whether the code fits the terminal, and the terminal size it needs: the chosen
+        layout's, or when none fits, the narrowest (sextants, text stacked)."""
         if self.qr_text is None:
             return True, (0, 0)
-        cols, lines = QrView.size_needed(self.qr_text)
-        need = (cols + 2, lines + CHROME_LINES)
-        return self.size.width >= need[0] and self.size.height >= need[1], need
+        chosen = self.code_layout()
+        if chosen is not None:
+            return True, chosen.need
+        return False, self._smallest()[0].need
+
+    def _smallest(self) -> tuple[Layout, Layout]:
+        """The finest grain's two layouts: text stacked (narrowest), text beside (shortest).
+        The stacked one at this terminal's width, or the code's if that is wider."""
+        assert self.qr_text is not None
+        width = max(self.size.width, QrView.size_needed(self.qr_text, SEXTANT)[0] + CODE_MARGIN)
+        stacked, beside = (each for each in layouts(self.qr_text, self._status_lines(width)) if each.mode == SEXTANT)
+        return stacked, beside
 
     def _draw(self) -> None:
         session = self.session
@@ -150,7 +224,7 @@ class QrScreen(FollowerScreen):
 
         view = self.query_one(QrView)
         message = self.query_one("#qr-message", Static)
-        fits, need = self.fits()
+        chosen = self.code_layout()
         if self.failure:
             view.display = False
             message.update(Text.assemble(("Pairing failed\n", "bold red"), (one_line(self.failure), "red"),
@@ -161,17 +235,21 @@ class QrScreen(FollowerScreen):
         elif self.qr_text is None:
             view.display = False
             message.update(Text("Waiting for WhatsApp to issue a QR code…", style="dim"))
-        elif not fits:
+        elif chosen is None:
             view.display = False
+            stacked, beside = self._smallest()
             message.update(Text.assemble(
                 ("The terminal is too small for the QR code.\n", "bold"),
-                f"It needs {need[0]}×{need[1]} cells; this one is {self.size.width}×{self.size.height}.\n",
+                f"It needs {stacked.need[0]}×{stacked.need[1]} cells (or {beside.need[0]}×{beside.need[1]}); "
+                f"this one is {self.size.width}×{self.size.height}.\n",
                 "Enlarge the window (or zoom out), or press ", ("p", "bold"), " to link by phone number instead.",
             ))
         else:
             view.display = True
-            view.show(self.qr_text)
+            view.show(self.qr_text, chosen.mode)
             message.update("")
+        # Messages are always stacked; the code has the text beside it where that fits best.
+        self.set_class(view.display and chosen is not None and chosen.beside, "-beside")
         self._draw_status()
 
     def refresh_times(self) -> None:
@@ -187,7 +265,9 @@ class QrScreen(FollowerScreen):
                 status.append(f" (round {self.attempt})")
             status.append("  ·  ")
             status.append(f"expires in {left}s" if left else "expired, next code coming", style="bold" if left > 5 else "bold red")
-            status.append("  ·  WhatsApp → Settings → Linked devices → Link a device, then scan.")
+            if self.query_one(QrView).display:  # how to scan, while there is a code to scan
+                status.append("\n" if self.has_class("-beside") else "  ·  ")
+                status.append(HOW_TO_SCAN)
         self.query_one("#qr-status", Static).update(status)
 
     def on_resize(self) -> None:

@@ -1,4 +1,9 @@
-"""The QR code drawn with half blocks: two modules per terminal cell, black on white."""
+"""The QR code drawn with block characters, black on white, in the grain the screen chooses.
+
+Half blocks give two modules per cell in two colours (``▀``: foreground = top module,
+background = bottom module). Quadrants and sextants give four and six: every cell is dark
+ink (the glyph covers the dark modules) on a light background. :mod:`watui.qr` has the cells.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from watui import qr
-from watui.qr import DARK, HALF_BLOCK, LIGHT, HalfBlockCell, half_block_cells
+from watui.qr import DARK, HALF, HALF_BLOCK, LIGHT, BlockMode, HalfBlockCell
 
 _STYLES: Final[dict[HalfBlockCell, Style]] = {
     (top, bottom): Style(color=DARK if top else LIGHT, bgcolor=DARK if bottom else LIGHT)
@@ -18,11 +23,14 @@ _STYLES: Final[dict[HalfBlockCell, Style]] = {
     for bottom in (False, True)
 }
 
+#: Quadrants and sextants: dark ink on light paper, the same in every cell.
+_INK: Final = Style(color=DARK, bgcolor=LIGHT)
+
 
 @lru_cache(maxsize=1024)
 def _half_block_text(payload: str) -> Text:
     text = Text(no_wrap=True, overflow="crop", end="")
-    for index, line in enumerate(half_block_cells(payload)):
+    for index, line in enumerate(qr.half_block_cells(payload)):
         if index:
             text.append("\n")
         # One span per run of equal cells: far fewer spans for Textual to render.
@@ -31,6 +39,18 @@ def _half_block_text(payload: str) -> Text:
             if x == len(line) or line[x] != line[start]:
                 text.append(HALF_BLOCK * (x - start), _STYLES[line[start]])
                 start = x
+    return text
+
+
+@lru_cache(maxsize=1024)
+def _block_text(payload: str, mode: BlockMode) -> Text:
+    if mode == HALF:
+        return _half_block_text(payload)
+    text = Text(no_wrap=True, overflow="crop", end="")
+    for index, line in enumerate(qr.block_lines(payload, mode)):
+        if index:
+            text.append("\n")
+        text.append(line, _INK)  # one span per line: every cell has the same colours
     return text
 
 
@@ -45,6 +65,15 @@ def half_block_text(payload: str) -> Text:
     return _half_block_text(payload).copy()
 
 
+def block_text(payload: str, mode: BlockMode = HALF) -> Text:
+    """The code drawn in ``mode`` (:data:`watui.qr.BLOCK_MODES`), as a fresh Text.
+
+    Half blocks are :func:`half_block_text`. Quadrants and sextants put ``#000000`` on
+    ``#ffffff`` in every cell, the glyph's ink on the dark modules. It never wraps.
+    """
+    return _block_text(payload, mode).copy()
+
+
 class QrView(Static):
     """Shows one QR payload; ``show`` swaps the code in place when it rotates."""
 
@@ -55,14 +84,16 @@ class QrView(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.payload: str | None = None
+        self.mode: BlockMode = HALF
 
-    def show(self, payload: str | None) -> None:
-        if payload == self.payload:
+    def show(self, payload: str | None, mode: BlockMode = HALF) -> None:
+        if payload == self.payload and mode == self.mode:
             return
         self.payload = payload
-        self.update(half_block_text(payload) if payload else "")
+        self.mode = mode
+        self.update(block_text(payload, mode) if payload else "")
 
     @staticmethod
-    def size_needed(payload: str) -> tuple[int, int]:
-        """``(columns, lines)`` the code needs, quiet zone included."""
-        return qr.terminal_size(payload)
+    def size_needed(payload: str, mode: BlockMode = HALF) -> tuple[int, int]:
+        """``(columns, lines)`` the code needs in ``mode``, quiet zone included."""
+        return qr.terminal_size(payload, mode)
