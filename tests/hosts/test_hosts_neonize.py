@@ -52,7 +52,7 @@ async def test_a_go_crash_in_one_host_leaves_the_others_running(
         async def a_failed() -> bool:
             return (await admin.get_session(a.id)).status is Status.FAILED
 
-        await wait_for(a_failed, "a to fail", timeout=2.0)
+        await wait_for(a_failed, "a to fail")
         # Memory says failed as its write begins; wait for the handler's write to commit.
         await manager.drain_all()
         events = await admin.list_events(after_id=mark)
@@ -62,9 +62,13 @@ async def test_a_go_crash_in_one_host_leaves_the_others_running(
         assert not [e for e in events if e.session_id == b.id]
         assert (await admin.get_session(b.id)).status is Status.INITIALIZING
         assert pid_alive(hosts[b.id].pid or 0) and not pid_alive(hosts[a.id].pid or 0)
-        # Go's own crash report reached watui's log, from the host's stderr.
-        host_log = [r.getMessage() for r in caplog.records if r.name == f"watui.engines.hosts.{hosts[a.id].id}"]
-        assert any("nil pointer dereference" in line for line in host_log), host_log[-20:]
+        # Go's own crash report reached watui's log, from the host's stderr (before the session
+        # was told, unless stderr outlasted STDERR_DRAIN on a loaded machine: wait for it).
+        def host_log() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == f"watui.engines.hosts.{hosts[a.id].id}"]
+
+        await wait_for(lambda: any("nil pointer dereference" in line for line in host_log()),
+                       "Go's crash report in watui's log")
 
         # a starts again, in a fresh host in the same slot.
         await admin.start(a.id)

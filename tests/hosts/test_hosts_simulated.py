@@ -10,12 +10,14 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hosts_helpers import hosted, open_manager, pid_alive, wait_for
 
+from watui.engines.base import EngineEvent, PhoneAction, QrCodeIssued, SessionConnected
+from watui.engines.hosts.supervisor import HostProcess
 from watui.machine import EventType, Status
 from watui.manager import ScopedService
 from watui.models import Caller, Event, Session, SessionCreate, SimulateRequest
@@ -103,7 +105,6 @@ async def test_kill_9_of_a_host_costs_only_its_sessions_and_they_come_back(tmp_p
                 seen.append(event)
 
         follower = asyncio.get_running_loop().create_task(follow())
-        killed_at = time.monotonic()
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
 
@@ -111,8 +112,9 @@ async def test_kill_9_of_a_host_costs_only_its_sessions_and_they_come_back(tmp_p
             return {e.session_id for e in seen if e.type is EventType.DISCONNECTED
                     and e.payload["reason"] == "engine_crashed"} == {s.id for s in hit}
 
-        await wait_for(crash_reported, "disconnected/engine_crashed for the victim's sessions", timeout=2.0)
-        assert time.monotonic() - killed_at < 2.0
+        # watui learns of the crash from the pipe's end, not from a timer; how soon is measured
+        # by `python -m bench hosts` (a loaded machine stretches any bound a test could set).
+        await wait_for(crash_reported, "disconnected/engine_crashed for the victim's sessions")
         for session in hit:
             await wait_for(lambda s=session: _is(admin, s, Status.CONNECTED), f"{session.name} reconnected")
         after = await admin.get_session(hit[0].id)
@@ -149,7 +151,8 @@ async def test_a_session_still_linking_fails_with_engine_crashed(tmp_path: Path)
         session = await admin.create_session(SessionCreate(name="linking"))
         await wait_for(lambda: _is(admin, session, Status.QR_READY), "a QR code")
         engine.crash_host(engine.hosts()[0].id, "abort")
-        await wait_for(lambda: _is(admin, session, Status.FAILED), "failed", timeout=2.0)
+        await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
+        await manager.drain_all()  # memory says failed as the write begins: wait for its commit
         errors = [e for e in await admin.list_events(session_id=session.id) if e.type is EventType.ERROR]
         assert [e.payload["code"] for e in errors] == ["engine_crashed"]
         assert "SIGABRT" in errors[0].payload["message"]
@@ -159,6 +162,58 @@ async def test_a_session_still_linking_fails_with_engine_crashed(tmp_path: Path)
         assert engine.hosts()[0].restarts == 1
     finally:
         await manager.aclose()
+
+
+@pytest.mark.parametrize("call", ["open", "connect"])
+async def test_a_host_that_dies_under_a_connect_fails_its_session_with_engine_crashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """The host dies with the session's ``open`` or ``connect`` call still in its pipe: the
+    session reports the crash as any linking session does, not as a refused connect."""
+    crashes = ["abort"]
+    real_call = HostProcess.call
+
+    async def crash_ahead(host: HostProcess, op: str, session_id: str = "", **args: Any) -> Any:
+        if op == call and crashes:
+            host.send("crash", how=crashes.pop())  # queued before the call: the host never reads it
+        return await real_call(host, op, session_id, **args)
+
+    monkeypatch.setattr(HostProcess, "call", crash_ahead)
+    engine = hosted()
+    manager = await open_manager(tmp_path, engine)
+    admin = manager.service(Caller.local_admin())
+    try:
+        session = await admin.create_session(SessionCreate(name="dialling"))
+        await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
+        await manager.drain_all()  # memory says failed as the write begins: wait for its commit
+        errors = [e for e in await admin.list_events(session_id=session.id) if e.type is EventType.ERROR]
+        assert [e.payload["code"] for e in errors] == ["engine_crashed"]
+        assert "SIGABRT" in errors[0].payload["message"]
+        await admin.start(session.id)
+        await wait_for(lambda: _is(admin, session, Status.QR_READY), "a QR code from a fresh host")
+    finally:
+        await manager.aclose()
+
+
+@pytest.mark.parametrize("old_placed", [False, True], ids=["old-idle", "old-in-the-host"])
+async def test_an_engine_session_closed_late_leaves_its_successor_alone(tmp_path: Path, old_placed: bool) -> None:
+    """A runtime torn down in the background (``finish_later``) closes its engine session while
+    a restart connects the next one for the same session: the old one's close must take
+    neither watui's record of the new one nor, when both are in one host (their ``close`` and
+    ``open`` go out in one write and are read together), the new one's session there."""
+    engine = hosted()
+    facts: list[EngineEvent] = []
+    try:
+        old = engine.session("ses_late", lambda event: None, auth_path=tmp_path / "late")
+        if old_placed:
+            await old.connect()
+        new = engine.session("ses_late", facts.append, auth_path=tmp_path / "late")
+        await asyncio.gather(old.close(), new.connect())
+        await wait_for(lambda: any(isinstance(f, QrCodeIssued) for f in facts), "a QR code")
+        await engine.play_phone("ses_late", PhoneAction("scan"))
+        await wait_for(lambda: any(isinstance(f, SessionConnected) for f in facts), "linked")
+    finally:
+        await engine.aclose()
 
 
 async def test_hosts_recycle_after_their_connect_budget(tmp_path: Path) -> None:
@@ -177,9 +232,10 @@ async def test_hosts_recycle_after_their_connect_budget(tmp_path: Path) -> None:
         hosts = engine.hosts()
         assert [h.id for h in hosts] != [first.id]
         assert hosts[-1].sessions == [session.id] and hosts[-1].restarts == 1
-        assert first.pid is not None
-        await wait_for(lambda: not pid_alive(first.pid), "the drained host to exit")  # type: ignore[arg-type]
-        assert [h.id for h in engine.hosts()] == [hosts[-1].id]
+        # The supervisor forgets a host once it has reaped it; an exited process is gone from
+        # /proc (or a zombie) a moment before that.
+        await wait_for(lambda: [h.id for h in engine.hosts()] == [hosts[-1].id], "the drained host to stop")
+        assert first.pid is not None and not pid_alive(first.pid)
     finally:
         await manager.aclose()
 
@@ -197,8 +253,14 @@ async def test_host_output_goes_to_the_log_not_to_the_terminal(
         host = engine.hosts()[0]
         engine.crash_host(host.id, "abort")
         await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
-        records = [r for r in caplog.records if r.name == f"watui.engines.hosts.{host.id}"]
-        assert any("crashing on purpose" in r.getMessage() for r in records)
+
+        def last_words_logged() -> bool:
+            return any("crashing on purpose" in r.getMessage() for r in caplog.records
+                       if r.name == f"watui.engines.hosts.{host.id}")
+
+        # Copied before the session is told, unless stderr outlasts STDERR_DRAIN (a loaded
+        # machine): wait for the line itself.
+        await wait_for(last_words_logged, "the host's last words in watui's log")
         out, err = capfd.readouterr()
         assert "crashing on purpose" not in out + err
     finally:

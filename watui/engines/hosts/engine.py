@@ -9,7 +9,8 @@ A session is placed at its connect: it stays in its host while that host runs an
 sessions, and moves to another at its next connect when its host crashed or is draining.
 When its host crashes, a session that was connected reports ``SessionDisconnected
 ("engine_crashed")`` (the manager reconnects it, in a fresh host), one that was still linking
-or reconnecting ``SessionError(code="engine_crashed")``; an idle one reports nothing.
+or reconnecting ``SessionError(code="engine_crashed")``, even if its connect call was still in
+the pipe (that call then returns: the fact alone tells the manager); an idle one reports nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class HostedSession:
         self.host: HostProcess | None = None
         self._attempt = False  # a connect attempt is under way (or connected) in the host
         self._connected = False  # the attempt reported SessionConnected
-        self._connecting = False  # a connect call is in flight (its error tells the manager)
+        self._connecting = False  # connect() is under way (placing, ``open``, ``connect``)
+        self._crash_reported = False  # host_crashed() reported a crash (reset by each connect())
         self._closed = False
 
     # ---------------------------------------------------------------- from the host
@@ -67,10 +69,11 @@ class HostedSession:
         if host is not self.host:
             return
         self.host = None
-        attempt, connected = self._attempt, self._connected
+        # A connect whose ``open`` or ``connect`` call is still in the pipe is an attempt too:
+        # it reports the crash like any other, and the call returns (see :meth:`connect`).
+        attempt, connected = self._attempt or self._connecting, self._connected
         self._attempt = self._connected = False
-        if self._connecting:
-            return  # the connect call itself fails with the reason
+        self._crash_reported = connected or attempt
         if connected:
             self.report(SessionDisconnected(CRASH_REASON))
         elif attempt:
@@ -79,23 +82,30 @@ class HostedSession:
     # ---------------------------------------------------------------- EngineSession
 
     async def connect(self) -> None:
+        """Start an attempt in this session's host (placed in one first if it has none).
+
+        If the host crashes while the ``open`` or ``connect`` call is in flight, the crash is
+        reported as a fact (``SessionError(code="engine_crashed")``, by :meth:`host_crashed`)
+        and this returns: the same outcome as a crash a moment later, whichever comes first.
+        """
         if self._closed:
             raise EngineRefused("this engine session is closed")
         supervisor = self.engine.supervisor
         host = self.host
-        if host is None or not host.alive or host.draining:
-            await self._leave()
-            host = await supervisor.place(self)
-            self.host = host
-            self._connecting = True
-            try:
-                await host.call("open", self.session_id, auth_path=str(self.auth_path))
-            finally:
-                self._connecting = False
-        supervisor.count_connect(host)
-        self._attempt, self._connected, self._connecting = True, False, True
+        self._connecting, self._crash_reported = True, False
         try:
+            if host is None or not host.alive or host.draining:
+                await self._leave()
+                host = await supervisor.place(self)
+                self.host = host
+                await host.call("open", self.session_id, auth_path=str(self.auth_path))
+            supervisor.count_connect(host)
+            self._attempt, self._connected = True, False
             await host.call("connect", self.session_id)
+        except HostCrashed:
+            self._attempt = False
+            if not self._crash_reported:
+                raise  # the host was stopped under the call, or the engine is shut down
         except BaseException:
             self._attempt = False
             raise
@@ -130,7 +140,9 @@ class HostedSession:
     async def close(self) -> None:
         self._closed = True
         await self._leave()
-        self.engine._sessions.pop(self.session_id, None)
+        # A teardown in the background may close this after a restart made the next one.
+        if self.engine._sessions.get(self.session_id) is self:
+            del self.engine._sessions[self.session_id]
 
     # ---------------------------------------------------------------- helpers
 

@@ -74,7 +74,9 @@ class Host:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         """Calls run concurrently, as they would inline; ``open`` is synchronous, so it is
-        done before any call that follows it in the pipe starts."""
+        done before any call that follows it in the pipe starts, and ``close`` takes its
+        session out at once, so an ``open`` for the same id right behind it (a restart whose
+        predecessor is torn down in the background) is not the one closed."""
         call_id, op = message.get("id"), message.get("op")
         session_id = str(message.get("sid") or "")
         args: dict[str, Any] = message.get("args") or {}
@@ -86,13 +88,16 @@ class Host:
             return
         if op == "crash":
             crash(str(args.get("how", "abort")))
-        task = asyncio.get_running_loop().create_task(self._call(call_id, str(op), session_id, args))
+        closing = self.sessions.pop(session_id, None) if op == "close" else None
+        task = asyncio.get_running_loop().create_task(self._call(call_id, str(op), session_id, args, closing))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _call(self, call_id: Any, op: str, session_id: str, args: dict[str, Any]) -> None:
+    async def _call(
+        self, call_id: Any, op: str, session_id: str, args: dict[str, Any], closing: EngineSession | None
+    ) -> None:
         try:
-            value = await self._run(op, session_id, args)
+            value = await self._run(op, session_id, args, closing)
         except EngineRefused as exc:
             self._send({"t": "reply", "id": call_id, "ok": False, "refused": True, "error": str(exc)})
         except Exception as exc:
@@ -101,14 +106,16 @@ class Host:
         else:
             self._send({"t": "reply", "id": call_id, "ok": True, "value": value})
 
-    async def _run(self, op: str, session_id: str, args: dict[str, Any]) -> Any:
+    async def _run(
+        self, op: str, session_id: str, args: dict[str, Any], closing: EngineSession | None
+    ) -> Any:
         if op == "forget":
             await self.engine.remove_auth(session_id, Path(args["auth_path"]))
             return None
         if op == "play_phone":
             await self.engine.play_phone(session_id, PhoneAction(**args))
             return None
-        session = self.sessions.get(session_id)
+        session = closing if op == "close" else self.sessions.get(session_id)
         if session is None:
             raise EngineRefused(f"session {session_id} is not open in this engine host")
         match op:
@@ -123,10 +130,9 @@ class Host:
             case "send_text":
                 return await session.send_text(str(args["to"]), str(args["text"]))
             case "close":
-                self.sessions.pop(session_id, None)
                 await session.close()
                 release = getattr(self.engine, "release", None)  # the simulated engine's registry
-                if release is not None:
+                if release is not None and session_id not in self.sessions:  # no successor opened
                     release(session_id)
             case _:
                 raise EngineRefused(f"unknown call {op!r}")
