@@ -43,6 +43,14 @@ async def linked(admin: ScopedService, names: list[str]) -> list[Session]:
     return sessions
 
 
+async def failed_with(admin: ScopedService, session: Session) -> list[Event]:
+    """Wait for the session to fail, then its committed error events (memory says failed as
+    the write begins, so wait for that commit before reading the log)."""
+    await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
+    await admin.manager.drain_all()
+    return [e for e in await admin.list_events(session_id=session.id) if e.type is EventType.ERROR]
+
+
 async def _is(admin: ScopedService, session: Session, status: Status) -> bool:
     return await status_of(admin, session) is status
 
@@ -151,9 +159,7 @@ async def test_a_session_still_linking_fails_with_engine_crashed(tmp_path: Path)
         session = await admin.create_session(SessionCreate(name="linking"))
         await wait_for(lambda: _is(admin, session, Status.QR_READY), "a QR code")
         engine.crash_host(engine.hosts()[0].id, "abort")
-        await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
-        await manager.drain_all()  # memory says failed as the write begins: wait for its commit
-        errors = [e for e in await admin.list_events(session_id=session.id) if e.type is EventType.ERROR]
+        errors = await failed_with(admin, session)
         assert [e.payload["code"] for e in errors] == ["engine_crashed"]
         assert "SIGABRT" in errors[0].payload["message"]
         # Starting it again places it in a fresh host.
@@ -184,9 +190,7 @@ async def test_a_host_that_dies_under_a_connect_fails_its_session_with_engine_cr
     admin = manager.service(Caller.local_admin())
     try:
         session = await admin.create_session(SessionCreate(name="dialling"))
-        await wait_for(lambda: _is(admin, session, Status.FAILED), "failed")
-        await manager.drain_all()  # memory says failed as the write begins: wait for its commit
-        errors = [e for e in await admin.list_events(session_id=session.id) if e.type is EventType.ERROR]
+        errors = await failed_with(admin, session)
         assert [e.payload["code"] for e in errors] == ["engine_crashed"]
         assert "SIGABRT" in errors[0].payload["message"]
         await admin.start(session.id)
