@@ -25,9 +25,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from watui.clock import Clock, RealClock
+from watui.config import default_data_dir
 from watui.console import requests as ask
 from watui.console.actions import SessionActions
-from watui.console.config import ConsoleConfig, save_theme
+from watui.console.config import ConsoleConfig, check_keys, save_theme
+from watui.console.export import ExportFailed, export_sessions
 from watui.console.feed import Feed
 from watui.console.linking import Linking
 from watui.console.sending import Sending
@@ -41,9 +43,11 @@ from watui.screens.commands import SessionCommands
 from watui.screens.copy import CopyScreen
 from watui.screens.help import HelpScreen
 from watui.screens.hosts import HostsScreen
+from watui.screens.keymap import key_scopes
 from watui.screens.log import LogScreen
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
+from watui.screens.quit import QuitChoice, QuitScreen
 from watui.service import SessionService, Subscription
 from watui.widgets.activity import Activity
 from watui.widgets.messages import SessionEvent
@@ -58,7 +62,7 @@ log = logging.getLogger(__name__)
 ManagerFactory = Callable[[], Awaitable["SessionManager"]]
 
 
-class WatuiApp(App[None]):
+class WatuiApp(App[QuitChoice | None]):
     """The console. Give it a running manager, or a factory that opens one in the app's loop,
     or a service (``watui attach``: a :class:`watui.remote.RemoteService` and its ``link``)."""
 
@@ -93,6 +97,7 @@ class WatuiApp(App[None]):
         cursor_blink: bool = True,
         freeze_heap: bool = False,
         config_path: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__()
         if manager is None and open_manager is None and service is None:
@@ -116,6 +121,7 @@ class WatuiApp(App[None]):
         self.typeahead = TypeAhead(self, background=(SessionEvent,))
         self.config_path = config_path
         self.config = ConsoleConfig.load(config_path) if config_path is not None else ConsoleConfig()
+        self._data_dir = data_dir
         self._service: SessionService | None = service
         self._subscription: Subscription | None = None
         self._crashed: set[str] = set()
@@ -127,6 +133,14 @@ class WatuiApp(App[None]):
     def service(self) -> SessionService:
         assert self._service is not None, "the service is set when the app mounts"
         return self._service
+
+    @property
+    def data_dir(self) -> Path:
+        """Where an export goes when the current directory cannot take it: the one given, the
+        manager's, else the platform's default (attached, the server's is elsewhere)."""
+        if self._data_dir is not None:
+            return self._data_dir
+        return self.manager.settings.data_dir if self.manager is not None else default_data_dir()
 
     @property
     def codes_per_attempt(self) -> int:
@@ -174,7 +188,12 @@ class WatuiApp(App[None]):
                 self.notify(f"No theme called {config.theme!r}; using {self.theme!r}.",
                             title="Console config", severity="warning", markup=False)
         if config.keys:
-            self.set_keymap(config.keys)
+            checked = check_keys(config.keys, key_scopes(type(self)))
+            if checked.ignored:
+                count = len(checked.ignored)
+                self.notify("\n".join(checked.ignored), severity="warning", timeout=20, markup=False,
+                            title=f"Console config: {count} key remap{'s' if count != 1 else ''} ignored")
+            self.set_keymap(checked.applied)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, theme: Any) -> None:
@@ -330,7 +349,7 @@ class WatuiApp(App[None]):
 
     @on(ask.RunVerb)
     def _run_verb(self, message: ask.RunVerb) -> None:
-        self.actions.request(message.session_ids, message.verb)
+        self.actions.request(message.session_ids, message.verb, hidden=message.hidden)
 
     @on(ask.StopAll)
     def _stop_all(self) -> None:
@@ -396,6 +415,25 @@ class WatuiApp(App[None]):
 
         self.push_screen(CopyScreen(session), chosen)
 
+    @on(ask.ExportSessions)
+    def _export_sessions(self, message: ask.ExportSessions) -> None:
+        main = self.main_screen
+        rows = list(main.table.rows) if main is not None else []
+        if not rows:
+            self.notify("The table shows no session: nothing to export.", title="Export",
+                        severity="warning", timeout=4)
+            return
+        self.run_worker(self._export(rows, message.format, self.data_dir), group="export", exit_on_error=False)
+
+    async def _export(self, rows: list[Session], fmt: ask.ExportFormat, data_dir: Path) -> None:
+        try:
+            done = await export_sessions(rows, fmt, self.now(), data_dir)
+        except ExportFailed as exc:
+            self.notify(str(exc), title="Export failed", severity="error", timeout=10, markup=False)
+            return
+        self.notify(f"{done.path}\nin {done.where}", markup=False, timeout=10,
+                    title=f"Exported {done.count} session{'s' if done.count != 1 else ''} as {fmt.value.upper()}")
+
     @on(ask.ShowHelp)
     def action_help(self) -> None:
         if any(isinstance(s, HelpScreen) for s in self.screen_stack):
@@ -417,9 +455,24 @@ class WatuiApp(App[None]):
             self.push_screen(HostsScreen())
 
     async def action_quit(self) -> None:
-        """Quit at once when nothing is in flight; ask first when an action is still running."""
+        """Quit. With phones connected to the engine in this process, ask first: quit (they go
+        offline), keep them running in a background ``watui serve`` (the app returns
+        :attr:`QuitChoice.KEEP_RUNNING` and its launcher hands the data dir over), or cancel;
+        ctrl+c on that question quits. Otherwise ask only while actions are in flight."""
         from watui.screens.confirm import ConfirmScreen
 
+        if isinstance(self.screen, QuitScreen):
+            self.exit()
+            return
+        in_process = self.manager is not None and not self.manager.settings.clustered
+        connected = sum(s.status == Status.CONNECTED for s in self.state.sessions.values()) if in_process else 0
+        if connected:
+            def chosen(choice: QuitChoice | None) -> None:
+                if choice in (QuitChoice.QUIT, QuitChoice.KEEP_RUNNING):
+                    self.exit(choice)
+
+            self.push_screen(QuitScreen(connected, self.pending_actions), chosen)
+            return
         if self.pending_actions <= 0:
             self.exit()
             return

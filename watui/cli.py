@@ -253,22 +253,71 @@ def paths(data_dir: Path | None) -> None:
                f"({'held by ' + holder.describe() if holder else 'free'})")
     from watui.console.config import default_config_path
 
-    click.echo(f"console config: {default_config_path()}  (key bindings and theme)")
+    config_path = default_config_path()
+    click.echo(f"console config: {config_path}  (key bindings and theme)")
+    for line in _console_config_check(config_path):
+        click.echo(f"  {line}")
+
+
+def _console_config_check(path: Path) -> list[str]:
+    """What of ``console.toml`` the console would not use, and why (the same check it runs)."""
+    from watui.app import WatuiApp
+    from watui.console.config import ConsoleConfig, describe_check
+    from watui.screens.keymap import key_scopes
+
+    config = ConsoleConfig.load(path)
+    if not config.keys and not config.problem:
+        return []
+    return describe_check(config, key_scopes(WatuiApp))
+
+
+key_option = click.option(
+    "--key", envvar="WATUI_API_KEY", default=None,
+    help="API key. Prefer WATUI_API_KEY or --key-file: a command line shows in `ps` to every "
+    "user of this machine [env WATUI_API_KEY].",
+)
+
+key_file_option = click.option(
+    "--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Read the API key from this file (keep it mode 0600).",
+)
+
+
+def resolve_key_options(ctx: click.Context, url: str, key: str | None, key_file: Path | None,
+                        data_dir: Path) -> str:
+    """The key from ``--key-file``, ``WATUI_API_KEY``, ``--key`` (with a warning: ``ps`` shows
+    it), the local admin key, or a hidden prompt (see ``watui.console.attach.resolve_key``)."""
+    from click.core import ParameterSource
+
+    from watui.console.attach import KEY_ON_COMMAND_LINE, AttachError, ask_key, resolve_key
+
+    if ctx.get_parameter_source("key") is ParameterSource.COMMANDLINE:
+        if key_file is not None:
+            raise AttachError("Give the key one way: --key-file or --key, not both.")
+        click.echo(KEY_ON_COMMAND_LINE, err=True)
+    return resolve_key(url, key, data_dir, key_file=key_file, ask=ask_key)
 
 
 @main.command()
-@click.argument("url", envvar="WATUI_URL")
-@click.option("--key", envvar="WATUI_API_KEY", default=None,
-              help="API key [env WATUI_API_KEY; for a server on this machine, the data dir's admin.key].")
+@click.argument("url", envvar="WATUI_URL", required=False)
+@key_option
+@key_file_option
 @data_dir_option
-def attach(url: str, key: str | None, data_dir: Path | None) -> None:
-    """The console, driving a running `watui serve` at URL (env WATUI_URL)."""
-    from watui.console.attach import AttachError, normalize_url, resolve_key, run_attach
+@click.pass_context
+def attach(ctx: click.Context, url: str | None, key: str | None, key_file: Path | None,
+           data_dir: Path | None) -> None:
+    """The console, driving a running `watui serve` at URL (env WATUI_URL).
 
+    The API key comes from WATUI_API_KEY, --key-file, the data dir's admin.key (for a server
+    on this machine), or a prompt that does not show it."""
+    from watui.console.attach import AttachError, normalize_url, run_attach
+
+    if not url:
+        raise click.UsageError("Which server? Pass its URL (watui attach http://HOST:PORT) or set WATUI_URL.")
     settings = make_settings(data_dir=data_dir)
     try:
         url = normalize_url(url)
-        run_attach(url, resolve_key(url, key, settings.data_dir), settings)
+        run_attach(url, resolve_key_options(ctx, url, key, key_file, settings.data_dir), settings)
     except AttachError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -278,7 +327,8 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
 @click.option("--attach", "attach_url", envvar="WATUI_URL", default=None,
               help="Drive a running server at this URL instead of running one here [env WATUI_URL].")
-@click.option("--key", envvar="WATUI_API_KEY", default=None, help="API key for --attach [env WATUI_API_KEY].")
+@key_option
+@key_file_option
 @click.option("--public-url", default=None,
               help="The address browsers use, if not http://HOST:PORT (a proxy's, say); requests for "
               "any other host name are refused.")
@@ -288,8 +338,10 @@ def attach(url: str, key: str | None, data_dir: Path | None) -> None:
               help="Browser tabs open at once (each runs a console process).")
 @click.option("--engine", type=click.Choice(["neonize", "simulated"]), default=None)
 @data_dir_option
-def web(host: str, port: int, attach_url: str | None, key: str | None, public_url: str | None,
-        token: str | None, max_tabs: int, engine: str | None, data_dir: Path | None) -> None:
+@click.pass_context
+def web(ctx: click.Context, host: str, port: int, attach_url: str | None, key: str | None,
+        key_file: Path | None, public_url: str | None, token: str | None, max_tabs: int, engine: str | None,
+        data_dir: Path | None) -> None:
     """The console in a browser (each tab is a console of the same sessions), behind a token:
     open the URL it prints."""
     from watui.console.attach import AttachError
@@ -300,6 +352,10 @@ def web(host: str, port: int, attach_url: str | None, key: str | None, public_ur
                                  param_hint="--token / WATUI_WEB_TOKEN")
     settings = make_settings(engine=engine, data_dir=data_dir)
     try:
+        if attach_url:  # --key/--key-file are for --attach: the same sources as watui attach
+            from watui.console.attach import normalize_url
+
+            key = resolve_key_options(ctx, normalize_url(attach_url), key, key_file, settings.data_dir)
         exit_if_data_dir_unusable(lambda: run_web(settings, host=host, port=port, attach=attach_url, key=key,
                                                   public_url=public_url, token=token, max_tabs=max_tabs))
     except AttachError as exc:

@@ -33,6 +33,15 @@ from watui.webhooks import WebhookDeliveryPage
 
 SortKey = Literal["name", "status", "phone_number", "last_activity_at", "created_at"]
 
+# The API's page sizes, in one place: the server's routes refuse more (422), and a client of
+# the API (``watui.remote``) pages through with exactly these, so the two cannot disagree.
+MAX_PAGE = 100
+"""Sessions, messages or webhook deliveries in one page of the API."""
+MAX_EVENT_PAGE = 500
+"""Events in one read of the API's event log (``/v1/events/log``, ``/v1/sessions/{id}/events``)."""
+MAX_BULK_IDS = 1000
+"""Sessions that one ``POST /v1/bulk/sessions`` may name."""
+
 
 class Subscription(Protocol):
     """A live stream of events, in id order, with no gap and no duplicate.

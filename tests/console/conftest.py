@@ -1,5 +1,12 @@
 """Fixtures for the console tests: a deterministic app over a real manager and simulated engine.
 
+``make_app`` gives the console over either service, and every test that uses it runs twice:
+``[local]``, the engine in-process (the manager's ``ScopedService``), and ``[remote]``,
+attached over HTTP and SSE to a real server (``watui.server``'s app under uvicorn, on a
+loopback socket, in the test's loop and on the same fake clock: see ``ServedConsole``). So
+the console cannot work on one and not on the other unnoticed. Snapshot tests (the ones that
+use ``snap_compare``) and tests marked ``local_only`` run in-process only.
+
 Determinism for snapshots: a fake clock (relative times and countdowns), a fixed engine seed
 and session ids (so QR payloads repeat), no cursor blink, no animations. Snapshots are stored
 under the top-level ``snapshots/`` directory.
@@ -26,6 +33,8 @@ from watui.engines.simulated import SimulatedEngine
 from watui.machine import Status
 from watui.manager import SessionManager
 from watui.models import Caller, Session, SessionCreate, SimulateRequest
+
+from .attach_helpers import AttachedApp, ServedConsole
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT_DIR = ROOT / "snapshots"
@@ -83,34 +92,78 @@ def engine(clock: FakeClock) -> SimulatedEngine:
 
 AppFactory = Callable[..., WatuiApp]
 
+SERVICES = ("local", "remote")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "local_only(reason): a console test that runs in-process only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of ``make_app`` on both services; snapshots (and ``local_only``) in-process."""
+    if "service" not in metafunc.fixturenames:
+        return
+    if "snap_compare" in metafunc.fixturenames or metafunc.definition.get_closest_marker("local_only"):
+        return  # in-process only, under the test's own name (snapshot files are named after it)
+    metafunc.parametrize("service", list(SERVICES), indirect=True)
+
 
 @pytest.fixture
-def make_app(settings: Settings, engine: SimulatedEngine, clock: FakeClock) -> AppFactory:
-    """A console that opens its own manager in its own loop (works for pilot and snapshot tests)."""
+def service(request: pytest.FixtureRequest) -> str:
+    """Which service the console runs over: ``local`` or ``remote`` (see the module's doc)."""
+    return str(getattr(request, "param", "local"))
+
+
+@pytest.fixture
+def make_app(service: str, settings: Settings, engine: SimulatedEngine, clock: FakeClock) -> AppFactory:
+    """A console over the service of this run: its own manager in its own loop (local), or
+    attached to a server on the same engine and clock (remote). The server starts and stops
+    with ``app.run_test()``."""
 
     def make(*, caller: Caller | None = None, settings_: Settings | None = None, **kwargs: Any) -> WatuiApp:
         chosen = settings_ or settings
+        options: dict[str, Any] = {"clock": clock, "cursor_blink": False, "refresh_interval": 0.01, **kwargs}
+        app: WatuiApp
+        if service == "remote":
+            app = AttachedApp(ServedConsole(chosen, engine, clock, caller or Caller.local_admin()), **options)
+        else:
 
-        async def open_manager() -> SessionManager:
-            return await SessionManager.open(chosen, engine=engine, clock=clock)
+            async def open_manager() -> SessionManager:
+                return await SessionManager.open(chosen, engine=engine, clock=clock)
 
-        app = WatuiApp(open_manager=open_manager, caller=caller, clock=clock, cursor_blink=False,
-                       refresh_interval=0.01, **kwargs)
+            app = WatuiApp(open_manager=open_manager, caller=caller, **options)
         app.animation_level = "none"
         return app
 
     return make
 
 
+def served(app: WatuiApp) -> ServedConsole | None:
+    """The server an attached test console drives (``None`` in-process)."""
+    return app.served if isinstance(app, AttachedApp) else None
+
+
+def engine_room(app: WatuiApp) -> SessionManager:
+    """The manager behind the console: its own, or the server's."""
+    server = served(app)
+    manager = server.manager if server is not None else app.manager
+    assert manager is not None
+    return manager
+
+
 Step = Callable[[Any], Awaitable[None]]
 
 
 async def sync(pilot: Any, clock: FakeClock | None = None, seconds: float | None = None) -> None:
-    """Move the fake clock (if asked), then let events reach the app and the screens redraw."""
+    """Move the fake clock (if asked), then let events reach the app and the screens redraw
+    (attached: once the console has caught up with the server)."""
     app: WatuiApp = pilot.app
     await app.ready.wait()
     if clock is not None and seconds is not None:
         await clock.advance(seconds)
+    server = served(app)
+    if server is not None:
+        await server.settle(pilot)
     for _ in range(4):
         await pilot.pause()
         await app.settle()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from textual.widgets import Input
 
 from watui.machine import Status
@@ -27,18 +26,17 @@ from watui.widgets.sessions_table import SessionsTable
 
 from .attach_helpers import (
     HeldBackoff,
+    api,
     attach,
     background_server,
     free_port,
+    linked_session,
     serve_process,
     toasts,
     wait_for,
+    wait_until,
 )
 from .conftest import plain, row_names
-
-
-def api(url: str, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=15)
 
 
 def names(app: object) -> set[str]:
@@ -203,30 +201,6 @@ async def test_the_event_stream_skips_and_repeats_nothing_across_a_restart(tmp_p
         server.kill()
 
 
-async def linked_session(client: httpx.AsyncClient, name: str) -> str:
-    """Create a session over the API and play the phone scanning its code: connected."""
-    session_id: str = (await client.post("/sessions", json={"name": name})).json()["session_id"]
-    await poll(client, session_id, "qr_ready")
-    scanned = await client.post(f"/sessions/{session_id}/simulate", json={"action": "scan"})
-    assert scanned.status_code == 200, scanned.text
-    await poll(client, session_id, "connected")
-    return session_id
-
-
-async def poll(client: httpx.AsyncClient, session_id: str, status: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (await client.get(f"/sessions/{session_id}")).json()["status"] != status:
-        assert time.monotonic() < deadline, f"{session_id} never became {status}"
-        await asyncio.sleep(0.01)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_server_that_cannot_resume_is_resynced_from_a_fresh_listing(tmp_path: Path) -> None:
     """Another server comes up at the same address, with the same keys but an older log (a
     restored backup): the console's resume point is past its log, the server refuses it, and
@@ -263,10 +237,11 @@ def test_the_link_line_shows_the_reason_as_plain_text() -> None:
     from watui.remote import LinkState, LinkStatus
     from watui.widgets.server_link import describe
 
-    down = LinkStatus("http://10.0.0.5:8080", LinkState.RECONNECTING, "[bold]Invalid[/] key \x1b[31m", 3)
+    down = LinkStatus("http://10.0.0.5:8080", LinkState.RECONNECTING, "[bold]Invalid[/] key \x1b[31m", 3,
+                      as_of=datetime(2026, 11, 21, 9, 31, 2, tzinfo=UTC))
     text = describe(down)
-    assert text.plain == ("server http://10.0.0.5:8080  ◌ reconnecting (attempt 3): "
-                          "[bold]Invalid[/] key ?[31m")
+    assert text.plain == ("server http://10.0.0.5:8080  ✖ unreachable · data as of 09:31:02 UTC · "
+                          "reconnecting (attempt 3): [bold]Invalid[/] key ?[31m")
     assert describe(LinkStatus("http://h:1", LinkState.CONNECTED)).plain == "server http://h:1  ● connected"
 
 
@@ -352,3 +327,30 @@ async def test_a_resume_past_retention_is_resynced_from_a_fresh_listing(tmp_path
         await service.aclose()
     finally:
         server.kill()
+
+
+async def test_the_log_screens_show_the_history_attached(tmp_path: Path) -> None:
+    """``e`` and ``E`` over a server: the whole history, not "0 lines" and a refusal (the
+    log screen reads 1,000 events at a time; the API gives 500: the client pages)."""
+    from watui.screens.log import LogScreen
+    from watui.widgets.log_view import LogView
+
+    server = background_server(tmp_path / "data")
+    try:
+        service, app = await attach(server.base_url, server.admin_key)
+        async with app.run_test(size=(120, 36)) as pilot, api(server.base_url, server.admin_key) as client:
+            await app.ready.wait()
+            session_id = await linked_session(client, "logged")
+            await wait_for(pilot, lambda: "logged" in names(app), "the session")
+            log = (await client.get("/events/log", params={"limit": 500})).json()["events"]
+            app.go_to_session(session_id)
+            for key, ids in (("e", [e["id"] for e in log if e["session_id"] == session_id]),
+                             ("E", [e["id"] for e in log])):
+                await pilot.press(key)
+                await wait_for(pilot, lambda: isinstance(app.screen, LogScreen) and app.screen.loaded, key)
+                assert [line.key for line in app.screen.query_one(LogView).lines][: len(ids)] == ids, key
+                assert not toasts(app), toasts(app)
+                await pilot.press("escape")
+        await service.aclose()
+    finally:
+        server.stop()

@@ -167,3 +167,82 @@ async def _count(server: object) -> int:
 
     manager = server.manager  # type: ignore[attr-defined]
     return (await manager.service(Caller.local_admin()).list_sessions()).total
+
+
+# -- where the key comes from: never the command line, unless asked for (with a warning) ------
+
+
+def test_keys_come_from_a_file_the_environment_or_a_prompt(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("wk_from_file\n")
+    key_file.chmod(0o600)
+    far = "http://far.example.com"
+    assert resolve_key(far, "wk_env", tmp_path, key_file=key_file) == "wk_from_file", "the file is asked for"
+    assert resolve_key(far, None, tmp_path, ask=lambda url: f" wk_typed_for_{url} ") == f"wk_typed_for_{far}"
+    assert resolve_key(far, "wk_env", tmp_path, ask=lambda url: "never asked") == "wk_env"
+    with pytest.raises(AttachError, match="No API key: set WATUI_API_KEY or pass --key-file PATH"):
+        resolve_key(far, None, tmp_path, ask=lambda url: None)  # no terminal to ask in
+    with pytest.raises(AttachError, match="Cannot read the key file"):
+        resolve_key(far, None, tmp_path, key_file=tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(AttachError, match="is empty"):
+        resolve_key(far, None, tmp_path, key_file=tmp_path / "empty")
+
+
+def test_attach_without_a_url_says_how_to_give_one() -> None:
+    result = watui("attach", env={"WATUI_URL": ""})
+    assert result.returncode == 2
+    assert "Pass its URL (watui attach http://HOST:PORT) or set WATUI_URL" in result.stderr
+
+
+def test_a_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
+    """``--key`` still works (here: a wrong key, refused by the server), with a warning on
+    stderr; the same key from WATUI_API_KEY or a file gives none. A file others may read
+    is warned about."""
+    server = background_server(tmp_path / "data")
+    warning = "--key puts the key on the command line, where `ps` shows it"
+    try:
+        flag = watui("attach", server.base_url, "--key", "wk_wrong", env={"WATUI_API_KEY": ""})
+        assert warning in flag.stderr and f"Cannot attach to {server.base_url}" in flag.stderr
+
+        env = watui("attach", server.base_url, env={"WATUI_API_KEY": "wk_wrong"})
+        assert warning not in env.stderr and f"Cannot attach to {server.base_url}" in env.stderr
+
+        key_file = tmp_path / "key"
+        key_file.write_text("wk_wrong\n")
+        key_file.chmod(0o600)
+        from_file = watui("attach", server.base_url, "--key-file", str(key_file), env={"WATUI_API_KEY": ""})
+        assert from_file.stderr.count("watui: warning") == 0
+        assert f"Cannot attach to {server.base_url}" in from_file.stderr and "key" in from_file.stderr.lower()
+        key_file.chmod(0o644)
+        shared = watui("attach", server.base_url, "--key-file", str(key_file), env={"WATUI_API_KEY": ""})
+        assert "other users of this machine may read the key file" in shared.stderr and "chmod 600" in shared.stderr
+
+        both = watui("attach", server.base_url, "--key", "k", "--key-file", str(key_file))
+        assert both.returncode != 0 and "not both" in both.stderr
+
+        web = watui("web", "--port", str(free_port()), "--attach", server.base_url, "--key", "wk_wrong",
+                    env={"WATUI_API_KEY": ""})
+        assert web.returncode != 0 and warning in web.stderr and f"Cannot attach to {server.base_url}" in web.stderr
+    finally:
+        server.stop()
+
+
+def test_attach_asks_for_the_key_in_a_terminal_without_showing_it(tmp_path: Path) -> None:
+    """No key anywhere (another data dir, so no admin.key): in a terminal, watui asks for it
+    and does not echo what is typed."""
+    server = background_server(tmp_path / "data")
+    try:
+        server.call(lambda: _create(server, "asked-for-key"))
+        terminal = Terminal("attach", server.base_url, "--data-dir", str(tmp_path / "elsewhere"))
+        try:
+            terminal.read_until(b"API key for " + server.base_url.encode())
+            terminal.type(server.admin_key.encode() + b"\r")
+            terminal.read_until(b"asked-for-key", b"connected")
+            assert server.admin_key.encode() not in terminal.screen, "the key is not echoed"
+            terminal.type(b"q")
+            assert terminal.wait() == 0
+        finally:
+            terminal.close()
+    finally:
+        server.stop()

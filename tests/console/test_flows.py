@@ -438,8 +438,9 @@ async def test_stop_all_asks_then_stops_every_running_session(make_app: AppFacto
         assert any("Stopped 2 sessions" in t for t in toasts(app))
 
 
-async def test_detail_pane_shows_webhook_deliveries(make_app: AppFactory, clock: FakeClock) -> None:
-    app = make_app()
+async def test_detail_pane_shows_webhook_deliveries(make_app: AppFactory, clock: FakeClock, settings: Settings) -> None:
+    # A server refuses a webhook to a loopback address unless its operator allows it.
+    app = make_app(settings_=settings.model_copy(update={"webhook_allowed_hosts": ["127.0.0.1"]}))
     async with app.run_test(size=(120, 40)) as pilot:
         await sync(pilot)
         # Nothing listens on the discard port: every delivery fails and is retried later.

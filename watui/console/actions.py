@@ -4,6 +4,10 @@ The app hands every :class:`~watui.console.requests.RunVerb` here. A verb that c
 once with the reason (before any question); a session that is already being acted on is left
 alone (``d y d y`` deletes once); several marked sessions get one question that says how many,
 a progress line while they run, and one summary toast: done, refused, and why.
+
+Attached to a server that cannot be reached, the view is stale (``LinkStatus.stale``): every
+action is refused at once with "server unreachable", rather than judged on what the screen
+showed when the link went down (a session stopped meanwhile still looks connected).
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def hidden_note(hidden: int, total: int) -> str:
+    """What the bulk question says of the sessions the filter hides."""
+    if hidden == total:
+        return "It is hidden by the filter." if total == 1 else "All of them are hidden by the filter."
+    return f"{hidden} of them {'is' if hidden == 1 else 'are'} hidden by the filter."
+
+
 def summary(verb: Verb, done: int, refused: Iterable[str]) -> tuple[str, str]:
     """The bulk toast: a title with the counts, a body with each reason and how often."""
     reasons = Counter(refused)
@@ -93,7 +104,28 @@ class SessionActions:
             return None
         return result
 
+    def unreachable(self) -> str | None:
+        """Attached, with the server out of reach: the refusal for any action (else ``None``)."""
+        link = self.app.server_link
+        if link is None or not link.stale:
+            return None
+        as_of = f"; the view shows it as of {link.as_of:%H:%M:%S} UTC" if link.as_of else ""
+        return f"server unreachable{as_of}"
+
+    def _refuse_unreachable(self, what: str) -> bool:
+        why = self.unreachable()
+        if why is None:
+            return False
+        self.app.notify(f"Cannot {what}: {why}.", title="Server unreachable", severity="error", timeout=6,
+                        markup=False)
+        return True
+
     async def attempt(self, call: Awaitable[Any]) -> tuple[Outcome, Any]:
+        why = self.unreachable()
+        if why is not None:
+            if asyncio.iscoroutine(call):
+                call.close()  # never sent
+            return Outcome(False, why[0].upper() + why[1:]), None
         self.pending += 1
         try:
             return Outcome(True), await call
@@ -123,12 +155,16 @@ class SessionActions:
 
     # -- one session ------------------------------------------------------------------
 
-    def request(self, session_ids: tuple[str, ...], verb: Verb) -> None:
-        """A verb on one session or, with several, a bulk action."""
-        if len(session_ids) == 1:
+    def request(self, session_ids: tuple[str, ...], verb: Verb, *, hidden: frozenset[str] = frozenset()) -> None:
+        """A verb on one session or, with several, a bulk action. Sessions the filter
+        ``hidden`` always get the question (a bulk one, which counts them), even one alone."""
+        if session_ids and self._refuse_unreachable(
+                f"{verb.label.lower()} {self._name(session_ids[0]) if len(session_ids) == 1 else 'sessions'}"):
+            return
+        if len(session_ids) == 1 and not hidden:
             self._request_one(session_ids[0], verb)
         elif session_ids:
-            self._request_many(list(session_ids), verb)
+            self._request_many(list(session_ids), verb, hidden=hidden)
 
     def _request_one(self, session_id: str, verb: Verb) -> None:
         app = self.app
@@ -179,6 +215,8 @@ class SessionActions:
     # -- many sessions ----------------------------------------------------------------
 
     def stop_all(self) -> None:
+        if self._refuse_unreachable("stop sessions"):
+            return
         running = [s.id for s in self.app.state.sessions.values()
                    if s.status in RUNNING or s.status == Status.DISCONNECTED]
         if not running:
@@ -186,7 +224,9 @@ class SessionActions:
             return
         self._request_many(running, Verb.STOP, what="running")
 
-    def _request_many(self, session_ids: list[str], verb: Verb, what: str = "marked") -> None:
+    def _request_many(
+        self, session_ids: list[str], verb: Verb, what: str = "marked", *, hidden: frozenset[str] = frozenset(),
+    ) -> None:
         app = self.app
         sessions = [s for s in (app.state.sessions.get(i) for i in session_ids) if s is not None]
         ready: list[Session] = []
@@ -209,6 +249,9 @@ class SessionActions:
             return
         count = plural(len(ready), f"{what} session")
         question = f"{verb.label} {count}? {BULK_WARNINGS.get(verb, '')}".rstrip()
+        unseen = sum(1 for s in ready if s.id in hidden)
+        if unseen:
+            question += "\n" + hidden_note(unseen, len(ready))
         if refused:
             question += f"\n{plural(len(refused), 'other')} cannot: {'; '.join(sorted(set(refused))[:3])}."
 

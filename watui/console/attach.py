@@ -3,6 +3,11 @@
 The console is the same app; only its service differs (a :class:`watui.remote.RemoteService`
 instead of an in-process manager), plus a header line that names the server and says whether
 the link is up. Quitting the console leaves the server and its sessions running.
+
+The key never needs to be on a command line, where ``ps`` shows it to every user of the
+machine: it comes from ``WATUI_API_KEY``, ``--key-file``, the data dir's admin key (for a
+server on this machine) or a hidden prompt (:func:`resolve_key`); ``--key`` still works, with
+a warning.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import click
 import httpx
 
 from watui.config import Settings
@@ -47,10 +55,21 @@ def is_local(url: str) -> bool:
     return host in LOCAL_HOSTS or host.startswith("127.")
 
 
-def resolve_key(url: str, key: str | None, data_dir: Path) -> str:
-    """The key to use: the one given, else (for a server on this machine) the data dir's
-    admin key, which ``watui serve`` wrote there on its first start."""
-    if key:
+def resolve_key(
+    url: str,
+    key: str | None,
+    data_dir: Path,
+    *,
+    key_file: Path | None = None,
+    ask: Callable[[str], str | None] | None = None,
+) -> str:
+    """The key to use, from the first source that has one: ``key_file``; the key given
+    (``WATUI_API_KEY``); for a server on this machine, the data dir's admin key, which
+    ``watui serve`` wrote there on its first start; then ``ask`` (a hidden prompt, in a
+    terminal). Never a key of this machine for another host."""
+    if key_file is not None:
+        return read_key_file(key_file)
+    if key and key.strip():
         return key.strip()
     from watui.stores.datadir import ADMIN_KEY_FILE
 
@@ -60,13 +79,48 @@ def resolve_key(url: str, key: str | None, data_dir: Path) -> str:
             secret = path.read_text().strip()
             if secret:
                 return secret
-        raise AttachError(f"No API key: pass --key KEY or set WATUI_API_KEY (there is no readable {path}).")
-    raise AttachError("No API key: pass --key KEY or set WATUI_API_KEY.")
+    asked = ask(url) if ask is not None else None
+    if asked and asked.strip():
+        return asked.strip()
+    where = f" (there is no readable {path})" if is_local(url) else ""
+    raise AttachError(f"No API key{where}: set WATUI_API_KEY or pass --key-file PATH "
+                      "(in a terminal, watui asks for it).")
+
+
+def read_key_file(path: Path) -> str:
+    """The key in ``path`` (its first line). A file that others may read is used, with a warning."""
+    try:
+        text = path.read_text()
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise AttachError(f"Cannot read the key file {path}: {exc.strerror or exc}") from None
+    secret = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not secret:
+        raise AttachError(f"The key file {path} is empty.")
+    if mode & 0o077:
+        click.echo(f"watui: warning: other users of this machine may read the key file {path} "
+                   f"(mode {stat.S_IMODE(mode):04o}); make it private: chmod 600 {path}", err=True)
+    return secret
+
+
+def ask_key(url: str) -> str | None:
+    """Ask for the key without echoing it, when there is a terminal to ask in."""
+    if not sys.stdin.isatty():
+        return None
+    answer: str = click.prompt(f"API key for {url} (not shown)", hide_input=True, default="",
+                               show_default=False, err=True)
+    return answer.strip() or None
+
+
+KEY_ON_COMMAND_LINE = (
+    "watui: warning: --key puts the key on the command line, where `ps` shows it to every user of "
+    "this machine; set WATUI_API_KEY, use --key-file PATH, or leave it out to be asked."
+)
 
 
 def run_attach(url: str, key: str, settings: Settings) -> None:
     """Connect (refusing at once, with the reason, when the server or the key is wrong),
-    then run the console until ``q``, SIGHUP or SIGTERM. Logs go to the data dir's
+    then run the console until ``q``, SIGHUP, SIGTERM or SIGINT. Logs go to the data dir's
     ``watui.log``, as the console's do."""
     asyncio.run(_run_attach(url, key, settings))
 
@@ -74,7 +128,7 @@ def run_attach(url: str, key: str, settings: Settings) -> None:
 async def _run_attach(url: str, key: str, settings: Settings) -> None:
     from watui.app import WatuiApp
     from watui.console.config import default_config_path
-    from watui.console.terminal import log_to_file, on_hangup_signals
+    from watui.console.terminal import ConsoleTerminal, log_to_file
     from watui.remote import RemoteService
 
     log_to_file(settings)
@@ -86,7 +140,8 @@ async def _run_attach(url: str, key: str, settings: Settings) -> None:
     app = WatuiApp(service=service, link=service.link, freeze_heap=True, config_path=default_config_path())
     app.sub_title = url
     try:
-        with on_hangup_signals(app.exit):
+        with ConsoleTerminal(app.exit) as terminal:
+            app.driver_class = terminal.driver(app.driver_class)
             await app.run_async()
     finally:
         await service.aclose()
@@ -99,8 +154,6 @@ def run_console_or_attach(settings: Settings, demo: bool) -> None:
     In a terminal the answer is asked (yes by default); without one (a script, a pipe) the
     command says how to attach and exits with status 2, like any locked data dir.
     """
-    import click
-
     from watui.console.run import run_console
     from watui.stores.datadir import DataDirLocked
 

@@ -25,6 +25,11 @@ class LogKind(StrEnum):
     MESSAGES = "messages"
 
 
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
 @dataclass
 class OpenSession(Message):
     """``enter``: the QR code (or pairing code) while linking, the details otherwise."""
@@ -38,6 +43,9 @@ class RunVerb(Message):
 
     session_ids: tuple[str, ...]
     verb: Verb
+    hidden: frozenset[str] = frozenset()
+    """Those of ``session_ids`` the filter hides (marked, then filtered out of view): the
+    question before acting says how many, so nobody acts on rows they cannot see unawares."""
 
 
 @dataclass
@@ -114,3 +122,10 @@ class ShowPairCode(Message):
     session_id: str
     code: str | None
     expires_at: datetime | None
+
+
+@dataclass
+class ExportSessions(Message):
+    """Save the sessions table as shown (filter and sort applied) to a new file."""
+
+    format: ExportFormat

@@ -8,6 +8,7 @@ their ``code`` attribute, so a class added to :mod:`watui.errors` (or anywhere e
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -22,6 +23,20 @@ class ServerUnreachable(WatuiError):
     status = 503
 
 
+class BadResponse(WatuiError):
+    """The server answered, but not with anything this client can use (not JSON, not an event
+    stream, compressed without being asked): a broken server, or not a watui server."""
+
+    code = "BAD_RESPONSE"
+    status = 502
+
+
+class ResponseTooLarge(BadResponse):
+    """An answer past one of the client's caps (:class:`watui.remote.bounded.Limits`)."""
+
+    code = "RESPONSE_TOO_LARGE"
+
+
 class RemoteError(WatuiError):
     """A refusal whose code no local class carries: code and status are the server's."""
 
@@ -31,13 +46,18 @@ class RemoteError(WatuiError):
         self.status = status
 
 
+CLIENT_SIDE: frozenset[type[WatuiError]] = frozenset(
+    {WatuiError, RemoteError, ServerUnreachable, BadResponse, ResponseTooLarge})
+"""Classes this client raises itself: never what a server's code is taken to mean."""
+
+
 def _classes_by_code() -> dict[str, type[WatuiError]]:
     found: dict[str, type[WatuiError]] = {}
     pending: list[type[WatuiError]] = [WatuiError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if cls not in (WatuiError, RemoteError, ServerUnreachable):
+        if cls not in CLIENT_SIDE:
             found.setdefault(cls.code, cls)
     return found
 
@@ -63,10 +83,10 @@ def error_from_body(status: int, body: Any) -> WatuiError:
     return error
 
 
-def error_from_response(response: httpx.Response) -> WatuiError:
-    """Read a refusal (the body must have been read: ``await response.aread()`` for streams)."""
+def error_from_response(response: httpx.Response, content: bytes) -> WatuiError:
+    """A refusal, from its status and its body (read with a cap: :mod:`watui.remote.bounded`)."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = None
     error = error_from_body(response.status_code, body)

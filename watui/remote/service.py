@@ -5,6 +5,11 @@ same :class:`watui.errors.WatuiError` subclass as in-process, carrying the serve
 (see :mod:`watui.remote.errors`); a server that cannot be reached raises
 :class:`~watui.remote.errors.ServerUnreachable`. ``subscribe()`` follows ``/v1/events``
 (:mod:`watui.remote.subscription`). So the console's screens run unchanged on either.
+
+The API's page sizes are shared with the server (:data:`watui.service.MAX_PAGE`, …): a call
+for more than one page is answered by paging through. Every answer is read against
+:class:`~watui.remote.bounded.Limits`, so a broken or hostile server cannot grow the console
+without bound; a request that fails that way, or finds no server, marks the link down.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
+from watui.clock import Clock
 from watui.errors import SessionNotFound
 from watui.machine import EventType, Status
 from watui.models import (
@@ -34,17 +42,12 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
-from watui.remote.errors import error_from_response, unreachable
-from watui.remote.link import LinkMonitor
+from watui.remote.bounded import Limits, check_encoding, read_body, read_lines
+from watui.remote.errors import BadResponse, ResponseTooLarge, error_from_response, unreachable
+from watui.remote.link import LinkMonitor, LinkState, LinkStatus
 from watui.remote.subscription import Backoff, RemoteSubscription
-from watui.service import SortKey
-from watui.webhooks import WebhookDeliveryPage
-
-PAGE = 100
-"""The API's largest page of sessions."""
-
-MAX_BULK_IDS = 1000
-"""Sessions one bulk read may name (the server's limit)."""
+from watui.service import MAX_BULK_IDS, MAX_EVENT_PAGE, MAX_PAGE, SortKey
+from watui.webhooks import WebhookDelivery, WebhookDeliveryPage
 
 STREAM_WAIT = 5.0
 """Seconds a call waits for a new subscription's first connection (see ``first_attempt``)."""
@@ -52,8 +55,12 @@ STREAM_WAIT = 5.0
 RESTORE_POLL = 2.0
 """Seconds between two reads of the server's restore progress while a restore runs."""
 
+HEALTH_EVERY = 30.0
+"""Seconds between two reads of ``/v1/health`` otherwise (it is read again at every
+reconnection too: a restarted server restores its sessions)."""
 
-def _session_line(line: str) -> Session:
+
+def _session_line(line: bytes) -> Session:
     try:
         return Session.model_validate_json(line)
     except ValidationError:  # a masked webhook secret: the slow way
@@ -88,12 +95,17 @@ class RemoteService:
         timeout: float = 15.0,
         backoff: Backoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+        health_every: float = HEALTH_EVERY,
     ) -> None:
         self.url = url.rstrip("/")
         self.engine = engine
         self.client = httpx.AsyncClient(
             base_url=self.url + "/v1",
-            headers={"Authorization": f"Bearer {key}", "User-Agent": "watui-attach"},
+            # Uncompressed: an answer is measured as it arrives (watui.remote.bounded).
+            headers={"Authorization": f"Bearer {key}", "User-Agent": "watui-attach",
+                     "Accept-Encoding": "identity"},
             timeout=timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
@@ -101,15 +113,23 @@ class RemoteService:
         self.stream_timeout = httpx.Timeout(timeout, read=None)
         """Streams wait for events as long as the server keeps them open (it pings)."""
         self.backoff = backoff or Backoff()
-        self.link = LinkMonitor(self.url)
+        self.limits = limits or Limits()
+        self.link = LinkMonitor(self.url, now=clock.now if clock is not None else None)
         self.owners: dict[str, str] = {}
         """Session id → owner, from every session read: SSE frames do not carry the owner."""
+        self.in_flight = 0
+        """Requests under way (event streams not counted)."""
+        self.health_every = health_every
         self._subscriptions: set[RemoteSubscription] = set()
         self._restore: RestoreProgress | None = None
         self._wanted: dict[str, list[asyncio.Future[Session]]] = {}
         self._read_scheduled = False
         self._reads: set[asyncio.Task[None]] = set()
-        self._restore_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._health_read_at = -math.inf
+        self._was_connected = False
+        self._link_ups = 0
+        self.link.listen(self._link_changed)
 
     @classmethod
     async def open(cls, url: str, key: str, **kwargs: Any) -> RemoteService:
@@ -128,24 +148,61 @@ class RemoteService:
     async def aclose(self) -> None:
         for subscription in list(self._subscriptions):
             await subscription.aclose()
-        if self._restore_task is not None:
-            self._restore_task.cancel()
+        if self._health_task is not None:
+            self._health_task.cancel()
         await self.client.aclose()
+
+    @property
+    def subscriptions(self) -> tuple[RemoteSubscription, ...]:
+        """The event streams open now."""
+        return tuple(self._subscriptions)
+
+    @property
+    def busy(self) -> bool:
+        """A request is under way, or a read is waiting to go out."""
+        return self.in_flight > 0 or bool(self._wanted) or bool(self._reads)
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        await self._after_new_streams()
+    @contextlib.asynccontextmanager
+    async def _exchange(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """One request whose answer the caller reads (with a cap) inside the block. A refusal
+        raises its ``WatuiError``; no server, or an answer past a cap or not usable, raises
+        and marks the link down; an answer that gets through marks it up."""
+        self.in_flight += 1
         try:
-            response = await self.client.request(method, path, **kwargs)
+            await self._after_new_streams()
+            async with self.client.stream(method, path, **kwargs) as response:
+                check_encoding(response, self.url)
+                if response.status_code >= 400:
+                    body = await read_body(response, self.limits.body_bytes, self.url)
+                    self.link.reachable()
+                    raise error_from_response(response, body)
+                yield response
+            self.link.reachable()
         except httpx.HTTPError as exc:
-            raise unreachable(self.url, exc) from None
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return response
+            error = unreachable(self.url, exc)
+            self.link.unreachable(error.message)
+            raise error from None
+        except BadResponse as exc:
+            self.link.unreachable(exc.message)
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
+        async with self._exchange(method, path, **kwargs) as response:
+            return await read_body(response, self.limits.body_bytes, self.url)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return (await self._request(method, path, **kwargs)).json()
+        body = await self._request(method, path, **kwargs)
+        try:
+            return json.loads(body)
+        except ValueError:
+            error = BadResponse(f"The server at {self.url} answered {method} {path} with something "
+                                "that is not JSON", details={"url": self.url})
+            self.link.unreachable(error.message)
+            raise error from None
 
     async def _after_new_streams(self) -> None:
         """In-process, ``subscribe()`` is live at once; here its connection takes a round
@@ -167,8 +224,10 @@ class RemoteService:
         return self._keep(_session(await self._json(method, path, **kwargs)))
 
     async def _health(self) -> dict[str, Any]:
+        with contextlib.suppress(RuntimeError):  # outside a loop: nothing polls
+            self._health_read_at = asyncio.get_running_loop().time()
         health: dict[str, Any] = await self._json("GET", "/health")
-        progress = health.get("restoring")
+        progress = health.get("restoring") if isinstance(health, dict) else None
         self._restore = RestoreProgress.model_validate(progress) if progress else None
         return health
 
@@ -193,7 +252,7 @@ class RemoteService:
             params["status"] = status.value
         if query:
             params["q"] = query
-        if limit is not None and limit <= PAGE:
+        if limit is not None and limit <= MAX_PAGE:
             return await self._page(params, offset, limit)
         body = {key: value for key, value in params.items() if key != "descending"}
         everything = await self._bulk({**body, "descending": descending})
@@ -201,30 +260,36 @@ class RemoteService:
                            total=len(everything))
 
     async def _page(self, params: dict[str, Any], offset: int, limit: int) -> SessionPage:
-        response = await self._request("GET", "/sessions", params={**params, "offset": offset, "limit": limit})
+        body = await self._request("GET", "/sessions", params={**params, "offset": offset, "limit": limit})
         try:
-            page = SessionPage.model_validate_json(response.content)
+            page = SessionPage.model_validate_json(body)
         except ValidationError:  # a masked webhook secret: the slow way
-            data = response.json()
+            data = json.loads(body)
             page = SessionPage(sessions=[_session(s) for s in data["sessions"]], total=data["total"])
         for session in page.sessions:
             self._keep(session)
         return page
 
     async def _bulk(self, body: dict[str, Any]) -> list[Session]:
-        """``POST /v1/bulk/sessions``: many sessions in one streamed answer (NDJSON)."""
-        await self._after_new_streams()
+        """``POST /v1/bulk/sessions``: many sessions in one streamed answer (NDJSON), each
+        line and the whole answer within the client's limits, and no more sessions than the
+        server announced (``X-Total-Count``), or than ids asked for."""
+        ids = body.get("ids")
+        most = len(ids) if isinstance(ids, list) else self.limits.bulk_sessions
         sessions: list[Session] = []
-        try:
-            async with self.client.stream("POST", "/bulk/sessions", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise error_from_response(response)
-                async for line in response.aiter_lines():
-                    if line:
-                        sessions.append(self._keep(_session_line(line)))
-        except httpx.HTTPError as exc:
-            raise unreachable(self.url, exc) from None
+        async with self._exchange("POST", "/bulk/sessions", json=body) as response:
+            announced = response.headers.get("x-total-count", "")
+            if announced.isdigit() and int(announced) < most:
+                most = int(announced)
+            async for line in read_lines(response, self.limits, self.url):
+                if not line.strip():
+                    continue
+                if len(sessions) >= most:
+                    raise ResponseTooLarge(
+                        f"The server at {self.url} sent more than {most:,} sessions in one bulk answer, "
+                        "the most this console reads (or more than it announced): dropped",
+                        details={"url": self.url, "limit": most})
+                sessions.append(self._keep(_session_line(line)))
         return sessions
 
     async def get_session(self, session_id: str) -> Session:
@@ -307,27 +372,66 @@ class RemoteService:
         return Message.model_validate(data)
 
     async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> MessagePage:
-        params = {"limit": max(1, min(limit, PAGE)), "offset": offset}
-        return MessagePage.model_validate(await self._json("GET", f"/sessions/{session_id}/messages", params=params))
+        messages: list[Message] = []
+        total = 0
+        async for data in self._pages(f"/sessions/{session_id}/messages", limit, offset):
+            page = MessagePage.model_validate(data)
+            messages.extend(page.messages)
+            total = page.total
+            if len(page.messages) < MAX_PAGE:
+                break
+        return MessagePage(messages=messages[: max(0, limit)], total=total)
 
     async def list_events(
         self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[Event]:
-        params: dict[str, Any] = {"after_id": after_id, "limit": limit}
-        if session_id is not None:
-            params["session_id"] = session_id
-        data = await self._json("GET", "/events/log", params=params)
-        return [Event.model_validate(e) for e in data["events"]]
+        """The log from ``after_id``, as many events as asked: in pages of the server's
+        ``MAX_EVENT_PAGE``, each after the last one read."""
+        events: list[Event] = []
+        while len(events) < limit:
+            want = min(MAX_EVENT_PAGE, limit - len(events))
+            params: dict[str, Any] = {"after_id": after_id, "limit": want}
+            if session_id is not None:
+                params["session_id"] = session_id
+            data = await self._json("GET", "/events/log", params=params)
+            page = [Event.model_validate(e) for e in data["events"]]
+            events.extend(page)
+            if len(page) < want:
+                break
+            after_id = page[-1].id
+        return events
 
     async def list_webhook_deliveries(
         self, session_id: str, *, limit: int = 50, offset: int = 0
     ) -> WebhookDeliveryPage:
-        params = {"limit": max(1, min(limit, PAGE)), "offset": offset}
-        data = await self._json("GET", f"/sessions/{session_id}/webhooks/deliveries", params=params)
-        return WebhookDeliveryPage.model_validate(data)
+        deliveries: list[WebhookDelivery] = []
+        total = 0
+        async for data in self._pages(f"/sessions/{session_id}/webhooks/deliveries", limit, offset):
+            page = WebhookDeliveryPage.model_validate(data)
+            deliveries.extend(page.deliveries)
+            total = page.total
+            if len(page.deliveries) < MAX_PAGE:
+                break
+        return WebhookDeliveryPage(deliveries=deliveries[: max(0, limit)], total=total)
+
+    async def _pages(self, path: str, limit: int, offset: int) -> AsyncIterator[dict[str, Any]]:
+        """``limit`` items from ``offset`` of an offset-paged route, ``MAX_PAGE`` at a time
+        (the caller stops early on a short page). At least one page is read: its ``total``
+        answers a call for none."""
+        read = 0
+        while True:
+            want = max(1, min(MAX_PAGE, limit - read))
+            data = await self._json("GET", path, params={"limit": want, "offset": offset + read})
+            yield data
+            read += want
+            if read >= limit or offset + read >= int(data.get("total", 0)):
+                return
 
     async def recent_events(self, session_id: str, *, limit: int = 50) -> list[Event]:
-        data = await self._json("GET", f"/sessions/{session_id}/events", params={"limit": limit})
+        """The latest ``limit`` events, at most ``MAX_EVENT_PAGE`` (the route gives the newest
+        ones, and there is no page before them to ask for)."""
+        data = await self._json("GET", f"/sessions/{session_id}/events",
+                                params={"limit": max(1, min(limit, MAX_EVENT_PAGE))})
         return [Event.model_validate(e) for e in data["events"]]
 
     def subscribe(
@@ -352,21 +456,33 @@ class RemoteService:
 
     @property
     def restore_progress(self) -> RestoreProgress | None:
-        """The server's restore, as of its last ``/v1/health``; re-read every couple of
-        seconds while one is under way."""
-        if self._restore is not None and not self._restore.finished:
-            self._reread_restore()
+        """The server's restore, as of its last ``/v1/health``. Reading it keeps it fresh:
+        ``/v1/health`` is read again every ``RESTORE_POLL`` seconds while a restore runs,
+        every ``health_every`` otherwise, and at once after each reconnection."""
+        self._poll_health()
         return self._restore
 
-    def _reread_restore(self) -> None:
-        if self._restore_task is not None and not self._restore_task.done():
+    def _poll_health(self, *, now: bool = False) -> None:
+        if self._health_task is not None and not self._health_task.done():
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # read outside a loop: the value stands
+            return
+        restoring = self._restore is not None and not self._restore.finished
+        every = RESTORE_POLL if restoring else self.health_every
+        if now or loop.time() >= self._health_read_at + every:
+            self._health_task = loop.create_task(self._read_health())
 
-        async def later() -> None:
-            await asyncio.sleep(RESTORE_POLL)
-            with contextlib.suppress(Exception):
-                await self._health()
+    async def _read_health(self) -> None:
+        with contextlib.suppress(Exception):  # the link says what went wrong
+            await self._health()
 
-        with contextlib.suppress(RuntimeError):  # read outside a loop: the value stands
-            self._restore_task = asyncio.get_running_loop().create_task(later())
-
+    def _link_changed(self, status: LinkStatus) -> None:
+        """Back after a break: the server may have restarted, and be restoring its sessions."""
+        connected = status.state is LinkState.CONNECTED
+        if connected and not self._was_connected:
+            self._link_ups += 1
+            if self._link_ups > 1:
+                self._poll_health(now=True)
+        self._was_connected = connected

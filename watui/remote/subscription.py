@@ -7,6 +7,10 @@ replays what came after it, so nothing is missed and nothing is repeated. When t
 cannot resume there (``410 EVENTS_EXPIRED``, or an id past its log: another server, a new
 data dir), it follows the live stream again and reports a resync on the link, and the console
 re-reads every session.
+
+The stream is read in raw chunks by a bounded decoder (:class:`watui.remote.bounded.SSEDecoder`):
+a line or an event past the client's caps ends the connection with a clear reason on the link,
+which then reconnects like after any break.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from httpx_sse import ServerSentEvent, SSEError, aconnect_sse
+from httpx_sse import ServerSentEvent
 
 from watui.errors import WatuiError
 from watui.machine import EventType
 from watui.models import Event
-from watui.remote.errors import error_from_response, unreachable
+from watui.remote.bounded import SSEDecoder, check_encoding, read_body
+from watui.remote.errors import BadResponse, error_from_response, unreachable
 
 if TYPE_CHECKING:
     from watui.remote.service import RemoteService
@@ -103,6 +108,8 @@ class RemoteSubscription:
         """Set once the first connection is up or has failed: calls made after ``subscribe()``
         wait for it, so what they read is no older than the stream."""
         self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
+        self.decoder: SSEDecoder | None = None
+        """The current connection's decoder (``buffered`` says what it holds)."""
         self._task: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):  # no loop yet: started on first iteration
             self._start()
@@ -163,7 +170,7 @@ class RemoteSubscription:
                     self._resume, resync = None, True
                     continue
                 reason = exc.message
-            except (httpx.HTTPError, SSEError) as exc:
+            except httpx.HTTPError as exc:
                 reason = unreachable(self._service.url, exc).message
             except Exception as exc:  # a bad frame must not end the console's only stream
                 log.exception("the event stream failed")
@@ -180,14 +187,19 @@ class RemoteSubscription:
 
     async def _follow(self, resync: bool) -> bool:
         """One connection: read until it ends. Returns whether a resync is still owed."""
-        headers = {} if self._resume is None else {"Last-Event-ID": str(self._resume)}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if self._resume is not None:
+            headers["Last-Event-ID"] = str(self._resume)
         service = self._service
-        async with aconnect_sse(service.client, "GET", "/events", headers=headers,
-                                timeout=service.stream_timeout) as source:
-            response = source.response
+        limits = service.limits
+        async with service.client.stream("GET", "/events", headers=headers,
+                                         timeout=service.stream_timeout) as response:
+            check_encoding(response, service.url)
             if response.status_code != 200:
-                await response.aread()
-                raise error_from_response(response)
+                raise error_from_response(response, await read_body(response, limits.body_bytes, service.url))
+            if response.headers.get("content-type", "").partition(";")[0].strip() != "text/event-stream":
+                raise BadResponse(f"The server at {service.url} did not answer /v1/events with an event stream",
+                                  details={"url": service.url})
             head = response.headers.get(HEAD_HEADER)
             if self._resume is None and head is not None and head.isdigit():
                 self._resume = int(head)
@@ -199,10 +211,16 @@ class RemoteSubscription:
             if resync:
                 service.link.resynced()
                 resync = False
-            async for sse in source.aiter_sse():
-                event = parse_event(sse, service.owners)
-                if sse.id and sse.id.isdigit():
-                    self._resume = int(sse.id)
-                if event is not None and self._matches(event):
-                    await self._queue.put(event)
+            decoder = SSEDecoder(service.url, limits.line_bytes, limits.event_bytes)
+            self.decoder = decoder
+            async for chunk in response.aiter_bytes():
+                for sse in decoder.feed(chunk):
+                    await self._take(sse)
         return resync
+
+    async def _take(self, sse: ServerSentEvent) -> None:
+        event = parse_event(sse, self._service.owners)
+        if sse.id and sse.id.isdigit():
+            self._resume = int(sse.id)
+        if event is not None and self._matches(event):
+            await self._queue.put(event)

@@ -46,6 +46,10 @@ class SessionCommands(Provider):
             ("Help: keys and statuses", self._post(ask.ShowHelp()), "Every key, and what each status means"),
             ("Engine hosts", partial(self.app.run_action, "app.hosts"),
              "The engine host processes and the sessions each runs"),
+            ("Export sessions as CSV", self._post(ask.ExportSessions(ask.ExportFormat.CSV)),
+             "The rows shown (filter and sort applied), to a new file"),
+            ("Export sessions as JSON", self._post(ask.ExportSessions(ask.ExportFormat.JSON)),
+             "The rows shown (filter and sort applied), to a new file"),
         ]
 
     def _for_current(self) -> list[tuple[str, Callable[[], object], str]]:

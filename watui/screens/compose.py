@@ -9,9 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from watui.models import normalize_phone
+from watui.widgets.footer import FittingFooter
 from watui.widgets.status_badge import phone
 from watui.widgets.text import clean
 
@@ -61,7 +62,7 @@ class ComposeScreen(ModalScreen[Draft | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
                 yield Button("Send (enter)", id="send", variant="primary")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         tune = getattr(self.app, "tune_inputs", None)

@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from watui.models import Session
+from watui.widgets.footer import FittingFooter
 from watui.widgets.status_badge import phone
 from watui.widgets.text import clean
 
@@ -58,7 +59,7 @@ class CopyScreen(ModalScreen[Choice | None]):
             yield OptionList(*options, id="copy-options")
             if len(self.items) < 3:
                 yield Static("Phone number and JID are known once a phone is linked.", classes="dialog-help")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()

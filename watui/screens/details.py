@@ -5,11 +5,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from watui.console import requests as ask
 from watui.screens.common import FollowerScreen
 from watui.widgets.detail_pane import DetailPane
+from watui.widgets.footer import FittingFooter
 from watui.widgets.messages import StateChanged
 from watui.widgets.text import clean
 
@@ -35,7 +36,7 @@ class DetailScreen(FollowerScreen):
     def compose(self) -> ComposeResult:
         yield Static("", id="details-title", classes="link-title")
         yield DetailPane(self.wapp.now, send_key="m", id="details-pane")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         self._draw()

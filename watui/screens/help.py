@@ -11,8 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from watui.widgets.footer import FittingFooter
 from watui.widgets.status_badge import LEGEND, look_badge
 
 
@@ -103,4 +104,4 @@ class HelpScreen(ModalScreen[None]):
                           style="dim"))
         with VerticalScroll(id="help-dialog", classes="dialog"):
             yield Static(Group(*parts), id="help-text")
-        yield Footer()
+        yield FittingFooter()

@@ -13,11 +13,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from watui.errors import WatuiError
 from watui.models import EngineHost
 from watui.screens.common import WatuiScreen
+from watui.widgets.footer import FittingFooter
 
 REFRESH_EVERY = 2.0
 """Seconds between two reads of the host list."""
@@ -74,7 +75,7 @@ class HostsScreen(WatuiScreen):
         yield Static("", id="hosts-summary")
         yield DataTable(id="hosts-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="hosts-empty")
-        yield Footer()
+        yield FittingFooter()
 
     async def on_mount(self) -> None:
         await self.reload()

@@ -1,8 +1,9 @@
 """The log screen: the full event history of one session or of all, or a session's messages.
 
 The history is read from the store page by page, then kept current from the live events the
-app forwards (``follows_all`` for every session's). ``t`` cycles the kind shown, ``/`` filters
-by text, ``f`` follows the newest lines; ``m`` switches a session between events and messages.
+app forwards (``follows_all`` for every session's). ``t`` cycles through the kinds that have
+lines, ``/`` filters by text, ``f`` follows the newest lines; ``m`` switches a session between
+events and messages.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from watui.console.requests import LogKind
 from watui.errors import WatuiError
@@ -19,6 +20,7 @@ from watui.machine import EventType
 from watui.models import Event, Message, MessageStatus
 from watui.screens.common import WatuiScreen
 from watui.widgets.detail_pane import describe_event, party
+from watui.widgets.footer import FittingFooter
 from watui.widgets.log_view import MAX_LINES, LogLine, LogView
 from watui.widgets.messages import SessionEvent
 from watui.widgets.state import LoggedMessage
@@ -60,7 +62,7 @@ class LogScreen(WatuiScreen):
         yield Static("", id="log-title", classes="link-title")
         yield LogView(id="log")
         yield Input(placeholder="show lines with… (enter keeps it, escape clears)", id="log-filter")
-        yield Footer()
+        yield FittingFooter()
 
     @property
     def view(self) -> LogView:
@@ -228,7 +230,15 @@ class LogScreen(WatuiScreen):
     # -- keys -------------------------------------------------------------------------
 
     def action_kind(self) -> None:
-        self.kind_index = (self.kind_index + 1) % len(self.kinds)
+        """The next type that has lines here (with the text filter), then every line again."""
+        present = self.view.kinds_present()
+        count = len(self.kinds)
+        following = ((self.kind_index + step) % count for step in range(1, count + 1))
+        index = next(i for i in following if self.kinds[i] is None or self.kinds[i] in present)
+        if index == self.kind_index:
+            self.notify("No other type of line here.", title="Type", timeout=2)
+            return
+        self.kind_index = index
         self._apply_filter()
 
     def action_filter(self) -> None:

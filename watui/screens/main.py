@@ -17,20 +17,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
-from textual.widgets import Footer, Input, ProgressBar, Static
+from textual.widgets import Input, ProgressBar, Static
 
 from watui.console import requests as ask
 from watui.console.verbs import Verb
-from watui.machine import Status
 from watui.models import Session
 from watui.screens.common import WatuiScreen
 from watui.widgets.activity import sparkline
 from watui.widgets.detail_pane import DetailPane
+from watui.widgets.footer import FittingFooter
 from watui.widgets.messages import BulkProgress, StateChanged
 from watui.widgets.server_link import ServerLink
 from watui.widgets.sessions_table import SessionsTable
-from watui.widgets.state import SORT_COLUMNS
-from watui.widgets.status_badge import LEGEND, StatusLook, session_look
+from watui.widgets.state import SORT_COLUMNS, awaiting_restore
+from watui.widgets.status_badge import LEGEND, StatusLook, logged_out
 from watui.widgets.text import clean
 
 NARROW_WIDTH = 110
@@ -46,9 +46,12 @@ EMPTY_STATE = Text.assemble(
     "Press ", ("?", "bold reverse"), " for every key, ", ("ctrl+p", "bold reverse"), " for the command palette.",
 )
 
-HEADER_ORDER = ("connected", "qr_ready", "initializing", "connecting", "disconnected", "logged_out", "failed",
-                "stopped")
-LOOKS: dict[str, StatusLook] = dict(LEGEND)
+HEADER_ORDER = ("connected", "to_restore", "qr_ready", "initializing", "connecting", "disconnected", "logged_out",
+                "failed", "stopped")
+TO_RESTORE = StatusLook("to restore", "◔", "#7986cb", "#000000",
+                        "parked when watui last ended; the start-up restore brings it back")
+"""Not a status: a parked session the start-up restore has not brought back yet (header only)."""
+LOOKS: dict[str, StatusLook] = {**dict(LEGEND), "to_restore": TO_RESTORE}
 
 
 class MainScreen(WatuiScreen):
@@ -93,7 +96,7 @@ class MainScreen(WatuiScreen):
         self.sort_column = "name"
         self.sort_descending = False
         self._had_row = False
-        self._counts: tuple[int, Counter[str]] | None = None
+        self._counts: tuple[tuple[int, int, bool], Counter[str]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar")
@@ -104,7 +107,7 @@ class MainScreen(WatuiScreen):
                 yield Static(EMPTY_STATE, id="empty-state")
             yield DetailPane(self.wapp.now, send_key="m", id="detail")
         yield Input(placeholder="filter: name, phone or status (escape clears)", id="filter")
-        yield Footer()
+        yield FittingFooter()
 
     @property
     def table(self) -> SessionsTable:
@@ -126,7 +129,7 @@ class MainScreen(WatuiScreen):
     def on_resize(self, event: Resize) -> None:
         narrow = event.size.width < NARROW_WIDTH
         self.set_class(narrow, "-narrow")
-        self.query_one(Footer).compact = narrow
+        self.query_one(FittingFooter).compact = narrow
         self._draw_topbar()
 
     def refresh_times(self) -> None:
@@ -137,8 +140,7 @@ class MainScreen(WatuiScreen):
 
     def _watch_restore(self) -> None:
         """The header follows the start-up restore while there is one."""
-        progress = self.wapp.restore_progress
-        restoring = progress is not None and not progress.finished
+        restoring = self._restore_running()
         if restoring or self._restoring:
             self._restoring = restoring
             self._draw_topbar()
@@ -163,23 +165,32 @@ class MainScreen(WatuiScreen):
         self._draw_topbar()
 
     def look_counts(self) -> Counter[str]:
-        """Sessions by how they look (a logged-out session is not counted as a drop).
+        """Sessions by how they look (a logged-out session is not counted as a drop), by the
+        status the events last told. While the start-up restore runs, the sessions it has yet
+        to bring back count as "to restore": parked, not connected, not dropped.
 
         Counted once per change of the state: a filter keystroke redraws the header too.
         """
         state = self.wapp.state
-        if self._counts is not None and self._counts[0] == state.version:
+        restoring = self._restore_running()
+        key = (state.version, state.told_version, restoring)
+        if self._counts is not None and self._counts[0] == key:
             return self._counts[1]
         counts: Counter[str] = Counter()
-        logged_out = LOOKS["logged_out"]
         for session in state.sessions.values():
-            status = session.status
-            if status == Status.DISCONNECTED and session_look(session) is logged_out:
+            status, reason = state.status_of(session)
+            if restoring and awaiting_restore(session, status, reason):
+                counts["to_restore"] += 1
+            elif logged_out(status, reason):
                 counts["logged_out"] += 1
             else:
                 counts[status.value] += 1
-        self._counts = (state.version, counts)
+        self._counts = (key, counts)
         return counts
+
+    def _restore_running(self) -> bool:
+        progress = self.wapp.restore_progress
+        return progress is not None and not progress.finished
 
     def _draw_topbar(self) -> None:
         state = self.wapp.state
@@ -198,7 +209,8 @@ class MainScreen(WatuiScreen):
             tail.append(f"  restoring {progress.done}/{progress.total}", style="bold #f9a825")
         marked = len(self.table.marked)
         if marked:
-            tail.append(f"  {marked} marked", style="bold reverse")
+            hidden = sum(1 for i in self.table.marked if self.table.index_of(i) is None)
+            tail.append(f"  {marked} marked" + (f", {hidden} hidden" if hidden else ""), style="bold reverse")
         if self.query_text:
             tail.append(f"  filter “{clean(self.query_text)}”: {len(self.table.rows)} shown", style="bold")
         width = self.size.width
@@ -377,7 +389,9 @@ class MainScreen(WatuiScreen):
             current = self._current()
             targets = (current.id,) if current is not None else ()
         if targets:
-            self.post_message(ask.RunVerb(targets, Verb(verb)))
+            shown = self.table.index_of
+            hidden = frozenset(target for target in targets if shown(target) is None)
+            self.post_message(ask.RunVerb(targets, Verb(verb), hidden))
 
     def action_compose(self) -> None:
         current = self._current()

@@ -15,10 +15,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from watui.console import requests as ask
 from watui.models import LinkMethod, SessionCreate, SessionSettings
+from watui.widgets.footer import FittingFooter
 
 FIELDS = {"name": "name", "description": "description", "phone_number": "phone", "webhook_url": "webhook"}
 """Where a problem with a request field is shown (the form's field ids, without ``new-``)."""
@@ -107,7 +108,7 @@ class NewSessionScreen(ModalScreen[None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
                 yield Button("Create (enter)", id="create", variant="primary")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         self.query_one("#new-phone-row").display = False

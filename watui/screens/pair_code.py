@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from watui.console import requests as ask
 from watui.machine import EventType, Status
 from watui.models import normalize_phone
 from watui.screens.common import FollowerScreen, linked_notice
+from watui.widgets.footer import FittingFooter
 from watui.widgets.messages import SessionEvent, StateChanged
 from watui.widgets.status_badge import phone, session_badge, until
 from watui.widgets.text import clean, one_line
@@ -39,7 +40,7 @@ class PhonePrompt(ModalScreen[str | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Get code", id="ok", variant="primary")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         tune = getattr(self.app, "tune_inputs", None)
@@ -112,7 +113,7 @@ class PairCodeScreen(FollowerScreen):
                 yield Static("", id="pair-code")
             yield Static("", id="pair-expiry", classes="link-status")
             yield Static("", id="pair-steps")
-        yield Footer()
+        yield FittingFooter()
 
     def on_mount(self) -> None:
         session = self.wapp.state.sessions.get(self.session_id)

@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle, Vertical
 from textual.content import Content
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from watui.console import requests as ask
 from watui.console.verbs import Verb
@@ -32,6 +32,7 @@ from watui.errors import QrNotAvailable, WatuiError
 from watui.machine import EventType, Status
 from watui.qr import BLOCK_MODES, SEXTANT, BlockMode
 from watui.screens.common import FollowerScreen, linked_notice
+from watui.widgets.footer import FittingFooter
 from watui.widgets.messages import SessionEvent, StateChanged
 from watui.widgets.qr_view import QrView
 from watui.widgets.status_badge import seconds_left, session_badge
@@ -116,7 +117,7 @@ class QrScreen(FollowerScreen):
                     yield Static("", id="qr-message")
             yield Static("", id="qr-status", classes="link-status")
             yield Static("", id="qr-notice", classes="link-status")
-        yield Footer()
+        yield FittingFooter()
 
     # -- state ------------------------------------------------------------------------
 

@@ -23,9 +23,8 @@ from watui.machine import Status
 from watui.models import Session, Strict
 from watui.server.deps import Service, strict_json
 from watui.server.schemas import error_responses
-from watui.service import SortKey
+from watui.service import MAX_BULK_IDS, SortKey
 
-MAX_IDS = 1000
 CHUNK = 250
 """Sessions encoded between two yields to the event loop."""
 
@@ -34,7 +33,7 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 class BulkRead(Strict):
     ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
-        None, max_length=MAX_IDS,
+        None, max_length=MAX_BULK_IDS,
         description="just these sessions (in this order); all when absent. An id that names no "
         "session the caller sees is left out",
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from watui.models import Event
 from watui.server.deps import Service, SessionId
 from watui.server.schemas import error_responses
+from watui.service import MAX_EVENT_PAGE
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -33,7 +34,7 @@ def _events_json(events: list[Event]) -> JSONResponse:
 async def session_events(
     session_id: SessionId,
     service: Service,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
 ) -> JSONResponse:
     """The session's latest `limit` events, oldest first."""
     return _events_json(await service.recent_events(session_id, limit=limit))
@@ -44,7 +45,7 @@ async def event_log(
     service: Service,
     session_id: Annotated[str | None, Query(max_length=64, description="only this session's")] = None,
     after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 100,
 ) -> JSONResponse:
     """Past events after `after_id`, in id order (every session the caller sees, or one);
     page on with the last `id` as the next `after_id`."""

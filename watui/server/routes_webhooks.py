@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from watui.server.deps import CurrentCaller, Service, SessionId
 from watui.server.schemas import error_responses
+from watui.service import MAX_PAGE
 from watui.webhooks import WebhookDeliveryPage, redacted
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -28,7 +29,7 @@ async def list_webhook_deliveries(
     session_id: SessionId,
     service: Service,
     caller: CurrentCaller,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> JSONResponse:
     """Webhook deliveries of this session, newest first: status (`pending`, `delivered`,

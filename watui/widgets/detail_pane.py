@@ -33,6 +33,21 @@ def _grid() -> Table:
     return grid
 
 
+def party(chat: str) -> str:
+    """The other side of a chat: ``+14155550100`` for a number (as panes and logs all show a
+    phone number), a group's JID as it is."""
+    return clean(chat) if "@" in chat else clean(phone(chat))
+
+
+MESSAGE_LOOK: dict[str, str] = {
+    MessageStatus.SENT: "green",
+    MessageStatus.DELIVERED: "green",
+    MessageStatus.READ: "bold green",
+    MessageStatus.RECEIVED: "cyan",
+    MessageStatus.FAILED: "bold red",
+}
+
+
 def describe_event(event: Event) -> Text:
     """One line for an event: what happened, in words."""
     p = event.payload
@@ -44,7 +59,9 @@ def describe_event(event: Event) -> Text:
     if kind == EventType.QR:
         return Text.assemble(("qr ", "bold"), f"code {p.get('generation', '?')} issued")
     if kind == EventType.PAIR_CODE:
-        return Text.assemble(("pair code ", "bold"), clean(str(p.get("code", ""))))
+        number = p.get("phone_number")
+        return Text.assemble(("pair code ", "bold"), clean(str(p.get("code", ""))),
+                             f" for {phone(str(number))}" if number else "")
     if kind == EventType.CONNECTED:
         who = clean(str(p.get("push_name") or ""))
         return Text.assemble(("connected ", "bold green"), f"{phone(p.get('phone_number'))} {who}".rstrip())
@@ -54,8 +71,18 @@ def describe_event(event: Event) -> Text:
         return Text.assemble(("error ", "bold red"), one_line(str(p.get("message") or p.get("code") or "")))
     if kind == EventType.MESSAGE:
         arrow = "←" if p.get("direction") == "in" else "→"
-        return Text.assemble(("message ", "bold"), f"{arrow} {clean(str(p.get('chat', '')))}: "
-                                                   f"{one_line(str(p.get('text', '')))}")
+        line = Text.assemble(("message ", "bold"), f"{arrow} {party(str(p.get('chat') or ''))}: "
+                                                   f"{one_line(str(p.get('text') or ''))}")
+        if p.get("status") == MessageStatus.FAILED:
+            line.append(f"  [failed{': ' + one_line(str(p['error'])) if p.get('error') else ''}]", style="red")
+        return line
+    if kind == EventType.MESSAGE_STATUS:
+        status = clean(str(p.get("status") or "?"))
+        line = Text.assemble(("message status ", "bold"), (status, MESSAGE_LOOK.get(status, "")),
+                             f" → {party(str(p.get('chat') or ''))}")
+        if p.get("message_id"):
+            line.append(f"  {clean(str(p['message_id']))}", style="dim")
+        return line
     if kind == EventType.DELETED:
         return Text("deleted", style="bold")
     return Text(clean(str(kind)))
@@ -162,18 +189,6 @@ class EventsSection(DetailSection):
             when = Text(f"{ago(event.timestamp, ctx.now):>9} ", style="dim")
             lines.append(Text.assemble(when, describe_event(event), overflow="ellipsis", no_wrap=True))
         return Group(*lines)
-
-
-def party(chat: str) -> str:
-    """The other side of a chat: ``+14155550100`` for a number, a group's JID as it is."""
-    return clean(chat) if "@" in chat else clean(phone(chat))
-
-
-MESSAGE_LOOK: dict[MessageStatus, str] = {
-    MessageStatus.SENT: "green",
-    MessageStatus.RECEIVED: "cyan",
-    MessageStatus.FAILED: "bold red",
-}
 
 
 class MessageLog:

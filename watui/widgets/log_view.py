@@ -87,6 +87,11 @@ class LogView(ScrollView, can_focus=True):
                 return True
         return False
 
+    def kinds_present(self) -> set[str]:
+        """The kinds of the lines the text filter lets through (those a type filter can show)."""
+        query = self.query_text
+        return {line.kind for line in self.lines if not query or query in line.haystack}
+
     def set_filter(self, kind: str | None, text: str) -> None:
         self.kind, self.query_text = kind, text.strip().casefold()
         self._refilter()

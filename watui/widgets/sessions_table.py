@@ -5,6 +5,10 @@ sessions means rebuilding 10,000 rows. This widget keeps just the ordered list o
 :class:`~watui.models.Session` snapshots and renders the visible lines on demand (Line API),
 so a filter keystroke, a sort or a burst of status changes costs one list operation and one
 repaint, whatever the number of sessions.
+
+Attached to a server that cannot be reached (the app's ``server_link`` is stale), every row is
+drawn dimmed, its status without its colour and with a question mark: the last known status,
+not the current one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -23,7 +28,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from watui.models import Session
-from watui.widgets.status_badge import BADGE_WIDTH, ago, phone, session_badge
+from watui.remote.link import LinkStatus
+from watui.widgets.status_badge import BADGE_WIDTH, ago, phone, session_badge, session_look
 from watui.widgets.text import clean, fit
 
 
@@ -32,7 +38,9 @@ class Column:
     key: str
     title: str
     width: int
-    """Fixed width; 0 means "take what is left" (at least ``min_width``)."""
+    """Widest it gets; 0 means "take what is left" (at least ``min_width``). Columns whose
+    content is short take less (:meth:`SessionsTable.content_widths`), and what they leave
+    goes to the names."""
     min_width: int = 0
     right: bool = False
 
@@ -41,11 +49,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 0, 12),
     Column("status", "STATUS", BADGE_WIDTH),
     Column("node", "NODE", 12),
-    Column("phone", "PHONE", 15),
-    Column("activity", "ACTIVE", 9),
-    Column("messages", "IN/OUT", 9, right=True),
+    Column("phone", "PHONE", 16),
+    Column("activity", "ACTIVE", 8),
+    Column("messages", "IN/OUT", 13, right=True),
     Column("reconnects", "↻", 4, right=True),
 )
+SORT_SIGN = 2
+"""`` ▲`` after a sorted column's title: every title keeps room for it, so sorting never
+moves the columns."""
 DROP_ORDER = ("reconnects", "phone", "messages", "node")
 """Columns given up first when the table is too narrow for all of them."""
 CLUSTER_COLUMNS = frozenset({"node"})
@@ -158,6 +169,20 @@ class SessionsTable(ScrollView, can_focus=True):
         self.marked: set[str] = set()
         self.clustered = False
         """Some session shown has a node: the NODE column is on."""
+        self.stale = False
+        """The rows are the last known state of an unreachable server (attach mode)."""
+        self._widths: dict[str, int] = {}
+        """Content-sized widths of the columns that have them (see :meth:`content_widths`)."""
+
+    def on_mount(self) -> None:
+        if hasattr(self.app, "server_link"):  # the console's app; a bare test app has none
+            self.watch(self.app, "server_link", self._link_changed)
+
+    def _link_changed(self, status: LinkStatus | None) -> None:
+        stale = status is not None and status.stale
+        if stale != self.stale:
+            self.stale = stale
+            self.refresh()
 
     # -- data -------------------------------------------------------------------------
 
@@ -178,6 +203,7 @@ class SessionsTable(ScrollView, can_focus=True):
         self.rows = rows
         self._index = {s.id: i for i, s in enumerate(rows)}
         self.clustered = any(s.node_id for s in rows)
+        self._widths = self.content_widths(rows)
 
         if keep is not None and keep in self._index:
             self.cursor = self._index[keep]
@@ -187,6 +213,28 @@ class SessionsTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
         self.refresh()
         self._announce()
+
+    @staticmethod
+    def content_widths(rows: list[Session]) -> dict[str, int]:
+        """Widths that hold every row's phone, message counts, reconnects and node (and the
+        title with its sort sign), at most each column's width: computed from the largest
+        numbers and longest ids, not by drawing every row, so 10,000 rows cost a few ms."""
+        def title(key: str) -> int:
+            return next(cell_len(c.title) for c in COLUMNS if c.key == key) + SORT_SIGN
+
+        phones = max((len(s.phone_number) + 1 for s in rows if s.phone_number), default=1)
+        received = max((s.messages_received for s in rows), default=0)
+        sent = max((s.messages_sent for s in rows), default=0)
+        reconnects = max((s.reconnect_count for s in rows), default=0)
+        nodes = max((cell_len(clean(s.node_id)) for s in rows if s.node_id), default=1)
+        content = {  # left-aligned text gets a cell of air before the next column
+            "phone": phones + 1,
+            "messages": len(str(received)) + 1 + len(str(sent)),
+            "reconnects": len(str(reconnects)),
+            "node": nodes + 1,
+        }
+        widths = {c.key: c.width for c in COLUMNS}
+        return {key: min(widths[key], max(title(key), size)) for key, size in content.items()}
 
     # -- marks --------------------------------------------------------------------------
 
@@ -224,15 +272,16 @@ class SessionsTable(ScrollView, can_focus=True):
         shown = [c for c in COLUMNS if self.clustered or c.key not in CLUSTER_COLUMNS]
 
         def need(cols: list[Column]) -> int:
-            return 1 + sum(c.width or c.min_width for c in cols) + (len(cols) - 1)
+            return 1 + sum(self._widths.get(c.key, c.width) or c.min_width for c in cols) + (len(cols) - 1)
 
         for key in DROP_ORDER:
             if need(shown) <= width:
                 break
             shown = [c for c in shown if c.key != key]
-        fixed = 1 + sum(c.width for c in shown) + (len(shown) - 1)
+        sized = [(c, self._widths.get(c.key, c.width)) for c in shown]
+        fixed = 1 + sum(w for _, w in sized) + (len(shown) - 1)
         flexible = max(0, width - fixed)
-        return [(c, c.width or max(c.min_width, flexible)) for c in shown]
+        return [(c, w or max(c.min_width, flexible)) for c, w in sized]
 
     def _body_height(self) -> int:
         return max(0, self.size.height - 1)
@@ -272,11 +321,21 @@ class SessionsTable(ScrollView, can_focus=True):
         sorted_style = self.get_component_rich_style("sessions-table--sorted")
         segments = [Segment(" ", header)]
         columns = self.columns_for(width)
+        arrow = "▼" if self.sort_descending else "▲"
+        hidden_sort = next((c for c in COLUMNS if c.key == self.sort_column), None)
+        if hidden_sort is not None and any(c.key == self.sort_column for c, _ in columns):
+            hidden_sort = None
         for i, (column, w) in enumerate(columns):
             title = column.title
             style = header
             if column.key == self.sort_column:
-                title = f"{title} {'▼' if self.sort_descending else '▲'}"
+                title = f"{title} {arrow}"
+                style = sorted_style
+            elif column.key == "name" and hidden_sort is not None:
+                # Sorted by a column this width leaves out: say so where the eye starts.
+                labels = (f"{title} · by {hidden_sort.key} {arrow}", f"by {hidden_sort.key} {arrow}",
+                          f"by {hidden_sort.title} {arrow}")
+                title = next((label for label in labels if cell_len(label) <= w), labels[-1])
                 style = sorted_style
             segments.append(Segment(fit(title, w, column.right), style))
             if i < len(columns) - 1:
@@ -293,11 +352,17 @@ class SessionsTable(ScrollView, can_focus=True):
             base = base + self.get_component_rich_style("sessions-table--marked")
         # Only the colour of the dim style: its background would hide the cursor.
         dim = base + Style(color=self.get_component_rich_style("sessions-table--dim").color)
+        if self.stale:
+            base = dim
         now = self._now()
         segments = [Segment(self.MARK if marked else " ", base)]
         columns = self.columns_for(width)
         for i, (column, w) in enumerate(columns):
-            if column.key == "status":
+            if column.key == "status" and self.stale:  # the last known status, as such
+                look = session_look(session)
+                segments.append(Segment(f" {look.icon}", base + Style(color=look.background)))
+                segments.append(Segment(fit(f" {look.label}?", max(0, w - 2)), base + Style(italic=True)))
+            elif column.key == "status":
                 badge = session_badge(session, width=w)
                 segments.append(Segment(badge.plain, badge.style if isinstance(badge.style, Style) else None))
             else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from watui.machine import EventType, Status
-from watui.models import Event, Message, MessageDirection, MessageStatus, Session
+from watui.models import OUTGOING_PROGRESS, Event, Message, MessageDirection, MessageStatus, Session
 from watui.webhooks import WebhookDelivery
 
 RECENT_EVENTS = 30
@@ -38,6 +38,10 @@ STATUS_ORDER: dict[Status, int] = {
 """Sorting by status puts what needs attention first."""
 
 _EPOCH = datetime.min
+
+PARKED_REASONS = frozenset({"shutdown", "restart"})
+"""Why a session is ``disconnected`` when the end of the last run parked it (a clean shutdown,
+or a crash found at start-up) for the start-up restore to bring back."""
 
 
 def _activity(session: Session) -> datetime:
@@ -107,6 +111,25 @@ class LoggedMessage:
                    p.get("message_id") or None, p.get("error") or None)
 
 
+def _later(old: MessageStatus | None, new: MessageStatus) -> MessageStatus:
+    """The further of two statuses of a sent message (a status never moves back)."""
+    if old is None or old not in OUTGOING_PROGRESS:
+        return new
+    return max(old, new, key=OUTGOING_PROGRESS.index)
+
+
+def _moved_on(message: LoggedMessage, status: MessageStatus) -> LoggedMessage:
+    if message.status not in OUTGOING_PROGRESS or _later(message.status, status) == message.status:
+        return message
+    return replace(message, status=status)
+
+
+def awaiting_restore(session: Session, status: Status, reason: str | None) -> bool:
+    """Parked by the end of the last run, waiting for the start-up restore to bring it back
+    (meaningful while that restore runs)."""
+    return session.autostart and status == Status.DISCONNECTED and reason in PARKED_REASONS
+
+
 def matches(session: Session, query: str) -> bool:
     """Filter on name, phone number and status (case-insensitive substring)."""
     q = query.strip().casefold()
@@ -125,8 +148,14 @@ class ConsoleState:
         self.events: dict[str, deque[Event]] = {}
         self.messages: dict[str, deque[LoggedMessage]] = {}
         self._messages_seeded: set[str] = set()
+        self._statuses: dict[str, dict[str, MessageStatus]] = {}
+        """Per followed session: statuses heard for messages not in its log yet."""
         self.deliveries: dict[str, list[WebhookDelivery]] = {}
         self.version = 0
+        self.told: dict[str, tuple[Status, str | None]] = {}
+        """The status (and reason) each session's latest ``status`` event gave, until its
+        snapshot is read again: the header counts by it, so it never lags the events."""
+        self.told_version = 0
         # Sorting 10,000 sessions on every filter keystroke is most of the work: keep the
         # last sorted order (and each snapshot's search text) until something changes.
         self._sorted: tuple[int, str, bool, list[Session]] | None = None
@@ -134,11 +163,18 @@ class ConsoleState:
 
     def replace_all(self, sessions: Iterable[Session]) -> None:
         self.sessions = {s.id: s for s in sessions}
+        self.told.clear()
         self.version += 1
 
     def put(self, session: Session) -> None:
         self.sessions[session.id] = session
+        self.told.pop(session.id, None)
         self.version += 1
+
+    def status_of(self, session: Session) -> tuple[Status, str | None]:
+        """The session's status and reason as the events last told them (its snapshot's if none
+        came since it was read)."""
+        return self.told.get(session.id) or (session.status, session.reason)
 
     def remove(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
@@ -146,17 +182,34 @@ class ConsoleState:
         self.forget_messages(session_id)
         self.deliveries.pop(session_id, None)
         self._haystacks.pop(session_id, None)
+        self.told.pop(session_id, None)
         self.version += 1
 
     def add_event(self, event: Event) -> None:
+        """A live event: into the session's recent events (once, even if its past, read from the
+        store meanwhile, has it already), then what it says of the session's status and messages."""
         log = self.events.get(event.session_id)
         if log is None:
             log = self.events[event.session_id] = deque(maxlen=RECENT_EVENTS)
-        if log and log[-1].id >= event.id:
+        newer = [e for e in log if e.id >= event.id]
+        if not newer:
+            log.append(event)
+        if event.type == EventType.STATUS and event.session_id in self.sessions:
+            if not any(e.type == EventType.STATUS and e.id > event.id for e in newer):
+                self._tell_status(event)
+        if event.session_id in self.messages:
+            if event.type == EventType.MESSAGE:
+                self.add_message(event.session_id, LoggedMessage.from_event(event))
+            elif event.type == EventType.MESSAGE_STATUS:
+                self.message_status(event)
+
+    def _tell_status(self, event: Event) -> None:
+        try:
+            to = Status(str(event.payload.get("to")))
+        except ValueError:
             return
-        log.append(event)
-        if event.type == EventType.MESSAGE and event.session_id in self.messages:
-            self.add_message(event.session_id, LoggedMessage.from_event(event))
+        self.told[event.session_id] = (to, event.payload.get("reason") or None)
+        self.told_version += 1
 
     def seed_events(self, session_id: str, events: Iterable[Event]) -> None:
         """Fill a session's log from the store, keeping anything newer that arrived live."""
@@ -186,6 +239,7 @@ class ConsoleState:
         """Stop keeping a session's messages (deleted, or its log could not be read)."""
         self.messages.pop(session_id, None)
         self._messages_seeded.discard(session_id)
+        self._statuses.pop(session_id, None)
 
     def add_message(self, session_id: str, message: LoggedMessage | None) -> None:
         """A live message for a followed session; one the store read already gave is skipped."""
@@ -195,7 +249,37 @@ class ConsoleState:
         key = message.key
         if any(m.key == key for m in log):
             return
-        log.append(message)
+        log.append(self._with_held(session_id, message))
+
+    def message_status(self, event: Event) -> None:
+        """A ``message_status`` event (delivered, read): the followed log's line moves forward.
+
+        Heard before the message itself is in the log (its read from the store is under way),
+        the status is kept for it, so the log never shows a status older than the events told.
+        """
+        message_id = event.payload.get("message_id")
+        try:
+            status = MessageStatus(str(event.payload.get("status")))
+        except ValueError:
+            return
+        if not message_id or status not in OUTGOING_PROGRESS:
+            return
+        log = self.messages.get(event.session_id)
+        if log is None:
+            return
+        for i, message in enumerate(log):
+            if message.message_id == message_id:
+                log[i] = _moved_on(message, status)
+                return
+        held = self._statuses.setdefault(event.session_id, {})
+        held[message_id] = _later(held.get(message_id), status)
+        if len(held) > RECENT_MESSAGES * 4:
+            del held[next(iter(held))]
+
+    def _with_held(self, session_id: str, message: LoggedMessage) -> LoggedMessage:
+        held = self._statuses.get(session_id)
+        status = held.pop(message.message_id, None) if held and message.message_id else None
+        return _moved_on(message, status) if status is not None else message
 
     def seed_messages(self, session_id: str, newest_first: Iterable[Message]) -> None:
         """Fill a followed session's log from the store, keeping what arrived live meanwhile."""
@@ -205,6 +289,7 @@ class ConsoleState:
         stored = [LoggedMessage.from_message(m) for m in newest_first]
         known = {m.key for m in stored}
         merged = [*reversed(stored), *(m for m in live if m.key not in known)]
+        merged = [self._with_held(session_id, m) for m in merged]
         merged.sort(key=lambda m: m.timestamp)
         self.messages[session_id] = deque(merged, maxlen=RECENT_MESSAGES)
         self._messages_seeded.add(session_id)
