@@ -13,7 +13,7 @@ with the quiet zone. Per terminal size, in the grain the QR screen picks there (
    that size (what one frame spends on the code);
 3. both against half blocks, as ratios measured in the same run.
 
-The matrix itself (qrcode's encoding and mask choice, shared by every grain and by the
+The matrix itself (zxing-cpp's encoding and mask choice, shared by every grain and by the
 server's PNG) is printed alongside for scale.
 """
 
@@ -111,7 +111,7 @@ async def run(rotations: int) -> list[Figure]:
                               digits=2, note="same run"))
         figures.append(Figure(f"{size}: {mode.name} / half blocks, widget render", renders[mode] / renders[HALF],
                               "x", digits=2, note="same run"))
-    figures.append(figure("matrix (qrcode, shared by every grain)", matrix, "; not in the figures above"))
+    figures.append(figure("matrix (zxing-cpp, shared by every grain)", matrix, "; not in the figures above"))
     return figures
 
 

@@ -6,12 +6,19 @@ instead of being silently corrected by the decoder.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import io
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 import cairosvg
 import pytest
@@ -287,22 +294,27 @@ def test_quiet_zone_parameter() -> None:
         qr.qr_matrix("x", quiet_zone=-1)
 
 
-def test_data_url_format_and_cache() -> None:
+def test_data_url_round_trip_and_png_cache() -> None:
     payload = whatsapp_payload()
-    before = qr.png_data_url.cache_info()
-    url = qr.png_data_url(payload)
-    prefix = "data:image/png;base64,"
-    assert url.startswith(prefix)
-    raw = base64.b64decode(url[len(prefix) :], validate=True)
-    assert raw == qr.png_bytes(payload)
-    assert decode(Image.open(io.BytesIO(raw))) == [payload]
+    png = qr.png_bytes(payload)
+    assert qr.png_bytes(payload) is png, "drawn once, then remembered"
+    assert qr.drawings.peek(payload) is png
+    url = qr.data_url(png)
+    assert url.startswith("data:image/png;base64,")
+    assert qr.png_of_data_url(url) == png
+    assert decode(Image.open(io.BytesIO(png))) == [payload]
+    with pytest.raises(ValueError):
+        qr.png_of_data_url("data:image/gif;base64,R0lG")
 
-    again = qr.png_data_url(payload)
-    assert again is url
-    after = qr.png_data_url.cache_info()
-    assert after.hits == before.hits + 1
-    assert after.misses == before.misses + 1
-    assert after.maxsize is not None and after.maxsize >= 256
+
+def test_png_is_small_and_one_bit() -> None:
+    """Written by hand: 1-bit greyscale, black on white, under a kilobyte or so."""
+    payload = whatsapp_payload()
+    png = qr.draw_png(payload)
+    image = Image.open(io.BytesIO(png))
+    assert image.mode == "1"
+    assert len(png) < 1200
+    assert qr.draw_png(payload) == png, "the same code draws the same bytes"
 
 
 def test_cached_results_cannot_be_poisoned() -> None:
@@ -325,7 +337,7 @@ def test_cached_results_cannot_be_poisoned() -> None:
 def test_different_payloads_differ() -> None:
     a, b = whatsapp_payload(), whatsapp_payload()
     assert qr.qr_matrix(a) != qr.qr_matrix(b)
-    assert qr.png_data_url(a) != qr.png_data_url(b)
+    assert qr.png_bytes(a) != qr.png_bytes(b)
 
 
 def test_too_long_payload_and_bad_scale() -> None:
@@ -358,17 +370,138 @@ def test_does_not_import_textual() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-async def test_prerender_draws_the_png_in_another_process_before_anyone_asks() -> None:
-    """The server's manager calls prerender before a ``qr`` event exists: the PNG is then a
-    cache hit for every SSE client and webhook, not tens of ms on the event loop."""
-    payload = "2@" + _b64(48) + "," + _b64(32) + "," + _b64(32) + "," + _b64(32) + ",prerender"
-    await qr.prerender(payload)
-    drawn = qr._prerendered[(payload, 8)]
-    assert qr.png_bytes(payload) is drawn, "png_bytes takes the drawn PNG as it is"
-    assert drawn == qr.draw_png(payload, 8)
-    assert isinstance(qr._drawer(), qr.concurrent.futures.ProcessPoolExecutor)
-    assert qr._drawer().submit(os.getpid).result(10) != os.getpid(), "drawn in another process"
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(drawn)))
-    assert [d.text for d in decoded] == [payload]
-    await qr.prerender("x" * 5000)  # too long for any QR code: left for the callers to report
-    assert ("x" * 5000, 8) not in qr._prerendered
+
+# ==================================================================== drawing on demand
+
+
+class Gate:
+    """A drawing the test holds still: every batch is recorded, then waits for ``open``."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.busy = threading.Event()
+        self.open = threading.Event()
+
+    def __call__(self, payloads: Sequence[str]) -> list[bytes | None]:
+        self.batches.append(list(payloads))
+        self.busy.set()
+        assert self.open.wait(10), "the test never let the drawing go"
+        return qr.draw_pngs(payloads)
+
+    @property
+    def drawn(self) -> list[str]:
+        return [payload for batch in self.batches for payload in batch]
+
+
+def held(**options: Any) -> tuple[qr.Drawings, Gate]:
+    """Drawings whose first batch (a code nobody else asks for) is being drawn, held."""
+    gate = Gate()
+    drawings = qr.Drawings(draw=gate, batch=1, **options)
+    drawings.need("blocker")
+    assert gate.busy.wait(10)
+    return drawings, gate
+
+
+def settle(drawings: qr.Drawings) -> None:
+    deadline = time.monotonic() + 10
+    while not drawings.idle():
+        assert time.monotonic() < deadline, "the queue never emptied"
+        time.sleep(0.005)
+
+
+def test_drawings_draw_newest_first_once_per_code() -> None:
+    drawings, gate = held()
+    a, b, c, b_again = (drawings.need(p) for p in ("a", "b", "c", "b"))
+    assert not any(f.done() for f in (a, b, c, b_again)), "nothing is drawn before its turn"
+    gate.open.set()
+    assert b.result(10) is b_again.result(10), "two askers of one code share one drawing"
+    assert gate.batches == [["blocker"], ["c"], ["b"], ["a"]], "the newest code first"
+    assert [decode(Image.open(io.BytesIO(f.result(10)))) for f in (a, c)] == [["a"], ["c"]]  # type: ignore[arg-type]
+    assert drawings.drawn == 4
+    assert drawings.need("c").result(0) is c.result(0), "remembered: asked again, drawn no more"
+    assert drawings.drawn == 4
+
+
+def test_a_superseded_code_is_never_drawn() -> None:
+    drawings, gate = held()
+    old = drawings.need("old", session_id="s1", order=10)
+    other = drawings.need("other", session_id="s2", order=11)
+    drawings.note("s1", 12, "new")  # a newer code of s1 went by (in a stream's batch, say)
+    later = drawings.need("older", session_id="s1", order=9)
+    assert later.done() and later.result() is None, "known superseded: not even queued"
+    gate.open.set()
+    assert old.result(10) is None
+    assert other.result(10) is not None
+    settle(drawings)
+    assert gate.drawn == ["blocker", "other"]
+    assert drawings.counts["superseded"] == 2 and drawings.drawn == 2
+
+
+def test_an_expired_code_is_never_drawn() -> None:
+    now = [1_000.0]
+    drawings, gate = held(clock=lambda: now[0])
+    soon = datetime.fromtimestamp(1_005, UTC)
+    expiring = drawings.need("expiring", expires_at=soon)
+    lasting = drawings.need("lasting", expires_at=(soon + timedelta(seconds=60)).isoformat())
+    past = drawings.need("past", expires_at=datetime.fromtimestamp(999, UTC))
+    assert past.done() and past.result() is None
+    now[0] = 1_006.0  # while they waited, the first one expired
+    gate.open.set()
+    assert expiring.result(10) is None and lasting.result(10) is not None
+    settle(drawings)
+    assert gate.drawn == ["blocker", "lasting"]
+    assert drawings.counts["expired"] == 2
+
+
+def test_the_queue_is_bounded_and_gives_up_the_oldest() -> None:
+    drawings, gate = held(max_waiting=2)
+    first, second, third = (drawings.need(p) for p in ("first", "second", "third"))
+    assert first.done() and first.result() is None, "the oldest waiting gives way"
+    gate.open.set()
+    assert second.result(10) is not None and third.result(10) is not None
+    assert drawings.counts["overflow"] == 1 and "first" not in gate.drawn
+
+
+def test_a_code_nobody_waits_for_any_more_is_not_drawn() -> None:
+    drawings, gate = held()
+    gone = drawings.need("gone")
+    assert gone.cancel()
+    gate.open.set()
+    settle(drawings)
+    assert gate.drawn == ["blocker"] and drawings.counts["abandoned"] == 1
+
+
+def test_a_payload_no_code_holds_is_reported_not_raised() -> None:
+    drawings = qr.Drawings()
+    assert drawings.need("x" * 5000).result(10) is None
+    assert drawings.counts["undrawable"] == 1 and drawings.drawn == 0
+
+
+async def test_awaiting_a_drawing_and_cancelling_the_await() -> None:
+    drawings, gate = held()
+    waiting = asyncio.ensure_future(drawings.png("cancelled"))
+    url = asyncio.ensure_future(drawings.data_url("wanted"))
+    await asyncio.sleep(0)  # both asked
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.open.set()
+    png = qr.png_of_data_url(await url)  # type: ignore[arg-type]
+    assert decode(Image.open(io.BytesIO(png))) == ["wanted"]
+    await asyncio.to_thread(settle, drawings)
+    assert "cancelled" not in gate.drawn
+
+
+async def test_use_process_draws_in_another_process() -> None:
+    """What the server uses: the drawing never holds the GIL the event loop needs."""
+    drawings = qr.Drawings()
+    drawings.use_process()
+    payload = whatsapp_payload()
+    try:
+        png = await drawings.png(payload)
+        assert png == qr.draw_png(payload)
+        executor = drawings._executor
+        assert isinstance(executor, concurrent.futures.ProcessPoolExecutor)
+        assert executor.submit(os.getpid).result(10) != os.getpid(), "drawn in another process"
+    finally:
+        drawings.close()

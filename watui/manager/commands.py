@@ -50,6 +50,7 @@ from watui.models import (
     SimulateRequest,
     normalize_phone,
 )
+from watui.qr import data_url, drawings
 
 log = logging.getLogger(__name__)
 
@@ -305,12 +306,16 @@ class Commands:
                 f"No QR code is up for this session (status {session.status.value})",
                 details={"status": session.status.value},
             )
-        from watui.qr import png_data_url
-
+        code, expires_at = runtime.qr_text, session.qr_expires_at
+        # Live right now, so no expiry is passed. Drawn off the event loop, once for everyone
+        # asking for this code (SSE streams, webhooks, other pollers).
+        png = await drawings.png(code, session_id=session.id)
+        if png is None:
+            raise QrNotAvailable("The QR code could not be drawn", details={"status": session.status.value})
         return QrCode(
-            session_id=session.id, qr_text=runtime.qr_text, qr_data=png_data_url(runtime.qr_text),
+            session_id=session.id, qr_text=code, qr_data=data_url(png),
             generation=session.qr_generation, codes_per_attempt=self.settings.qr_codes_per_attempt,
-            attempt=session.qr_attempt, expires_at=session.qr_expires_at,
+            attempt=session.qr_attempt, expires_at=expires_at,
         )
 
     # ================================================================ messages and the fake phone

@@ -50,9 +50,6 @@ class Lifecycle:
         self.journal = journal
         self.supervisor = supervisor
         self.rng = random.Random()
-        self.prerender_qr = False
-        """Draw each QR code's PNG in another process before its event is made (see
-        ``SessionManager.prerender_qr``)."""
 
     # ================================================================ engine facts
 
@@ -62,17 +59,8 @@ class Lifecycle:
             self.supervisor.settled(runtime)  # the connect has an outcome: the restore may go on
         match event:
             case QrCodeIssued(code=code):
-                if self.prerender_qr and runtime.pair_phone is None and \
-                        session.status in (Status.INITIALIZING, Status.QR_READY):
-                    # A code to show: drawn before its event exists, off the event loop, so
-                    # every SSE frame and webhook of it reads the cached PNG.
-                    from watui.qr import prerender
-
-                    await prerender(code)
-                    current = self.registry.sessions.get(runtime.session_id)
-                    if current is None:
-                        return
-                    session = current
+                # The code's text is the event; its PNG is drawn only when someone asks
+                # (watui/qr.py's ``drawings``), so a code never waits for one.
                 await self._on_qr(runtime, session, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self.supervisor.disarm(runtime, TimerKind.QR)

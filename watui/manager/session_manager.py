@@ -82,17 +82,6 @@ class SessionManager:
         self.cluster: ClusterNode | None = None
         """Cluster mode: this process as a node (leases, heartbeats, takeover, fan-out)."""
 
-    @property
-    def prerender_qr(self) -> bool:
-        """Draw each QR code's PNG in another process before its event is made. The server
-        turns it on (every SSE client and webhook of the code needs the PNG at once); the
-        console alone draws half blocks, not PNGs, and leaves it off."""
-        return self.lifecycle.prerender_qr
-
-    @prerender_qr.setter
-    def prerender_qr(self, value: bool) -> None:
-        self.lifecycle.prerender_qr = value
-
     # ================================================================ open and close
 
     @classmethod

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from watui import __version__
 from watui.cluster.routing import Forwarder, RoutingMiddleware
 from watui.logs import throttle_repeats
+from watui.qr import drawings
 from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi
@@ -64,7 +65,9 @@ def create_app(
     if locator is None:
         locator = manager.cluster
     state = ServerState(manager, settings, send_timeout, locator)
-    manager.prerender_qr = True  # QR PNGs drawn off the event loop, before their events
+    # QR PNGs are drawn when a stream, a webhook or GET .../qr needs one, in a process of their
+    # own: drawing in a thread would take the GIL from the event loop.
+    drawings.use_process()
     throttle_repeats()
 
     @asynccontextmanager

@@ -21,7 +21,7 @@ from watui.models import (
     SessionUpdate,
     SimulateRequest,
 )
-from watui.qr import png_bytes
+from watui.qr import png_of_data_url
 from watui.server.deps import Service, SessionId, session_json, state_of, strict_json
 from watui.server.schemas import (
     PairCodeRequest,
@@ -30,7 +30,7 @@ from watui.server.schemas import (
     SessionView,
     error_responses,
 )
-from watui.service import SessionService, SortKey
+from watui.service import MAX_PAGE, SessionService, SortKey
 
 
 def sessions_router(*, simulated: bool) -> APIRouter:
@@ -63,7 +63,7 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         q: Annotated[str | None, Query(max_length=100, description="matches name, phone, status")] = None,
         sort: Annotated[SortKey, Query()] = "created_at",
         descending: bool = False,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> JSONResponse:
         """The caller's sessions (an admin key sees every owner's)."""
@@ -126,10 +126,10 @@ def sessions_router(*, simulated: bool) -> APIRouter:
     )
     async def get_qr(session_id: SessionId, service: Service, request: Request) -> Response:
         """The live QR code. `409 QR_NOT_AVAILABLE` when none is up (not started, linked, …)."""
-        qr = await service.get_qr(session_id)
+        qr = await service.get_qr(session_id)  # drawn off the event loop, shared with streams
         if "image/png" in request.headers.get("accept", ""):
             return Response(
-                png_bytes(qr.qr_text), media_type="image/png",
+                png_of_data_url(qr.qr_data), media_type="image/png",
                 headers={"Cache-Control": "no-store", "X-QR-Generation": str(qr.generation)},
             )
         return JSONResponse(qr.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
@@ -154,7 +154,7 @@ def sessions_router(*, simulated: bool) -> APIRouter:
     async def list_messages(
         session_id: SessionId,
         service: Service,
-        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> JSONResponse:
         """Messages sent and received, newest first."""

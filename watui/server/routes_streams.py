@@ -74,7 +74,7 @@ def streams_router() -> APIRouter:
             # Subscribe first, then read the state: a change in between arrives live as well.
             session = await service.get_session(session_id)
             latest = await latest_events(store, session_id, subscription.last_id)
-            first, closed = snapshot_frames(session, latest, state.frames, subscription.last_id)
+            first, closed = await snapshot_frames(session, latest, state.frames, subscription.last_id)
         except BaseException:
             lease.release()
             await subscription.aclose()

@@ -35,7 +35,7 @@ class ServerState:
         """Cluster mode: which node runs which session, and the nodes; None on a single node."""
         self.settings = settings
         self.send_timeout = send_timeout
-        self.frames = FrameCache()
+        self.frames = FrameCache(clock=manager.clock)
         self.stopping = asyncio.Event()
         self.subscriptions: set[Subscription] = set()
         self.simulated = manager.service(Caller.local_admin()).simulated

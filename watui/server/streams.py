@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +22,12 @@ import anyio
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
+from watui import qr
+from watui.clock import Clock
 from watui.errors import ValidationFailed
 from watui.machine import EventType, Status
 from watui.models import Event, Session, isoformat
-from watui.qr import png_data_url
+from watui.qr import Drawings
 from watui.server.limits import StreamLease
 from watui.service import Subscription
 from watui.stores.base import StoreProtocol
@@ -71,32 +73,55 @@ def frame(event_id: int, event_type: str, data: dict[str, Any]) -> bytes:
     return f"id: {event_id}\nevent: {event_type}\ndata: {_dumps(data)}\n\n".encode()
 
 
-def event_data(event: Event) -> dict[str, Any]:
-    """The ``data:`` object of an event; a ``qr`` event also gets its PNG as ``qr_data``."""
+def event_data(event: Event, qr_data: str | None = None) -> dict[str, Any]:
+    """The ``data:`` object of an event; a ``qr`` event's PNG goes in as ``qr_data``."""
     data = event.data()
-    if event.type is EventType.QR and isinstance(data.get("qr_text"), str):
-        try:
-            data["qr_data"] = png_data_url(data["qr_text"])
-        except ValueError:  # a payload too long for any QR code: send the text alone
-            log.warning("cannot draw the QR code of event %s", event.id)
+    if qr_data is not None:
+        data["qr_data"] = qr_data
     return data
 
 
-def encode(event: Event) -> bytes:
-    return frame(event.id, event.type.value, event_data(event))
+def encode(event: Event, qr_data: str | None = None) -> bytes:
+    return frame(event.id, event.type.value, event_data(event, qr_data))
+
+
+def qr_text_of(event: Event) -> str | None:
+    """The code a ``qr`` event carries (``None`` for any other event)."""
+    if event.type is not EventType.QR:
+        return None
+    text = event.payload.get("qr_text")
+    return text if isinstance(text, str) else None
 
 
 class FrameCache:
     """Encoded frames by event id, so a fan-out to N clients encodes each event once.
 
-    A ``qr`` frame carries its PNG, which the manager drew in a worker thread before the event
-    existed (:func:`watui.qr.prerender`): here it is a cache lookup, not tens of milliseconds
-    of drawing on the event loop while every other client waits.
+    A ``qr`` frame carries its code's PNG as ``qr_data``, drawn when the first stream that
+    owes the frame asks for it (:data:`watui.qr.drawings`: off the event loop, once per code,
+    shared by every stream and webhook asking). A stream waits for its own frames only; the
+    others and the loop go on. A code that expired, or was superseded by a newer code of its
+    session, before it was drawn is nobody's use: its frame goes out without ``qr_data``
+    (``qr_text`` and the rest as always), so no event id is ever skipped.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, drawings: Drawings = qr.drawings, clock: Clock | None = None) -> None:
         self._size = size
         self._frames: OrderedDict[int, bytes] = OrderedDict()
+        self.drawings = drawings
+        self._clock = clock
+        """The clock the events' ``expires_at`` was set by (the manager's), if not the wall clock."""
+
+    def _expiry(self, value: object) -> datetime | None:
+        """A code's ``expires_at`` on the wall clock, which the drawings go by."""
+        if not isinstance(value, str):
+            return None
+        try:
+            expires = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if self._clock is not None:
+            expires += datetime.now(UTC) - self._clock.now()
+        return expires
 
     def _keep(self, event_id: int, encoded: bytes) -> bytes:
         self._frames[event_id] = encoded
@@ -104,10 +129,41 @@ class FrameCache:
             self._frames.popitem(last=False)
         return encoded
 
-    def get(self, event: Event) -> bytes:
-        """The frame, encoded here and now if needed."""
-        cached = self._frames.get(event.id)
-        return cached if cached is not None else self._keep(event.id, encode(event))
+    async def frames(self, events: Sequence[Event]) -> list[bytes]:
+        """The frames of ``events``, in order; a ``qr`` frame may wait for its PNG.
+
+        Every code of the batch is noted first, so an earlier code of a session that a later
+        one in the same batch supersedes is not drawn; the codes still owed are then drawn
+        together (newest first), while this stream alone waits.
+        """
+        out: list[bytes | None] = []
+        owed: list[tuple[int, Event, str]] = []
+        for event in events:
+            cached = self._frames.get(event.id)
+            if cached is None:
+                code = qr_text_of(event)
+                if code is None:
+                    cached = self._keep(event.id, encode(event))
+                else:
+                    owed.append((len(out), event, code))
+            out.append(cached)
+        if owed:
+            for _, event, code in owed:
+                self.drawings.note(event.session_id, event.id, code)
+            needs = [self.drawings.need(code, session_id=event.session_id, order=event.id,
+                                        expires_at=self._expiry(event.payload.get("expires_at")))
+                     for _, event, code in owed]
+            try:
+                pngs = [need.result() if need.done() else await asyncio.wrap_future(need) for need in needs]
+            finally:
+                for need in needs:
+                    need.cancel()  # the stream went away: nobody here needs the rest (no-op once done)
+            for (index, event, _), png in zip(owed, pngs, strict=True):
+                cached = self._frames.get(event.id)  # another stream encoded it meanwhile
+                if cached is None:
+                    cached = self._keep(event.id, encode(event, None if png is None else qr.data_url(png)))
+                out[index] = cached
+        return [each for each in out if each is not None]
 
 
 PING = ServerSentEvent(comment="ping", sep="\n")
@@ -210,8 +266,23 @@ async def _close_quietly(subscription: Subscription) -> None:
             log.exception("closing a subscription failed")
 
 
+MAX_BATCH_EVENTS = 256
+"""Events already waiting for a client are taken together, up to this many, and go out in
+writes of up to ``MAX_BATCH_BYTES``."""
 MAX_BATCH_BYTES = 256 * 1024
-"""Frames already waiting for a client go out together, up to this much per write."""
+
+
+def _writes(frames: list[bytes]) -> Iterator[bytes]:
+    chunk: list[bytes] = []
+    size = 0
+    for each in frames:
+        if chunk and size + len(each) > MAX_BATCH_BYTES:
+            yield b"".join(chunk)
+            chunk, size = [], 0
+        chunk.append(each)
+        size += len(each)
+    if chunk:
+        yield chunk[0] if len(chunk) == 1 else b"".join(chunk)
 
 
 async def pump(
@@ -225,7 +296,7 @@ async def pump(
     """Frames for ``first`` then for every event of ``subscription``, ending after ``close_on``.
 
     Events that are already waiting when one is taken (a status change and its QR code,
-    or a backlog after a busy moment) are sent in one write: under load that is what keeps
+    or a backlog after a busy moment) are sent together: under load that is what keeps
     a thousand clients from costing a thousand writes per event.
 
     The subscription sits in ``registry`` while the stream is open: closing it from outside
@@ -238,17 +309,16 @@ async def pump(
         for chunk in first:
             yield chunk
         async for event in subscription:
-            batch = [cache.get(event)]
-            size = len(batch[0])
+            batch = [event]
             closing = event.type in close_on
-            while ready is not None and not closing and size < MAX_BATCH_BYTES:
+            while ready is not None and not closing and len(batch) < MAX_BATCH_EVENTS:
                 more: Event | None = ready()
                 if more is None:
                     break
-                batch.append(cache.get(more))
-                size += len(batch[-1])
+                batch.append(more)
                 closing = more.type in close_on
-            yield batch[0] if len(batch) == 1 else b"".join(batch)
+            for chunk in _writes(await cache.frames(batch)):
+                yield chunk
             if closing:
                 return
     finally:
@@ -280,7 +350,7 @@ async def latest_events(store: StoreProtocol, session_id: str, up_to: int) -> di
     return out
 
 
-def snapshot_frames(
+async def snapshot_frames(
     session: Session, latest: dict[EventType, Event], cache: FrameCache, last_id: int
 ) -> tuple[list[bytes], bool]:
     """The current state of a session as frames, and whether the stream ends right after them
@@ -296,7 +366,7 @@ def snapshot_frames(
         data = {"session_id": session.id, "from": None, "to": session.status.value,
                 "reason": session.reason, "timestamp": isoformat(session.updated_at)}
         return [frame(last_id, EventType.STATUS.value, data)], False
-    frames = [cache.get(status)]
+    events = [status]
     to = status.payload.get("to")
 
     def after_status(kind: EventType) -> Event | None:
@@ -310,14 +380,12 @@ def snapshot_frames(
             expires = code.payload.get("expires_at")
             if expires and datetime.fromisoformat(str(expires).replace("Z", "+00:00")) <= datetime.now(UTC):
                 code = None
-        frames.extend(cache.get(e) for e in sorted(filter(None, (qr, code)), key=lambda e: e.id))
+        events.extend(sorted(filter(None, (qr, code)), key=lambda e: e.id))
     closing = {Status.CONNECTED.value: EventType.CONNECTED, Status.FAILED.value: EventType.ERROR}.get(str(to))
-    if closing is None:
-        return frames, False
-    last = after_status(closing)
+    last = after_status(closing) if closing is not None else None
     if last is not None:
-        frames.append(cache.get(last))
-    return frames, True
+        events.append(last)
+    return await cache.frames(events), closing is not None
 
 
 ReadEvents = Callable[[int, int], Awaitable[list[Event]]]

@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from watui.machine import EventType
 from watui.models import Event, mask_url
+from watui.qr import drawings
 from watui.webhooks.guard import ForbiddenAddress
 from watui.webhooks.outbox import Due
 from watui.webhooks.policy import is_retryable, retry_after
@@ -87,7 +88,9 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def body_of(due: Due) -> str:
+def body_of(due: Due, qr_data: str | None = None) -> str:
+    """The event as the receiver gets it; a ``qr`` event's PNG (:func:`qr_data_of`) goes in as
+    ``qr_data``, as on the SSE stream."""
     event = Event(
         id=due.event_id, type=EventType(due.event_type), session_id=due.session_id,
         owner=due.owner, timestamp=due.event_ts, payload=json.loads(due.payload),
@@ -95,12 +98,21 @@ def body_of(due: Due) -> str:
     data = event.data()
     body: dict[str, Any] = {"id": event.id, "type": event.type.value}
     body.update((k, v) for k, v in data.items() if k not in body)
-    if event.type is EventType.QR and isinstance(data.get("qr_text"), str):
-        # As on the SSE stream: the PNG alongside the raw payload.
-        from watui.qr import png_data_url
-
-        body["qr_data"] = png_data_url(data["qr_text"])
+    if qr_data is not None:
+        body["qr_data"] = qr_data
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+async def qr_data_of(due: Due) -> str | None:
+    """The PNG of a ``qr`` delivery's code, drawn now if nobody drew it yet (off the event loop,
+    once for everyone asking). ``None`` once the code expired or a newer code of the session
+    is known: a delivery late enough for that (a retry) carries ``qr_text`` alone."""
+    payload = json.loads(due.payload)
+    code = payload.get("qr_text") if isinstance(payload, dict) else None
+    if not isinstance(code, str):
+        return None
+    return await drawings.data_url(code, session_id=due.session_id, order=due.event_id,
+                                   expires_at=payload.get("expires_at"))
 
 
 async def post(due: Due, client: httpx.AsyncClient, signer: Any, timeout: float) -> Outcome:
@@ -109,10 +121,8 @@ async def post(due: Due, client: httpx.AsyncClient, signer: Any, timeout: float)
     started = time.perf_counter()
     outcome = Outcome()
     try:
-        if due.event_type == EventType.QR.value:
-            body = await asyncio.to_thread(body_of, due)  # drawing the PNG takes milliseconds
-        else:
-            body = body_of(due)
+        qr_data = await qr_data_of(due) if due.event_type == EventType.QR.value else None
+        body = body_of(due, qr_data)
         webhook: Webhook = signer() if callable(signer) else signer
         sent_at = datetime.fromtimestamp(int(time.time()), UTC)  # real time: receivers check it
         headers = {
