@@ -6,8 +6,8 @@ import importlib
 import sys
 import time
 
-SUITES = ["bench_engine", "bench_console", "bench_qr", "bench_sse", "bench_webhooks", "bench_hosts",
-          "bench_hardening", "bench_store", "bench_pg_store", "bench_cluster"]
+SUITES = ["bench_engine", "bench_console", "bench_qr", "bench_qr_server", "bench_sse", "bench_webhooks",
+          "bench_hosts", "bench_hardening", "bench_connections", "bench_store", "bench_pg_store", "bench_cluster"]
 
 
 def main() -> None:

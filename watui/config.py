@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     subscriber_queue_size: int = Field(1024, ge=8)
     max_streams_per_key: int = Field(50, ge=1)
     max_streams: int = Field(5000, ge=1)
+    header_timeout: float = Field(10, gt=0)
+    """Seconds a connection gets to send its complete request headers (from when it opens, or
+    from the first byte of its next request); then it is closed."""
+    max_connections: int | None = Field(None, ge=1)
+    """Client connections open at once; a connection past it is answered ``503 OVERLOADED``
+    and closed. Unset: derived from the open-files limit (``watui.server.connections``)."""
     metrics_token: str | None = None
     log_format: Literal["text", "json"] = "text"
 

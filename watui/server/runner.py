@@ -1,20 +1,34 @@
 """Running the server: ``watui serve`` in the foreground, or a server in a background thread.
 
 Shutdown order matters: on SIGTERM uvicorn stops accepting, this module's server ends every
-SSE stream (so uvicorn does not wait on them), uvicorn lets running requests finish, and the
-app's lifespan then closes the manager (engine tasks stop, running sessions are parked so the
-next start resumes them, the store is flushed).
+SSE stream (so uvicorn does not wait on them), uvicorn lets running requests finish (for
+:data:`GRACEFUL_SHUTDOWN_TIMEOUT` at most), and the app's lifespan then closes the manager
+(engine tasks stop, running sessions are parked so the next start resumes them, the store is
+flushed, engine hosts stop).
+
+The whole of it has :data:`STOP_DEADLINE`: a process that has not ended by then (a lifespan
+that hangs, a thread that does not stop) exits anyway, as it does at once on a second
+SIGTERM or Ctrl-C (uvicorn alone forces only on a second Ctrl-C, and even then waits for the
+lifespan). Either way engine hosts, the SQLite writer and the QR drawing process end with it:
+each exits when its pipe from this process closes.
+
+Connections are guarded by :mod:`watui.server.connections` (a header deadline, a cap, the
+open-files limit raised at start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import uvicorn
 
@@ -23,6 +37,12 @@ from watui.logs import configure_logging
 from watui.manager.tuning import tune_gc
 from watui.server.app import ServerState, create_app
 from watui.server.auth import ensure_admin_key
+from watui.server.connections import (
+    ConnectionLimits,
+    GuardedConfig,
+    log_limits,
+    raise_open_files_limit,
+)
 from watui.stores.datadir import ADMIN_KEY_FILE
 
 if TYPE_CHECKING:
@@ -32,7 +52,30 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-GRACEFUL_SHUTDOWN_TIMEOUT = 10
+log = logging.getLogger("watui.server")
+
+STOP_DEADLINE = 10.0
+"""Seconds from SIGTERM (or Ctrl-C) to the end of the process, whatever is still under way."""
+GRACEFUL_SHUTDOWN_TIMEOUT = 5
+"""Seconds the requests under way get to finish; closing the manager has the rest of
+:data:`STOP_DEADLINE`."""
+EXIT_MARGIN = 1.0
+"""The deadline's exit comes this long before :data:`STOP_DEADLINE`, for the exit itself."""
+
+
+def exit_now(sig: int, why: str) -> NoReturn:
+    """End the process at once, with status 128 + ``sig`` (the shell's convention for a
+    process ended by that signal), after a last log line.
+
+    The line is written from a thread of its own, waited on briefly: the thread that would
+    write it may hold the log handler's lock, blocked on a full stderr nobody reads.
+    """
+    line = threading.Thread(
+        target=log.warning, args=("%s: exiting now, without finishing the shutdown", why), daemon=True,
+    )
+    line.start()
+    line.join(0.5)
+    os._exit(128 + sig)
 
 
 class WatuiServer(uvicorn.Server):
@@ -48,6 +91,18 @@ class WatuiServer(uvicorn.Server):
         self.watui = state
         self.on_ready = on_ready
         state.abort_client = self.abort_client
+        self.stop_signals = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGTERM or Ctrl-C: stop, within :data:`STOP_DEADLINE`; a second one: exit now."""
+        self.stop_signals += 1
+        if self.stop_signals > 1:
+            exit_now(sig, f"{signal.Signals(sig).name} while stopping")
+        super().handle_exit(sig, frame)
+        deadline = STOP_DEADLINE - EXIT_MARGIN
+        watchdog = threading.Timer(deadline, exit_now, (sig, f"not stopped {deadline:g} s after the signal"))
+        watchdog.daemon = True  # it dies with the process when the process ends in time
+        watchdog.start()
 
     def abort_client(self, client: object) -> None:
         """Abort the connection from ``client`` (host, port) at once, unsent bytes and all.
@@ -81,9 +136,10 @@ class WatuiServer(uvicorn.Server):
         raise RuntimeError("the server is not listening yet")
 
 
-def _config(app: Any, settings: Settings, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(
+def _config(app: Any, settings: Settings, log_level: str) -> GuardedConfig:
+    return GuardedConfig(
         app,
+        limits=ConnectionLimits.from_settings(settings),
         host=settings.host,
         port=settings.port,
         log_level=log_level,
@@ -115,6 +171,7 @@ async def serve(
     ``locator`` makes this server a node of a cluster (see :func:`create_app`)."""
     from watui.manager import SessionManager
 
+    open_files = raise_open_files_limit()
     if manager is None:
         manager = await SessionManager.open(settings, engine=engine)
         tune_gc()  # the sessions just loaded live as long as the server (restore goes on in the background)
@@ -143,7 +200,9 @@ async def serve(
         if on_ready is not None:
             on_ready(server)
 
-    server = WatuiServer(_config(app, settings, log_level), app.state.watui, ready)
+    config = _config(app, settings, log_level)
+    log_limits(settings, config.limits, open_files)
+    server = WatuiServer(config, app.state.watui, ready)
     try:
         await server.serve()
     finally:
