@@ -340,3 +340,35 @@ def test_table_with_nodes(snap_compare: SnapCompare, make_app: AppFactory, clock
                           size: tuple[int, int]) -> None:
     """The NODE column (only in a cluster) and the node in the detail pane."""
     assert snap_compare(make_app(), terminal_size=size, run_before=scene(clock, then=_on_nodes))
+
+
+@SIZES
+def test_marks_the_filter_hides(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock,
+                                size: tuple[int, int]) -> None:
+    # Three marked, then a filter that shows one of them: the header and the question count
+    # the two out of sight.
+    assert snap_compare(make_app(), terminal_size=size,
+                        run_before=scene(clock, then=_mark_and("sales-desk", "support", "warehouse",
+                                                               keys=("slash", *"sales", "enter", "x"))))
+
+
+def test_sorted_by_a_hidden_column(snap_compare: SnapCompare, make_app: AppFactory, clock: FakeClock) -> None:
+    # At 60 columns the ↻ column is left out; sorted by it, the header says so where NAME was.
+    assert snap_compare(make_app(), terminal_size=(60, 24),
+                        run_before=scene(clock, then=_sort_by("reconnects")))
+
+
+def _sort_by(column: str) -> Callable[[Pilot], Awaitable[None]]:
+    async def then(pilot: Pilot) -> None:
+        from watui.widgets.sessions_table import SessionsTable
+
+        table = pilot.app.screen.query_one(SessionsTable)
+        for _ in range(10):
+            if table.sort_column == column:
+                pilot.app.clear_notifications()  # the "Sorted by …" toasts of the way here
+                await pilot.pause()
+                return
+            await pilot.press("o")
+        raise AssertionError(f"never sorted by {column}")
+
+    return then

@@ -203,20 +203,11 @@ class MainScreen(WatuiScreen):
         bar.append(f"  {total} session{'s' if total != 1 else ''}", style="bold")
         counts = self.look_counts()
         shown = [key for key in HEADER_ORDER if counts.get(key)]
-        tail = Text()
-        progress = self.wapp.restore_progress
-        if progress is not None and not progress.finished:
-            tail.append(f"  restoring {progress.done}/{progress.total}", style="bold #f9a825")
-        marked = len(self.table.marked)
-        if marked:
-            hidden = sum(1 for i in self.table.marked if self.table.index_of(i) is None)
-            tail.append(f"  {marked} marked" + (f", {hidden} hidden" if hidden else ""), style="bold reverse")
-        if self.query_text:
-            tail.append(f"  filter “{clean(self.query_text)}”: {len(self.table.rows)} shown", style="bold")
         width = self.size.width
-        # Labels when they fit, then icons and numbers alone, then without "sessions";
-        # sparklines in what is left.
-        for compact in range(3):
+        # Labels when they fit, then icons and numbers alone, then without "sessions", then
+        # the short tail; sparklines in what is left.
+        for compact in range(4):
+            tail = self._header_tail(short=compact == 3)
             summary = Text()
             for key in shown:
                 look = LOOKS[key]
@@ -227,6 +218,26 @@ class MainScreen(WatuiScreen):
                 break
         used = head.cell_len + summary.cell_len + tail.cell_len
         self.query_one("#topbar", Static).update(Text.assemble(head, summary, tail, self._sparklines(width - used)))
+
+    def _header_tail(self, *, short: bool) -> Text:
+        """Restore progress, marks (and how many the filter hides) and the filter, in words or
+        (``short``, for a narrow header) in as few cells as keep their meaning."""
+        tail = Text()
+        progress = self.wapp.restore_progress
+        if progress is not None and not progress.finished:
+            words = "" if short else "restoring "
+            tail.append(f"  {words}{progress.done}/{progress.total}", style="bold #f9a825")
+        marked = len(self.table.marked)
+        if marked:
+            hidden = sum(1 for i in self.table.marked if self.table.index_of(i) is None)
+            text = f"  {marked} marked" + (f", {hidden} hidden" if hidden else "")
+            if short:
+                text = f"  ▌{marked}" + (f" ({hidden} hidden)" if hidden else "")
+            tail.append(text, style="bold reverse")
+        if self.query_text:
+            query, rows = clean(self.query_text), len(self.table.rows)
+            tail.append(f"  “{query}” {rows}" if short else f"  filter “{query}”: {rows} shown", style="bold")
+        return tail
 
     def _sparklines(self, room: int) -> Text:
         """Connected sessions and messages per minute, the last minutes up to an hour, if they fit."""

@@ -53,9 +53,10 @@ SORT_KEYS: dict[str, Callable[[Session], Any]] = {
     "name": lambda s: (s.name.casefold(), s.id),
     "status": lambda s: (STATUS_ORDER.get(s.status, 9), s.name.casefold()),
     "phone": lambda s: (s.phone_number or "~", s.name.casefold()),
-    "activity": _activity,
-    "messages": lambda s: s.messages_received + s.messages_sent,
-    "reconnects": lambda s: s.reconnect_count,
+    # Ties go by name, so equal rows keep one order whatever order their events came in.
+    "activity": lambda s: (_activity(s), s.name.casefold()),
+    "messages": lambda s: (s.messages_received + s.messages_sent, s.name.casefold()),
+    "reconnects": lambda s: (s.reconnect_count, s.name.casefold()),
     "node": lambda s: (s.node_id or "~", s.name.casefold()),  # by a click on NODE (cluster mode)
 }
 
