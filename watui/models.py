@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -99,6 +100,46 @@ def _check_name(value: str | None) -> str | None:
     return value
 
 
+def name_key(name: str) -> str:
+    """What session names are compared by: the name after Unicode NFKC normalisation and case
+    folding (then NFKC again, which folding can undo). ``café`` typed precomposed (NFC) or with
+    a combining accent (NFD), ``Shop`` and fullwidth ``ｓｈｏｐ`` are each one name with
+    ``café``/``shop``. A session keeps and shows its name as it was given."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+_NOT_PRINTABLE = (
+    r"\u0000-\u001f\u007f-\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    r"\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ud800-\uf8ff"
+    r"\ufeff\ufff9-\ufffb"
+)
+"""The assigned characters of the Basic Multilingual Plane that ``str.isprintable`` refuses
+(controls, format characters, separators but the space, surrogates, private use), as
+``\\uXXXX`` ranges that ECMA-262 (JSON Schema) and Python's ``re`` both read."""
+_WHITE_SPACE = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028-\u2029\u202f\u205f\u3000"
+)
+"""What ``str.strip()`` trims (``str.isspace``), spelled out the same way."""
+NAME_PATTERN = (
+    f"^[{_WHITE_SPACE}]*[^{_NOT_PRINTABLE}]*[^{_NOT_PRINTABLE}{_WHITE_SPACE}][^{_NOT_PRINTABLE}]*"
+    f"[{_WHITE_SPACE}]*$"
+)
+"""A session name in the OpenAPI schema: once trimmed, not blank and printable. A name this
+refuses is refused (``422 VALIDATION_ERROR``); the validator, ``str.isprintable``, also refuses
+the few characters a pattern cannot name for every Unicode version (unassigned ones, and
+those outside the Basic Multilingual Plane that are not printable)."""
+
+NAME_RULES = (
+    "Printable characters only (no control, format, surrogate, private-use or unassigned"
+    " characters, and no separator but the plain space), not blank; surrounding white space is"
+    " trimmed. Unique among the owner's sessions after Unicode NFKC normalisation and case"
+    " folding (`Shop`, `shop` and fullwidth `ｓｈｏｐ` are one name; so are `café` precomposed"
+    " and with a combining accent): a name taken that way is `409 CONFLICT`. The name is kept"
+    " and shown as given."
+)
+"""The ``description`` of the ``name`` field of a create and an update (the OpenAPI schema)."""
+
+
 NO_NUL = "^[^\\u0000]*$"
 """The JSON Schema ``pattern`` of text that :class:`Strict` accepts (no U+0000)."""
 
@@ -165,7 +206,8 @@ class SettingsPatch(Strict):
 
 
 class SessionCreate(Strict):
-    name: str = Field(..., min_length=1, max_length=64)
+    name: str = Field(..., min_length=1, max_length=64, description=NAME_RULES,
+                      json_schema_extra={"pattern": NAME_PATTERN})
     description: str = Field("", max_length=500)
     settings: SessionSettings = Field(default_factory=SessionSettings)
     start: bool = True
@@ -178,7 +220,8 @@ class SessionCreate(Strict):
 
 
 class SessionUpdate(Strict):
-    name: str | None = Field(None, min_length=1, max_length=64)
+    name: str | None = Field(None, min_length=1, max_length=64, description=NAME_RULES,
+                             json_schema_extra={"pattern": NAME_PATTERN})
     description: str | None = Field(None, max_length=500)
     settings: SettingsPatch | None = None
 
@@ -410,7 +453,10 @@ class EngineHost(BaseModel):
     sessions: list[str]
     started_at: datetime
     connects: int = Field(..., description="connect attempts made by this host")
-    restarts: int = Field(..., description="hosts that ran before this one in its slot")
+    restarts: int = Field(
+        ..., description="host processes that ran in its slot before this one, whatever ended them "
+                         "(a crash, recycling, an idle stop)")
+    crashes: int = Field(0, description="of those, the ones that ended unasked (crashed)")
 
 
 class RestoreProgress(BaseModel):

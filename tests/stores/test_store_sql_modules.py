@@ -138,20 +138,22 @@ async def test_retention_prunes_old_events_messages_and_finished_deliveries(
         await store.write(messages=[NewMessage("ses_a", MessageDirection.IN, "14155550100", text, None,
                                                MessageStatus.DELIVERED, timestamp=at)])
     await store.write(statements=[
-        outbox.enqueue(store, old_events[0].id, "ses_a", "http://127.0.0.1:9/", None, old),  # its event goes
+        outbox.enqueue(store, old_events[0].id, "ses_a", "http://127.0.0.1:9/", None, old),  # goes with its event
         outbox.enqueue(store, kept_events[0].id, "ses_a", "http://127.0.0.1:9/", None, now - timedelta(days=10)),
         outbox.enqueue(store, kept_events[1].id, "ses_a", "http://127.0.0.1:9/", None, now - timedelta(days=10)),
     ])
-    await store.write(statements=[(
-        "UPDATE webhook_deliveries SET status = 'delivered' WHERE event_id = "
-        + ("$1" if store.dialect == "postgresql" else "?"), (kept_events[0].id,),
-    )])
+    arg = "$1" if store.dialect == "postgresql" else "?"
+    await store.write(statements=[
+        (f"UPDATE webhook_deliveries SET status = 'dead' WHERE event_id = {arg}", (old_events[0].id,)),
+        (f"UPDATE webhook_deliveries SET status = 'delivered' WHERE event_id = {arg}", (kept_events[0].id,)),
+    ])
     retention = Retention(store, settings_for(tmp_path, event_retention_days=30, message_retention_days=30,
                                               webhook_retention_days=7), clock)
 
     pruned = await retention.prune()
 
-    assert (pruned.events, pruned.messages, pruned.deliveries) == (4, 2, 1)
+    # The dead delivery went with its event, the delivered one for its age: both counted.
+    assert (pruned.events, pruned.messages, pruned.deliveries, pruned.held) == (4, 2, 2, 0)
     assert await store.read_events() == kept_events
     assert await store.oldest_event_id() == kept_events[0].id
     messages, total = await store.list_messages("ses_a")

@@ -4,10 +4,22 @@ Without it the log grows for ever. Once at start-up and then every hour (sooner 
 retention period is shorter than that), one pass deletes:
 
 - events older than ``event_retention_days`` (a ``/v1/events`` resume from before the oldest
-  kept event is then answered ``410 EVENTS_EXPIRED``), with any webhook delivery of theirs;
+  kept event is then answered ``410 EVENTS_EXPIRED``), with the finished webhook deliveries of
+  theirs;
 - messages older than ``message_retention_days``;
 - finished webhook deliveries (delivered, failed, dead) older than ``webhook_retention_days``,
-  with their attempts. Pending deliveries are never pruned here.
+  with their attempts.
+
+**A pending webhook delivery is never pruned**, and neither is its event, which is what it
+sends (the outbox joins the event for its body): the events pass stops below the oldest event
+that a pending delivery still waits to send. Events past their retention stay, in one piece
+from there on (the log has no holes, so ``410 EVENTS_EXPIRED`` and ``oldest_id`` keep their
+meaning), until that delivery is delivered or given up: the dispatcher marks a delivery
+``dead`` once ``webhook_max_age`` has passed since it was queued, so a receiver that never
+comes back holds events that long at most. A pass that keeps old events for this says so in
+its log line.
+
+The log line counts what went: deliveries deleted with their events count too.
 
 Deletes go through the store's writer in bounded chunks, so a large first pass does not hold
 the writer (and every session's writes) for long.
@@ -47,6 +59,9 @@ class Pruned:
     events: int = 0
     messages: int = 0
     deliveries: int = 0
+    """Finished deliveries deleted, with their events or for their age."""
+    held: int = 0
+    """Events past their retention kept for pending webhook deliveries (see the module doc)."""
 
 
 class Retention:
@@ -82,6 +97,9 @@ class Retention:
                 if pruned.events or pruned.messages or pruned.deliveries:
                     log.info("retention pruned %d events, %d messages, %d webhook deliveries",
                              pruned.events, pruned.messages, pruned.deliveries)
+                if pruned.held:
+                    log.info("retention kept %d events past their retention for pending webhook"
+                             " deliveries", pruned.held)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store may be failing; try again next time
@@ -100,12 +118,13 @@ class Retention:
         return d.sql(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} FOR UPDATE SKIP LOCKED)")
 
     async def prune(self) -> Pruned:
-        """One pass; returns how many rows of each kind went."""
-        return Pruned(
-            events=await self._prune_events(),
-            messages=await self._prune_messages(),
-            deliveries=await self._prune_deliveries(),
-        )
+        """One pass; returns how many rows of each kind went (and how many old events stayed
+        for pending deliveries)."""
+        pruned = Pruned()
+        pruned.events, pruned.deliveries, pruned.held = await self._prune_events()
+        pruned.messages = await self._prune_messages()
+        pruned.deliveries += await self._prune_deliveries()
+        return pruned
 
     async def _first_kept(self, table: str, cutoff: datetime) -> int | None:
         """The smallest id in ``table`` with ``ts`` at or after ``cutoff``; ids grow with time,
@@ -132,17 +151,43 @@ class Retention:
             )])
         return count
 
-    async def _prune_events(self) -> int:
+    async def _oldest_pending_event(self) -> int | None:
+        """The oldest event a pending delivery still waits to send (an index on exactly these
+        rows, ``webhook_deliveries_pending_event``, makes this one index read)."""
+        rows = await self.store.fetchall(
+            "SELECT MIN(event_id) FROM webhook_deliveries WHERE status = 'pending'"
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def _prune_events(self) -> tuple[int, int, int]:
+        """(events deleted, deliveries deleted with them, old events kept for pending ones)."""
         cutoff = self._cutoff(self.settings.event_retention_days)
         first = await self._first_kept("events", cutoff)
         bound = first if first is not None else self.store.last_committed_id + 1
+        # New pending rows are only ever queued with new events (above the bound), so once
+        # this is read no pending row can appear below it.
+        waiting = await self._oldest_pending_event()
+        held = 0
+        if waiting is not None and waiting < bound:
+            d = sql_for(self.store)
+            rows = await self.store.fetchall(
+                d.sql("SELECT COUNT(*) FROM events WHERE id >= ? AND id < ? AND ts < ?"),
+                (waiting, bound, d.ts(cutoff)),
+            )
+            held, bound = int(rows[0][0]), waiting
         count = await self._delete_below("events", bound, cutoff)
+        deliveries = 0
         if count:
-            # Their deliveries have no body left to send (and are long past webhook_max_age).
-            await self.store.write(statements=[(
-                self._delete("webhook_deliveries", "event_id < ?"), (bound,)
-            )])
-        return count
+            # Their deliveries (all finished: see above) have no body left to send.
+            d = sql_for(self.store)
+            where = "event_id < ? AND status <> 'pending'"
+            rows = await self.store.fetchall(
+                d.sql(f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}"), (bound,)
+            )
+            deliveries = int(rows[0][0])
+            if deliveries:
+                await self.store.write(statements=[(self._delete("webhook_deliveries", where), (bound,))])
+        return count, deliveries, held
 
     async def _prune_messages(self) -> int:
         cutoff = self._cutoff(self.settings.message_retention_days)

@@ -131,6 +131,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries(claimed_by)
         WHERE claimed_by IS NOT NULL;
     """,
+    # Retention finds the oldest event a pending webhook delivery still has to send
+    # (watui/manager/retention.py keeps it and everything after it).
+    """
+    CREATE INDEX webhook_deliveries_pending_event ON webhook_deliveries(event_id)
+        WHERE status = 'pending';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -90,6 +90,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_message_id ON messages(session_id, message_id);
     """,
+    # 3 -> 4: retention finds the oldest event a pending webhook delivery still has to send
+    # (watui/manager/retention.py keeps it and everything after it).
+    """
+    CREATE INDEX webhook_deliveries_pending_event ON webhook_deliveries(event_id)
+        WHERE status = 'pending';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
