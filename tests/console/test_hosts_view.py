@@ -57,7 +57,7 @@ def hosts_scene(clock: FakeClock, engine: SimulatedEngine) -> Callable[[Pilot], 
         assert isinstance(engine, FixedHostsEngine)
         engine.fixed_hosts = [
             EngineHost(id="host-4", pid=48213, sessions=[ids["sales-desk"], ids["support"], ids["warehouse"]],
-                       started_at=START - timedelta(hours=2, minutes=5), connects=37, restarts=3),
+                       started_at=START - timedelta(hours=2, minutes=5), connects=37, restarts=3, crashes=1),
             EngineHost(id="host-7", pid=51877, sessions=[ids["billing"], ids["kiosk-lobby-tablet-with-a-long-name"]],
                        started_at=START - timedelta(minutes=12, seconds=40), connects=2, restarts=0),
         ]
@@ -127,3 +127,4 @@ async def test_console_over_real_hosts_lists_them_and_toasts_a_crash(tmp_path: P
                          "reconnected in a fresh host", rounds=300)
         await screen.reload()
         assert screen.hosts and screen.hosts[0].pid != pid and screen.hosts[0].restarts == 1
+        assert screen.hosts[0].crashes == 1  # killed: a crash, not an idle stop

@@ -66,3 +66,20 @@ def os_threads() -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError("no thread count in /proc/self/status")
+
+
+def children(pid: int) -> list[tuple[int, str, str]]:
+    """The child processes of ``pid``: (pid, command, state), zombies (``Z``) included."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        if int(ppid) == pid:
+            found.append((int(entry.name), comm, state))
+    return found

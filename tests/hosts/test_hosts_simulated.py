@@ -66,7 +66,7 @@ async def test_hosts_start_on_demand_hold_their_sessions_and_stop_when_empty(tmp
         assert len(hosts) == 2
         assert sorted(sid for h in hosts for sid in h.sessions) == sorted(s.id for s in sessions)
         assert all(h.pid and h.pid != os.getpid() and pid_alive(h.pid) for h in hosts)
-        assert [h.restarts for h in hosts] == [0, 0]
+        assert [(h.restarts, h.crashes) for h in hosts] == [(0, 0), (0, 0)]
         assert [h.connects for h in hosts] == [2, 1]
 
         # A message from the phone travels through the host into the store.
@@ -85,7 +85,8 @@ async def test_hosts_start_on_demand_hold_their_sessions_and_stop_when_empty(tmp
         # On demand again: a start brings a host back.
         await admin.start(sessions[0].id)
         await wait_for(lambda: _is(admin, sessions[0], Status.CONNECTED), "a resumes its link")
-        assert len(engine.hosts()) == 1
+        # A new process in the slot (a restart), but the one before stopped idle: no crash.
+        assert [(h.restarts, h.crashes) for h in engine.hosts()] == [(1, 0)]
     finally:
         await manager.aclose()
     assert engine.hosts() == []
@@ -165,7 +166,7 @@ async def test_a_session_still_linking_fails_with_engine_crashed(tmp_path: Path)
         # Starting it again places it in a fresh host.
         await admin.start(session.id)
         await wait_for(lambda: _is(admin, session, Status.QR_READY), "a QR code from a fresh host")
-        assert engine.hosts()[0].restarts == 1
+        assert (engine.hosts()[0].restarts, engine.hosts()[0].crashes) == (1, 1)
     finally:
         await manager.aclose()
 
@@ -236,6 +237,7 @@ async def test_hosts_recycle_after_their_connect_budget(tmp_path: Path) -> None:
         hosts = engine.hosts()
         assert [h.id for h in hosts] != [first.id]
         assert hosts[-1].sessions == [session.id] and hosts[-1].restarts == 1
+        assert hosts[-1].crashes == 0  # a drained host is no crash
         # The supervisor forgets a host once it has reaped it; an exited process is gone from
         # /proc (or a zombie) a moment before that.
         await wait_for(lambda: [h.id for h in engine.hosts()] == [hosts[-1].id], "the drained host to stop")

@@ -53,8 +53,9 @@ def test_hosts_route_and_a_killed_host_over_http(start_server: Callable[..., Bac
         hosts = admin.get("/v1/engine/hosts").json()["hosts"]
         assert len(hosts) == 1
         host = hosts[0]
-        assert set(host) == {"id", "pid", "sessions", "started_at", "connects", "restarts"}
-        assert host["sessions"] == [sid] and host["connects"] == 1 and host["restarts"] == 0
+        assert set(host) == {"id", "pid", "sessions", "started_at", "connects", "restarts", "crashes"}
+        assert host["sessions"] == [sid] and host["connects"] == 1
+        assert (host["restarts"], host["crashes"]) == (0, 0)
         assert host["pid"] != os.getpid() and alive(host["pid"])
         last_id = server.call(lambda: _last_id(server))
 
@@ -72,7 +73,7 @@ def test_hosts_route_and_a_killed_host_over_http(start_server: Callable[..., Bac
 
         after = admin.get("/v1/engine/hosts").json()["hosts"]
         assert [h["sessions"] for h in after] == [[sid]]
-        assert after[0]["pid"] != host["pid"] and after[0]["restarts"] == 1
+        assert after[0]["pid"] != host["pid"] and (after[0]["restarts"], after[0]["crashes"]) == (1, 1)
 
 
 async def _last_id(server: BackgroundServer) -> int:

@@ -60,10 +60,15 @@ class LoggedOut:
 
 @dataclass(frozen=True, slots=True)
 class SessionError:
-    """The engine cannot go on: ``message`` is shown to the user as the failure reason."""
+    """The engine cannot go on: ``message`` is shown to the user as the failure reason.
+
+    ``details``: the engine's own text, when ``message`` says it in other words (Go's dial
+    error behind ``cannot reach WhatsApp: the name web.whatsapp.com does not resolve``).
+    """
 
     message: str
     code: str = "engine_error"
+    details: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

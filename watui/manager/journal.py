@@ -129,7 +129,10 @@ def _payload(
     if kind is EventType.DISCONNECTED:
         return {"reason": reason, **extra}
     if kind is EventType.ERROR:
-        return {"code": extra.get("code", reason or "error"), "message": extra.get("message", reason or "")}
+        payload = {"code": extra.get("code", reason or "error"), "message": extra.get("message", reason or "")}
+        if extra.get("details"):  # the engine's own text, when the message rewords it
+            payload["details"] = extra["details"]
+        return payload
     if kind is EventType.DELETED:
         return {"name": old.name}
     return dict(extra)

@@ -80,8 +80,8 @@ class Lifecycle:
                     changes={"linked": False, "jid": None, "autostart": False, "reconnect_attempts": 0,
                              **cleared_link_state()},
                 )
-            case SessionError(message=message, code=code):
-                await self._on_error(runtime, session, message, code)
+            case SessionError(message=message, code=code, details=details):
+                await self._on_error(runtime, session, message, code, details)
             case PairingWindowClosed():
                 await self._on_link_window_closed(runtime, session)
             case IncomingMessage():
@@ -182,14 +182,16 @@ class Lifecycle:
             # No reconnect: the runtime ends here; ``start`` brings the session back.
             self.supervisor.finish_later(runtime)
 
-    async def _on_error(self, runtime: Runtime, session: Session, message: str, code: str) -> None:
+    async def _on_error(
+        self, runtime: Runtime, session: Session, message: str, code: str, details: str | None = None
+    ) -> None:
         runtime.last_error = message
         if session.status in (Status.INITIALIZING, Status.QR_READY, Status.CONNECTING):
             await self.supervisor.teardown(runtime)
             await self.journal.apply(
                 session, Trigger.ENGINE_ERROR, reason=message,
                 changes={"autostart": False, **cleared_link_state()},
-                extra={"code": code, "message": message},
+                extra={"code": code, "message": message, **({"details": details} if details else {})},
             )
         elif session.status is Status.CONNECTED:
             session = await self.journal.apply(session, Trigger.CONNECTION_LOST, reason=message)

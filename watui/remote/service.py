@@ -25,7 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from watui.clock import Clock
-from watui.errors import SessionNotFound
+from watui.errors import EngineFailure, SessionNotFound
 from watui.machine import EventType, Status
 from watui.models import (
     EngineHost,
@@ -54,6 +54,11 @@ STREAM_WAIT = 5.0
 
 RESTORE_POLL = 2.0
 """Seconds between two reads of the server's restore progress while a restore runs."""
+
+PAIR_CODE_POLL = 0.5
+"""Seconds between two reads of a session whose pairing code the server answered ``202``
+for (the code is on its way); ``PAIR_CODE_WAIT`` seconds at most."""
+PAIR_CODE_WAIT = 60.0
 
 HEALTH_EVERY = 30.0
 """Seconds between two reads of ``/v1/health`` otherwise (it is read again at every
@@ -362,7 +367,25 @@ class RemoteService:
 
     async def request_pair_code(self, session_id: str, phone_number: str) -> PairCode:
         data = await self._json("POST", f"/sessions/{session_id}/pair-code", json={"phone_number": phone_number})
+        if isinstance(data, dict) and data.get("status") == "pending":
+            return await self._pair_code_later(session_id)
         return PairCode.model_validate(data)
+
+    async def _pair_code_later(self, session_id: str) -> PairCode:
+        """The server answered ``202``: the code comes to the session; read it until it shows
+        one, or it stops linking (it failed, or was stopped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PAIR_CODE_WAIT
+        while True:
+            session = await self.get_session(session_id)
+            if session.pair_code and session.pair_code_expires_at is not None:
+                return PairCode(session_id=session_id, code=session.pair_code,
+                                expires_at=session.pair_code_expires_at)
+            if session.status not in (Status.INITIALIZING, Status.QR_READY):
+                raise EngineFailure(session.reason or f"no pairing code: the session is {session.status.value}")
+            if loop.time() > deadline:
+                raise EngineFailure("the engine issued no pairing code in time")
+            await asyncio.sleep(PAIR_CODE_POLL)
 
     async def get_qr(self, session_id: str) -> QrCode:
         return QrCode.model_validate(await self._json("GET", f"/sessions/{session_id}/qr"))

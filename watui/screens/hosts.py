@@ -28,7 +28,7 @@ NONE_RUNNING = (
     "watui itself (WATUI_ENGINE_ISOLATION=inline)."
 )
 
-COLUMNS = ("Host", "PID", "Sessions", "Up", "Connects", "Restarts", "Running here")
+COLUMNS = ("Host", "PID", "Sessions", "Up", "Connects", "Restarts", "Crashes", "Running here")
 
 
 def uptime(started_at: datetime, now: datetime) -> str:
@@ -57,7 +57,9 @@ def fit_names(names: list[str], width: int) -> str:
 
 
 class HostsScreen(WatuiScreen):
-    """Every engine host process: pid, sessions, uptime, connect attempts, restarts."""
+    """Every engine host process: pid, sessions, uptime, connect attempts, restarts (every new
+    process in the slot, idle stops and drains too) and, in red, crashes (the ones that ended
+    unasked)."""
 
     BINDINGS = [
         Binding("escape,H", "back", "Back", id="hosts.back", tooltip="Back to the sessions"),
@@ -116,7 +118,7 @@ class HostsScreen(WatuiScreen):
         now = self.wapp.now()
         rows = [
             [host.id, str(host.pid) if host.pid else "—", str(len(host.sessions)),
-             uptime(host.started_at, now), str(host.connects), str(host.restarts)]
+             uptime(host.started_at, now), str(host.connects), str(host.restarts), str(host.crashes)]
             for host in hosts
         ]
         # The session names get whatever width the numbers leave, so nothing scrolls sideways.
@@ -131,8 +133,8 @@ class HostsScreen(WatuiScreen):
             running = [names[s].name if s in names else s for s in host.sessions]
             table.add_row(
                 Text(row[0], style="bold"),
-                *(Text(cell, justify="right") for cell in row[1:5]),
-                Text(row[5], justify="right", style="bold red" if host.restarts else ""),
+                *(Text(cell, justify="right") for cell in row[1:6]),
+                Text(row[6], justify="right", style="bold red" if host.crashes else ""),
                 Text(fit_names(running, names_width) or "—", no_wrap=True),
                 key=host.id,
             )

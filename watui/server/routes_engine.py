@@ -25,8 +25,9 @@ router = APIRouter(prefix="/v1", tags=["engine"])
 @router.get("/engine/hosts", response_model=EngineHostList, responses=error_responses(403))
 async def list_engine_hosts(service: Service) -> JSONResponse:
     """Engine host processes: id, pid, the session ids placed in each, when it started, the
-    connect attempts it made and how many hosts ran in its slot before it. Empty when
-    engines run inline (`WATUI_ENGINE_ISOLATION=inline`)."""
+    connect attempts it made, how many host processes ran in its slot before it (`restarts`:
+    after a crash, recycling or an idle stop alike) and how many of those crashed (`crashes`:
+    ended without being asked). Empty when engines run inline (`WATUI_ENGINE_ISOLATION=inline`)."""
     hosts = await service.engine_hosts()
     return JSONResponse({"hosts": [h.model_dump(mode="json") for h in hosts]})
 

@@ -3,13 +3,17 @@ linking (QR, pairing code), messages, and the simulated phone."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
-from watui.machine import Status
+from watui.errors import EngineFailure, InvalidTransition
+from watui.machine import Status, Trigger
 from watui.models import (
     Message,
     MessagePage,
@@ -31,6 +35,21 @@ from watui.server.schemas import (
     error_responses,
 )
 from watui.service import MAX_PAGE, SessionService, SortKey
+
+log = logging.getLogger(__name__)
+
+PAIR_CODE_ANSWER = 1.5
+"""Seconds ``POST /pair-code`` waits for the code before it answers ``202`` (the code then
+follows as a ``pair_code`` event on the session's stream, or the session fails with an
+``error`` event): the engine needs WhatsApp's socket first, which may take long or never come."""
+
+
+class PairCodePending(BaseModel):
+    """``202``: the pairing code is on its way; it arrives as a ``pair_code`` event."""
+
+    session_id: str
+    status: Literal["pending"] = "pending"
+    stream_url: str = Field(..., description="absolute URL of this session's SSE stream")
 
 
 def sessions_router(*, simulated: bool) -> APIRouter:
@@ -134,11 +153,36 @@ def sessions_router(*, simulated: bool) -> APIRouter:
             )
         return JSONResponse(qr.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
-    @router.post("/sessions/{session_id}/pair-code", response_model=PairCode, tags=["linking"],
-                 responses=error_responses(404, 409, 502), dependencies=[strict_json(PairCodeRequest)])
-    async def pair_code(session_id: SessionId, body: PairCodeRequest, service: Service) -> JSONResponse:
-        """Link by phone number: returns the 8-character code to type on the phone."""
-        code = await service.request_pair_code(session_id, body.phone_number)
+    @router.post(
+        "/sessions/{session_id}/pair-code", response_model=PairCode, tags=["linking"],
+        responses={**error_responses(404, 409, 502),
+                   202: {"model": PairCodePending,
+                         "description": "the code follows as a `pair_code` event on `stream_url`"}},
+        dependencies=[strict_json(PairCodeRequest)],
+    )
+    async def pair_code(
+        session_id: SessionId, body: PairCodeRequest, service: Service, request: Request
+    ) -> JSONResponse:
+        """Link by phone number: the 8-character code to type on the phone, or `202` within
+        2 s when it is not there yet (it then arrives as a `pair_code` event, or the session
+        fails with an `error` event)."""
+        # A task of its own: the request goes on when this answer (or the client) leaves.
+        asked = asyncio.ensure_future(service.request_pair_code(session_id, body.phone_number))
+        asked.add_done_callback(_late_pair_code)
+        await asyncio.wait((asked,), timeout=PAIR_CODE_ANSWER)
+        if not asked.done():
+            stream_url = str(request.url_for("session_stream", session_id=session_id))
+            pending = PairCodePending(session_id=session_id, stream_url=stream_url)
+            return JSONResponse(pending.model_dump(mode="json"), status_code=202)
+        try:
+            code = asked.result()
+        except EngineFailure:
+            # Stopped (or logged out) while the code was on its way: the session's state
+            # refused it, not the engine.
+            status = (await service.get_session(session_id)).status
+            if status in (Status.STOPPED, Status.DISCONNECTED):
+                raise InvalidTransition(status.value, Trigger.PAIR_CODE.value) from None
+            raise
         return JSONResponse(code.model_dump(mode="json"))
 
     @router.post("/sessions/{session_id}/messages", status_code=201, response_model=Message,
@@ -175,3 +219,9 @@ def sessions_router(*, simulated: bool) -> APIRouter:
 
 def _url(value: object | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _late_pair_code(asked: asyncio.Future[PairCode]) -> None:
+    """Collect the outcome of a pairing-code request nobody waits for any more."""
+    if not asked.cancelled() and (exc := asked.exception()) is not None:
+        log.debug("a pairing-code request ended with %s: %s", type(exc).__name__, exc)

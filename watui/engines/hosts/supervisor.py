@@ -8,7 +8,9 @@ neonize leaked in it. A host whose pipe ends without being asked to stop has cra
 sessions are told at once (:meth:`HostProcess._ended`).
 
 Each host holds a *slot*; a host that replaces a crashed, drained or stopped one takes the
-lowest free slot, and ``restarts`` counts the hosts that ran in that slot before it.
+lowest free slot. ``restarts`` counts the host processes that ran in that slot before it,
+whatever ended them (a crash, recycling, an idle stop: each is a new process); ``crashes``
+counts those of them that ended unasked (the pipe closed without watui stopping the host).
 """
 
 from __future__ import annotations
@@ -68,11 +70,14 @@ def exit_reason(returncode: int | None) -> str:
 class HostProcess:
     """One engine host child process: its pipe, its pending calls, its sessions."""
 
-    def __init__(self, supervisor: Supervisor, number: int, slot: int, restarts: int) -> None:
+    def __init__(
+        self, supervisor: Supervisor, number: int, slot: int, restarts: int, crashes: int = 0
+    ) -> None:
         self.supervisor = supervisor
         self.id = f"host-{number}"
         self.slot = slot
         self.restarts = restarts
+        self.crashes = crashes
         self.started_at = datetime.now(UTC)
         self.connects = 0
         self.sessions: dict[str, Tenant] = {}
@@ -232,7 +237,7 @@ class HostProcess:
             log.info("engine host %s stopped (%s)", self.id, why)
         tenants = list(self.sessions.values())
         self.sessions.clear()
-        self.supervisor.forget(self)
+        self.supervisor.forget(self, crashed=crashed)
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
         self.ended.set()
@@ -284,6 +289,7 @@ class Supervisor:
         self.live: list[HostProcess] = []
         self._slots: dict[int, HostProcess] = {}
         self._slot_runs: dict[int, int] = {}
+        self._slot_crashes: dict[int, int] = {}
         self._numbers = itertools.count(1)
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()
@@ -310,7 +316,7 @@ class Supervisor:
         slot = next(n for n in itertools.count() if n not in self._slots)
         restarts = self._slot_runs.get(slot, 0)
         self._slot_runs[slot] = restarts + 1
-        host = HostProcess(self, next(self._numbers), slot, restarts)
+        host = HostProcess(self, next(self._numbers), slot, restarts, self._slot_crashes.get(slot, 0))
         await host.start(self.spec)
         self._slots[slot] = host
         self.live.append(host)
@@ -350,8 +356,10 @@ class Supervisor:
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
-    def forget(self, host: HostProcess) -> None:
-        """``host`` has ended (stopped or crashed)."""
+    def forget(self, host: HostProcess, *, crashed: bool = False) -> None:
+        """``host`` has ended (stopped or, ``crashed``, unasked)."""
+        if crashed:
+            self._slot_crashes[host.slot] = self._slot_crashes.get(host.slot, 0) + 1
         if host in self.live:
             self.live.remove(host)
         if self._slots.get(host.slot) is host:
@@ -362,7 +370,7 @@ class Supervisor:
 
         return [
             EngineHost(id=h.id, pid=h.pid, sessions=sorted(h.sessions), started_at=h.started_at,
-                       connects=h.connects, restarts=h.restarts)
+                       connects=h.connects, restarts=h.restarts, crashes=h.crashes)
             for h in self.live
         ]
 

@@ -28,11 +28,13 @@ class NeonizeEngine:
     """The real WhatsApp engine: one neonize client and auth database per session.
 
     ``connect_timeout``: seconds an attempt may go without a QR code or a resumed link before
-    it fails with ``connect_timeout`` (whatsmeow itself waits 60 s on a silent network).
-    ``start_grace``: upper bound on how long one attempt's start-up holds the process-wide
-    start lock. ``log_level``: whatsmeow's level (DEBUG, INFO, WARN, ERROR), logged through
-    the ``whatsmeow.*`` loggers. ``device_name``: shown on the phone under linked devices.
-    ``proxy``: ``socks5://`` or ``http://`` proxy URL for the WhatsApp connection.
+    it fails with ``connect_timeout`` and its dial is cut (Go itself waits a minute on a
+    silent network). ``start_grace``: upper bound on how long one hold of the process-wide
+    start lock lasts when its end cannot be seen (normally an attempt holds it until its dial
+    begins: milliseconds; see :mod:`.run`). ``log_level``: whatsmeow's level (DEBUG, INFO,
+    WARN, ERROR), logged through the ``whatsmeow.*`` loggers. ``device_name``: shown on the
+    phone under linked devices. ``proxy``: ``socks5://``, ``http://`` or ``https://`` proxy URL
+    for the WhatsApp connection; without it ``HTTPS_PROXY`` applies (see :mod:`.relay`).
     ``database_url``: cluster mode, every session's auth state in that PostgreSQL database
     (see :mod:`watui.engines.neonize.devices`) instead of a file per session.
     """

@@ -21,6 +21,7 @@ Importing this module does not load the Go library; only ``neonize.proto`` (pure
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -308,6 +309,65 @@ def map_login_status(status: str) -> EngineEvent | None:
         return None
     code, message = found
     return SessionError(message=message, code=code)
+
+
+# --------------------------------------------------------------------------- dial errors
+
+CANNOT_REACH = "cannot reach WhatsApp"
+"""How every message about a connection that never got through begins."""
+
+# Go's dial errors (whatsmeow, net/http, x/net/proxy) in words, first match wins. The texts
+# end like: ``… Get "https://web.whatsapp.com/ws/chat": dial tcp: lookup web.whatsapp.com on
+# 10.0.0.53:53: no such host`` or ``…: proxyconnect tcp: dial tcp 127.0.0.1:9: connect:
+# connection refused`` or ``…: socks connect tcp 127.0.0.1:9->web.whatsapp.com:443: …``.
+_PROXY = r"(?:proxyconnect tcp: dial tcp|socks connect tcp)"
+_DIAL_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), words)
+    for pattern, words in (
+        (r"proxyconnect tcp: dial tcp: lookup (?P<host>[^\s:]+)(?: on \S+)?: no such host",
+         "the proxy's name {host} does not resolve"),
+        (r"lookup (?P<host>[^\s:]+)(?: on \S+)?: no such host", "the name {host} does not resolve"),
+        (r"lookup (?P<host>[^\s:]+)(?: on \S+)?: (?:server misbehaving|i/o timeout|.*temporary)",
+         "the name {host} could not be looked up (no answer from DNS)"),
+        (_PROXY + r" (?P<addr>[^\s>-]+:\d+)\S*: .*connection refused",
+         "connection refused by the proxy at {addr}"),
+        (r"dial tcp (?P<addr>\S+): connect: connection refused", "connection refused by {addr}"),
+        (r"Proxy Authentication Required", "the proxy asks for credentials (407 Proxy Authentication Required)"),
+        (r"network is unreachable|no route to host", "no network route to WhatsApp"),
+        (_PROXY + r".*(?:i/o timeout|deadline exceeded)", "connection timed out through the proxy"),
+        (r"i/o timeout|deadline exceeded|Client\.Timeout", "connection timed out"),
+        (r"failed to send handshake request: Get \"[^\"]+\": (?P<status>[A-Z][A-Za-z -]+)$",
+         "the proxy refused the tunnel ({status})"),
+        (_PROXY + r".*(?:EOF|connection reset by peer)", "the proxy closed the connection before WhatsApp answered"),
+        (r"EOF|connection reset by peer", "the connection closed before WhatsApp answered"),
+        (r"x509: |tls: ", "the secure connection to WhatsApp failed (is something intercepting TLS?)"),
+        (r"failed to dial whatsapp web websocket", "the connection to WhatsApp failed"),
+    )
+)
+
+
+def dial_error_words(raw: str) -> str | None:
+    """Go's text of a failed dial in words (``the name web.whatsapp.com does not resolve``),
+    or None if ``raw`` is not a dial error this knows (a database error, say)."""
+    for pattern, words in _DIAL_ERRORS:
+        found = pattern.search(raw)
+        if found is not None:
+            return words.format(**found.groupdict())
+    return None
+
+
+def connect_error(raw: str, *, seen: str | None = None, seen_raw: str | None = None) -> SessionError:
+    """The fact for an attempt whose ``Neonize()`` call returned the error ``raw``.
+
+    ``seen``/``seen_raw``: what the attempt's relay saw (:mod:`.relay`), which says it more
+    exactly than Go can (Go only sees the relay). The message says what happened in words;
+    ``details`` keeps the engine's own text (and the relay's).
+    """
+    words = seen or dial_error_words(raw)
+    if words is None:
+        return SessionError(message=raw, code="connect_failed")
+    details = f"{raw} (relay: {seen_raw})" if seen_raw else raw
+    return SessionError(message=f"{CANNOT_REACH}: {words}", code="connect_failed", details=details)
 
 
 def ends_connection(event: EngineEvent) -> bool:

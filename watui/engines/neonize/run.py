@@ -13,8 +13,8 @@ How neonize 0.5.2 behaves, and why a run is built the way it is:
   event callback. All of those callbacks arrive on the thread that made the call, never on
   the asyncio loop, so every fact hops over with ``loop.call_soon_threadsafe``.
 * With no network ``Neonize()`` returns at once with whatsmeow's dial error; a network that
-  swallows packets makes it wait for whatsmeow's own 60 s dial deadline (our watchdog reports
-  sooner). Neonize itself never retries.
+  swallows packets makes it wait for Go's own deadline (a minute through a proxy; our
+  watchdog reports sooner, and cuts the dial). Neonize itself never retries.
 * After the QR loop ends without a link (timeout, pairing error, or our own disconnect),
   neonize's ``FetchMe`` polls for a device id forever, ignoring cancellation, so that call
   never returns. Neonize's own ``connect()`` helpers run ``Neonize()`` on a non-daemon thread
@@ -26,14 +26,25 @@ How neonize 0.5.2 behaves, and why a run is built the way it is:
   call returned or its event loop is up; earlier we only ``Disconnect`` it. Each attempt uses
   a fresh Go-side id, so a lingering attempt can never be confused with the next one.
 * The Go side keeps its clients in plain maps without locks: two attempts registering at the
-  same moment would be a fatal "concurrent map writes". Start-ups and ``Stop`` calls are
-  therefore serialised by a process-wide lock (see :class:`.go._StartGate`). That lock cannot
-  cover the reads Go's own goroutines make, which is why watui runs neonize in engine host
-  processes by default (``WATUI_ENGINE_ISOLATION``): a crash costs one host, not watui.
+  same moment would be a fatal "concurrent map writes". ``Neonize()`` writes its three maps
+  in its first moments (after opening the auth database, before it dials), reads two of them
+  once it is connected (right after the handshake when it resumes a device), and ``Stop``
+  deletes from them. So a process-wide lock (:class:`.go._StartGate`) is held by an attempt
+  from before its call until its dial reaches its relay, and again from the first bytes
+  WhatsApp answers until its first callback (or its return); ``Stop`` takes it too. Starts in
+  one process therefore overlap: each holds the lock for the milliseconds of its writes, not
+  for its dial. That lock cannot cover the reads Go's own goroutines make later, which is why
+  watui runs neonize in engine host processes by default (``WATUI_ENGINE_ISOLATION``): a crash
+  costs one host, not watui.
+* Every attempt dials through a proxy of its own in this process (:mod:`.relay`). Go gives no
+  sign when it starts to dial and cannot call a dial off (``Disconnect`` waits for the dial to
+  end; through a proxy that never answers that is a minute); the relay sees the dial begin,
+  cuts it when the session is closed, and says in words why a dial failed.
 * Attempts queue on that lock. An attempt closed while it queues leaves the queue without
   ever calling ``Neonize()`` (so it never dials: no zombie connection that would later resume
   on the same auth database and replace the live one), and its ``connect_timeout`` watchdog
-  only starts once the attempt is past the lock.
+  only starts once the attempt is past the lock. One closed while it dials has its relay cut:
+  the dial fails at once and the call returns.
 * What leaks, and what does not. Each ``Neonize()`` call opens the auth database through a
   whatsmeow store that neonize's ``Stop`` never closes: one file descriptor and ~200 kB stay
   behind per attempt (measured: 50 refused dials, fds 16 → 66, threads flat), and no
@@ -70,7 +81,15 @@ from watui.engines.base import (
     SessionError,
 )
 from watui.engines.neonize.go import _go, _StartGate
-from watui.engines.neonize.mapping import _jid_proto, ends_connection, map_event, map_login_status
+from watui.engines.neonize.mapping import (
+    CANNOT_REACH,
+    _jid_proto,
+    connect_error,
+    ends_connection,
+    map_event,
+    map_login_status,
+)
+from watui.engines.neonize.relay import _Relay, route_for
 
 if TYPE_CHECKING:
     from neonize.client import NewClient
@@ -170,6 +189,9 @@ class _Run:
         self._disconnected = False
         self._inflight = 0
         self._gate = _StartGate(options.start_grace)
+        self.relay = _Relay(
+            route_for(options.proxy), on_dial=self._gate.release, hold_answer=self._hold_for_answer
+        )
         self._api: NewClient | None = None
         self._callbacks: tuple[Any, ...] = ()
         self._thread = threading.Thread(
@@ -206,14 +228,18 @@ class _Run:
         subscribed_buf = (ctypes.c_char * len(subscribed)).from_buffer(subscribed)
         props = DeviceProps(os=self.options.device_name, platformType=DeviceProps.DESKTOP)
         props_bytes = props.SerializeToString()
-        proxy = None
-        if self.options.proxy:
-            proxy = ProxySettings(proxy_address=self.options.proxy)._to_c_struct()
         qr_cb, status_cb, event_cb, log_cb = self._callbacks
         jid = self.jid_bytes
         try:
+            if self.abandoned:
+                log.debug("neonize run %s closed before it started", self.uuid.decode())
+                self.finished.set()
+                return
+            address = self.relay.open()  # Go dials through the attempt's relay (see .relay)
+            proxy = ProxySettings(proxy_address=address)._to_c_struct() if address else None
             if not self._begin():
                 log.debug("neonize run %s closed before it started", self.uuid.decode())
+                self.relay.cut()
                 self.finished.set()
                 return
             try:
@@ -239,13 +265,19 @@ class _Run:
             finally:
                 self._gate.release()
             err = (raw or b"").decode(errors="replace").strip()
-        except Exception as exc:  # a ctypes/protobuf failure: report it like a dial error
+        except Exception as exc:  # a ctypes/protobuf/relay failure: report it like a dial error
             log.exception("neonize call failed for session %s", self.session_id)
             err = f"{type(exc).__name__}: {exc}"
         self.error = err or None
         self.returned.set()
+        self._gate.release()  # a hold taken for an answer that came just as the call returned
+        self.relay.cut()  # its connections are over (a connected run returns once Stop-ped)
         if err:
-            self.emit(SessionError(message=err, code="connect_failed"))
+            seen = self.relay.failure
+            if seen is None:
+                self.emit(connect_error(err))
+            else:
+                self.emit(connect_error(err, seen=seen.words, seen_raw=seen.raw))
         else:
             log.debug("neonize run %s ended", self.uuid.decode())
         self._stop()  # drop the Go client from neonize's maps (safe: the call returned)
@@ -268,6 +300,17 @@ class _Run:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             self.loop.call_soon_threadsafe(self._arm_watchdog)
         return True
+
+    async def _hold_for_answer(self) -> None:
+        """The first bytes WhatsApp sends back are about to reach Go (relay loop): take the
+        start gate first, so the map reads neonize makes once connected never meet another
+        attempt's writes. Held until the first callback, the return, or the grace."""
+        while not self._gate.try_enter():
+            if self.abandoned or self.returned.is_set():
+                return
+            await asyncio.sleep(0.005)
+        if self.returned.is_set():  # nothing left to protect (see the end of _main)
+            self._gate.release()
 
     def _arm_watchdog(self) -> None:
         if self.abandoned:
@@ -364,8 +407,9 @@ class _Run:
         waited = self.loop.time() - (self.started_at or self.loop.time())
         self._deliver(
             SessionError(
-                message=f"no answer from WhatsApp within {waited:.0f} s (connect timeout)",
+                message=f"{CANNOT_REACH}: {self.relay.silence(waited)}",
                 code="connect_timeout",
+                details=f"no answer from WhatsApp within {waited:.0f} s (connect timeout)",
             )
         )
         self.abandon()
@@ -387,17 +431,24 @@ class _Run:
     def _reap_soon(self) -> None:
         threading.Thread(target=self.reap, name="watui-neonize-reap", daemon=True).start()
 
-    def reap(self) -> None:
-        """Do the safe teardown step for the current phase (any thread; idempotent).
+    def reap(self) -> bool:
+        """Do the safe teardown step for the current phase (any thread; idempotent). Returns
+        True if the call is now expected to return promptly.
 
-        Returned or event loop up: ``Stop`` (frees the Go client; ends the call). In the
-        connect/QR phase: only ``Disconnect``, since ``Stop`` there crashes neonize later; the
-        call then lingers on its daemon thread until whatsmeow's QR codes run out.
+        Returned or event loop up: ``Stop`` (frees the Go client; ends the call). Dialling (or
+        not yet): cut the relay, so the dial fails and the call returns at once. In the QR
+        phase: only ``Disconnect``, since ``Stop`` there crashes neonize later; the call then
+        lingers on its daemon thread (see the module docstring), its relay closed.
         """
         if self.returned.is_set() or self.in_loop:
             self._stop()
-        elif self.registered:
+            return True
+        if self.registered:
             self._disconnect()
+            self.relay.cut()
+            return False
+        self.relay.cut()
+        return self.called and self.relay.active
 
     def _stop(self) -> None:
         with self._lock:

@@ -76,10 +76,9 @@ class NeonizeSession:
         if run is None:
             return
         run.close()
-        await _in_thread(run.reap)
-        if run.returned.is_set() or run.in_loop:
-            # Stop() cancels neonize's event loop, so the call returns promptly: wait for it,
-            # so that a disconnect really leaves no thread behind.
+        if await _in_thread(run.reap):
+            # Stop() cancels neonize's event loop, and a cut relay fails a dial, so the call
+            # returns promptly: wait for it, so that a disconnect leaves no thread behind.
             await _in_thread(lambda: run.wait_finished(2.0))
 
     async def logout(self) -> None:
