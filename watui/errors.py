@@ -128,6 +128,31 @@ class NodeUnavailable(WatuiError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class Overloaded(WatuiError):
+    """This node takes on no more running sessions now: it runs as many as its capacity
+    (``WATUI_NODE_CAPACITY``), or its event loop is falling behind. Nothing was changed; the
+    same call may succeed after ``retry_after`` seconds (sooner, at capacity, once a session
+    stops). Stops, deletes and reads are never refused this way.
+
+    ``details``: ``reason`` (``capacity`` or ``loop_lag``), ``capacity``, ``running``,
+    ``retry_after``, and for ``loop_lag`` also ``lag_p99_ms`` and ``lag_limit_ms``. The
+    connection cap (watui/server/connections.py) answers the same code with no details."""
+
+    code = "OVERLOADED"
+    status = 503
+    default_retry_after = 5
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds a client should wait (the ``Retry-After`` header). Read from ``details``, so
+        the error rebuilt from a server's answer (watui/remote/errors.py) has it too."""
+        value = self.details.get("retry_after")
+        return value if isinstance(value, int) and value > 0 else self.default_retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class LeaseLost(NodeUnavailable):
     """Cluster mode: this node no longer holds the session's lease (another node claimed it,
     with a newer fencing token), so the store refused the write. The node drops the session."""

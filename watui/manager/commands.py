@@ -29,6 +29,7 @@ from watui.errors import (
 )
 from watui.machine import STARTABLE, EventType, Status, Trigger, transition
 from watui.manager import messaging
+from watui.manager.admission import Admission
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
 from watui.manager.registry import Registry
@@ -64,7 +65,7 @@ def new_webhook_secret() -> str:
 class Commands:
     def __init__(
         self, settings: Settings, engine: Engine, clock: Clock, registry: Registry,
-        journal: Journal, supervisor: Supervisor, lifecycle: Lifecycle,
+        journal: Journal, supervisor: Supervisor, lifecycle: Lifecycle, admission: Admission,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -73,6 +74,7 @@ class Commands:
         self.journal = journal
         self.supervisor = supervisor
         self.lifecycle = lifecycle
+        self.admission = admission
 
     # ================================================================ start, stop, logout (locked)
 
@@ -80,14 +82,16 @@ class Commands:
         self, session: Session, caller: Caller | None, *, pair_phone: str | None = None,
         created: NewEvent | None = None,
     ) -> Session:
-        """Start ``session`` (its lock held); ``caller`` None is the restore (no limit)."""
+        """Start ``session`` (its lock held); ``caller`` None is the restore or a takeover (no
+        limit, no admission check: watui/manager/admission.py)."""
         transition(session.status, Trigger.START)  # raises before anything is reserved
         self.registry.check_limit(session, caller)
-        await self.supervisor.placement.acquire(session, caller)
-        stale = self.supervisor.runtimes.get(session.id)
-        if stale is not None:  # e.g. a disconnected session waiting to reconnect
-            await self.supervisor.teardown(stale)
-        runtime = self.supervisor.spawn(session)
+        with self.admission.starting(session.id, check=caller is not None):
+            await self.supervisor.placement.acquire(session, caller)
+            stale = self.supervisor.runtimes.get(session.id)
+            if stale is not None:  # e.g. a disconnected session waiting to reconnect
+                await self.supervisor.teardown(stale)
+            runtime = self.supervisor.spawn(session)
         runtime.pair_phone = pair_phone
         try:
             session = await self.journal.apply(
@@ -200,9 +204,12 @@ class Commands:
         self.registry.visible(caller, session_id)
         async with self.registry.lock(session_id):
             session = self.registry.visible(caller, session_id)
-            if session.status not in (Status.STOPPED, Status.FAILED):
-                session = await self.stop_locked(session)
-            return await self.start_locked(session, caller)
+            # Checked before anything stops, and its place kept while it stops: a refused
+            # restart leaves the session running, and no other start takes its slot meanwhile.
+            with self.admission.starting(session_id):
+                if session.status not in (Status.STOPPED, Status.FAILED):
+                    session = await self.stop_locked(session)
+                return await self.start_locked(session, caller)
 
     async def logout(self, caller: Caller, session_id: str) -> Session:
         self.registry.visible(caller, session_id)
@@ -233,8 +240,7 @@ class Commands:
             session = registry.visible(caller, session_id)
             changes: dict[str, Any] = {}
             if patch.name is not None and patch.name != session.name:
-                registry.claim_name(session.owner, patch.name, session.id)
-                registry.release_name(session)
+                registry.rename(session, patch.name)
                 changes["name"] = patch.name
             if patch.description is not None:
                 changes["description"] = patch.description
@@ -255,8 +261,7 @@ class Commands:
                 return await self.journal.save(session, **changes)
             except Exception:
                 if "name" in changes:  # give the old name back
-                    registry.release_name(session.model_copy(update={"name": changes["name"]}))
-                    registry.names[(session.owner, session.name)] = session.id
+                    registry.undo_rename(session, changes["name"])
                 raise
 
     # ================================================================ linking

@@ -24,6 +24,7 @@ from watui.config import Settings
 from watui.engines.base import Engine
 from watui.engines.factory import build_engine
 from watui.machine import RUNNING, Status, Trigger
+from watui.manager.admission import Admission
 from watui.manager.commands import Commands
 from watui.manager.handover import Handover
 from watui.manager.journal import Journal, cleared_link_state
@@ -66,8 +67,11 @@ class SessionManager:
         self.supervisor = Supervisor(settings, engine, clock, self.registry)
         self.lifecycle = Lifecycle(settings, engine, clock, self.registry, self.journal, self.supervisor)
         self.supervisor.handler = self.lifecycle
+        self.admission = Admission(settings.node_capacity, settings.overload_lag_ms / 1000, self.supervisor.runtimes)
+        """Whether this node takes on one more running session (capacity, loop lag); the
+        server gives it its lag probe (watui/server/metrics.py)."""
         self.commands = Commands(
-            settings, engine, clock, self.registry, self.journal, self.supervisor, self.lifecycle
+            settings, engine, clock, self.registry, self.journal, self.supervisor, self.lifecycle, self.admission
         )
         self.on_session_change: list[Callable[[Session], None]] = self.journal.on_change
         """Called with each snapshot that was written (the same list as the journal's)."""

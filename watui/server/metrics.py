@@ -5,13 +5,19 @@ process: the tests). What already has a counter elsewhere (sessions, open stream
 by outcome, engine hosts) is read at scrape time by a collector; what happens only here (events
 committed, commit latency, event-loop lag) is counted as it happens. A scrape reads the webhook
 backlog from the store, so the handler gathers the async figures first, then renders.
+
+The lag probe also keeps the recent window (:class:`LagWindow`) that admission reads: while its
+p99 is above ``WATUI_OVERLOAD_LAG_MS``, creates and starts answer ``503 OVERLOADED``
+(watui/manager/admission.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +33,33 @@ if TYPE_CHECKING:
     from watui.server.state import ServerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LOOP_LAG_INTERVAL = 0.5
+LOOP_LAG_INTERVAL = 0.1
 """The lag probe sleeps this long and measures how late it wakes."""
+LAG_WINDOW = 100
+"""Probes in the window admission reads: the last 10 s (longer while the loop runs late). A
+stall delays the one probe pending, so a p99 of 100 probes (the second worst) shrugs off one
+garbage-collector pause but not two."""
+
+
+class LagWindow:
+    """The last :data:`LAG_WINDOW` lag samples and their p99, kept up to date as each sample
+    comes (a partial selection of 100 numbers, ten times a second), so that reading it, once
+    per create or start, is a field read. None until the window is full: a p99 of fewer
+    samples is mostly the worst one (and a server that just started has no history)."""
+
+    def __init__(self, size: int = LAG_WINDOW, quantile: float = 0.99) -> None:
+        self.samples: deque[float] = deque(maxlen=size)
+        self._rank_from_top = size - max(1, math.ceil(quantile * size)) + 1
+        """Which largest sample is the quantile: 2 for the p99 of 100 (nearest rank)."""
+        self._p99: float | None = None
+
+    def add(self, lag: float) -> None:
+        self.samples.append(lag)
+        if len(self.samples) == self.samples.maxlen:
+            self._p99 = heapq.nlargest(self._rank_from_top, self.samples)[-1]
+
+    def lag_p99(self) -> float | None:
+        return self._p99
 
 
 class _Scraped(Collector):
@@ -59,6 +90,19 @@ class _Scraped(Collector):
         yield GaugeMetricFamily("watui_engine_hosts", "Engine host processes", value=v.get("hosts", 0))
         yield CounterMetricFamily("watui_engine_host_restarts", "Engine hosts restarted (all slots)",
                                   value=v.get("host_restarts", 0))
+        yield GaugeMetricFamily("watui_sessions_running", "Sessions running on this node (what counts"
+                                " against its capacity)", value=v.get("running", 0))
+        yield GaugeMetricFamily("watui_node_capacity", "Sessions this node runs at most (WATUI_NODE_CAPACITY)",
+                                value=v.get("capacity", 0))
+        lag_p99 = v.get("lag_p99")
+        yield GaugeMetricFamily("watui_event_loop_lag_p99_seconds",
+                                "Event-loop lag p99 over the last 100 probes (NaN until there are 100)",
+                                value=math.nan if lag_p99 is None else lag_p99)
+        refused = CounterMetricFamily("watui_overload_refusals", "Creates and starts refused with"
+                                      " 503 OVERLOADED since start, by reason", labels=["reason"])
+        for reason in ("capacity", "loop_lag"):
+            refused.add_metric([reason], v.get("refused", Counter()).get(reason, 0))
+        yield refused
         cluster = v.get("cluster")
         if cluster is not None:  # cluster mode only
             yield GaugeMetricFamily("watui_cluster_leases", "Sessions this node holds the lease on",
@@ -92,6 +136,9 @@ class ServerMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.lag_window = LagWindow()
+        admission = state.manager.admission
+        admission.lag = self.lag_window
         self._scraped = _Scraped()
         self.registry.register(self._scraped)
         store = state.manager.store
@@ -108,7 +155,9 @@ class ServerMetrics:
         while True:
             started = time.perf_counter()
             await asyncio.sleep(LOOP_LAG_INTERVAL)
-            self.loop_lag.observe(max(0.0, time.perf_counter() - started - LOOP_LAG_INTERVAL))
+            lag = max(0.0, time.perf_counter() - started - LOOP_LAG_INTERVAL)
+            self.loop_lag.observe(lag)
+            self.lag_window.add(lag)
 
     async def render(self) -> bytes:
         """The exposition text, with the figures read now."""
@@ -127,6 +176,10 @@ class ServerMetrics:
             "hosts": len(hosts),
             "host_restarts": sum(h.restarts for h in hosts),
             "cluster": _cluster_figures(manager.cluster) if manager.cluster is not None else None,
+            "running": manager.admission.running(),
+            "capacity": manager.admission.capacity,
+            "lag_p99": self.lag_window.lag_p99(),
+            "refused": manager.admission.refused,
         }
         return generate_latest(self.registry)
 

@@ -112,6 +112,10 @@ ERROR_CODES: dict[int, dict[str, str]] = {
                              " nothing changed, retry after `Retry-After` seconds",
         "NODE_UNAVAILABLE": "cluster mode: the node that runs the session did not answer in time;"
                             " retry after `Retry-After` seconds",
+        "OVERLOADED": "a create that starts, a start or a restart, while the node runs"
+                      " `WATUI_NODE_CAPACITY` sessions (`details.reason` `capacity`) or its event loop"
+                      " falls behind (`loop_lag`); also a connection past the server's connection"
+                      " cap. Nothing changed; retry after `Retry-After` seconds",
     },
 }
 
