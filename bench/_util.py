@@ -1,5 +1,6 @@
 """Small helpers shared by the benchmarks: percentiles, RSS, an event-loop lag probe, a
-bounded worker pool and the figures table. Figures are printed, never asserted."""
+bounded worker pool, the figures table, and servers started as subprocesses. Figures are
+printed, never asserted."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import asyncio
 import gc
 import math
 import os
+import re
 import resource
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -228,3 +232,71 @@ def load_average() -> str:
         return f"{one:.2f}/{five:.2f}"
     except OSError:
         return "n/a"
+
+
+# ---------------------------------------------------------------------------- servers
+
+REPO = Path(__file__).resolve().parents[1]
+SERVING = re.compile(r"(?:watui|bare|stock) serving on (http://\S+)")
+"""The line a server the benchmarks start prints once it listens (``watui serve`` and the
+benchmarks' own bare servers)."""
+
+
+@dataclass
+class Spawned:
+    """A server subprocess, listening at ``base_url``; ``output`` collects what it prints."""
+
+    proc: subprocess.Popen[str]
+    base_url: str
+    output: list[str] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used so far (Linux ``/proc``)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
+        return host, int(port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def spawn_server(argv: list[str], *, timeout: float = 60, cwd: Path = REPO,
+                 env: dict[str, str] | None = None, **popen: Any) -> Spawned:
+    """Start ``python argv…`` and wait for its :data:`SERVING` line (its output is kept on
+    :attr:`Spawned.output`); ``popen`` goes to :class:`subprocess.Popen` (``preexec_fn``,
+    ``start_new_session``)."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv], cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
+    )
+    output: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            match = SERVING.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(timeout):
+        proc.kill()
+        raise RuntimeError("server did not start:\n" + "".join(output))
+    return Spawned(proc, found[0], output)

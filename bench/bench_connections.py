@@ -25,14 +25,10 @@ import argparse
 import asyncio
 import contextlib
 import math
-import os
-import re
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +37,7 @@ from typing import Any
 
 import uvicorn
 
-from bench._util import Figure, percentile, print_table
+from bench._util import Figure, Spawned, percentile, print_table, spawn_server
 from watui.config import Settings
 from watui.logs import configure_logging
 from watui.manager import SessionManager
@@ -49,8 +45,6 @@ from watui.server import create_app
 from watui.server.auth import ensure_admin_key
 from watui.server.connections import default_max_connections
 
-REPO = Path(__file__).resolve().parents[1]
-SERVING = re.compile(r"(?:watui|stock) serving on (http://\S+)")
 PROBE_EVERY = 0.25
 PROBE_TIMEOUT = 2.0
 
@@ -82,46 +76,13 @@ def run_stock_server(data_dir: Path, limit_concurrency: int | None) -> None:
     asyncio.run(main())
 
 
-@dataclass
-class Spawned:
-    proc: subprocess.Popen[str]
-    base_url: str
-    output: list[str]
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
-        return host, int(port)
-
-
 def spawn(args: list[str], fd_limit: int, timeout: float = 60) -> Spawned:
     """A server subprocess with its open-files limit at ``fd_limit`` (soft and hard)."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=REPO, env={**os.environ, "WATUI_LOG_FORMAT": "text"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=limit,
-    )
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            match = SERVING.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(timeout):
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(output))
-    return Spawned(proc, found[0], output)
+    return spawn_server(args, timeout=timeout, env={"WATUI_LOG_FORMAT": "text"}, preexec_fn=limit)
 
 
 # ---------------------------------------------------------------------------- clients

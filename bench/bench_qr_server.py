@@ -45,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,8 +57,7 @@ import qrcode.constants
 import zxingcpp
 from PIL import Image
 
-from bench._util import Figure, percentile, print_table
-from bench.bench_sse import SERVING, Spawned
+from bench._util import Figure, Spawned, percentile, print_table, spawn_server
 from watui import qr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,29 +218,10 @@ async def watch(host: str, port: int, key: str, out: Watch, stop: asyncio.Event)
 
 def spawn_in(tree: Path, data_dir: Path, env: dict[str, str], timeout: float = 60) -> Spawned:
     """``watui serve`` of the code in ``tree`` (its ``watui`` package comes first on the path)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "watui", "serve", "--engine", "simulated", "--port", "0", "--data-dir", str(data_dir)],
-        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree), **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    return spawn_server(
+        ["-m", "watui", "serve", "--engine", "simulated", "--port", "0", "--data-dir", str(data_dir)],
+        cwd=tree, env={"PYTHONPATH": str(tree), **env}, timeout=timeout, start_new_session=True,
     )
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            match = SERVING.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(timeout):
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(output))
-    return Spawned(proc, found[0], output)
 
 
 def children_cpu_seconds(parent: int) -> float:

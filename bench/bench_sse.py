@@ -29,10 +29,7 @@ import json
 import os
 import re
 import resource
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -45,69 +42,17 @@ import uvicorn
 from fastapi import FastAPI, Request
 from sse_starlette.sse import EventSourceResponse
 
-from bench._util import Figure, percentile, print_table
+from bench._util import Figure, Spawned, percentile, print_table, spawn_server
 
-REPO = Path(__file__).resolve().parents[1]
-SERVING = re.compile(r"(?:watui|bare) serving on (http://\S+)")
 TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
 
 
 # ---------------------------------------------------------------------------- servers
 
 
-@dataclass
-class Spawned:
-    proc: subprocess.Popen[str]
-    base_url: str
-    output: list[str] = field(default_factory=list)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the server process has used so far (Linux ``/proc``)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
-        return host, int(port)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 def spawn(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> Spawned:
     """Start a server subprocess and wait for its "serving on URL" line."""
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=REPO, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            match = SERVING.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(timeout):
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(output))
-    return Spawned(proc, found[0], output)
+    return spawn_server(args, env=env, timeout=timeout)
 
 
 def spawn_watui(data_dir: Path, **env: str) -> Spawned:
