@@ -33,12 +33,14 @@ def make_settings(**overrides: Any) -> Settings:
 
 def exit_if_data_dir_unusable(run: Callable[[], None]) -> None:
     """Run ``run``; if the data dir is locked by another process or cannot be used, say so
-    in one line and exit with status 2 (like a usage error), not with a traceback."""
+    in one line and exit with status 2 (like a usage error), not with a traceback. So does a
+    cluster node whose node id another live process runs (docs/cluster.md, "Node identity")."""
+    from watui.cluster.nodes import NodeIdInUse
     from watui.stores.datadir import DataDirLocked, DataDirUnusable
 
     try:
         run()
-    except (DataDirLocked, DataDirUnusable) as exc:
+    except (DataDirLocked, DataDirUnusable, NodeIdInUse) as exc:
         click.echo(f"watui: {exc}", err=True)
         sys.exit(2)
 

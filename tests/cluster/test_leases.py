@@ -253,3 +253,46 @@ async def test_a_claim_waits_for_a_fenced_write_in_flight(open_nodes: OpenNodes)
 
     await asyncio.gather(slow_write(), claim())
     assert finished == ["write", "claim"]
+
+
+async def test_another_instance_of_the_node_id_cannot_renew_release_or_write_its_leases(
+    open_nodes: OpenNodes,
+) -> None:
+    a, b = await open_nodes(2)
+    live, twin = Leases(a.pool, "A", 10), Leases(b.pool, "A", 10)  # one node id, two processes
+    a.fencing, b.fencing = live, twin
+    s, t = session(), session()
+    await a.write(sessions=[s, t])
+    tokens = {s.id: await live.claim(s.id, s.owner), t.id: await live.claim(t.id, t.owner)}
+    with pytest.raises(LeaseHeld):
+        await twin.claim(s.id, s.owner)
+    await twin.release(s.id)
+    await twin.release_all()  # the shutdown of a second process started with the same id
+    twin.tokens = dict(tokens)  # even knowing the tokens, the instance does not match
+    assert await twin.renew() == {s.id, t.id}
+    with pytest.raises(LeaseLost):
+        await b.write(events=[event(s, "twin")])
+    assert await live.count_live() == 2 and await live.renew() == set()
+    assert live.tokens == tokens
+    await a.write(events=[event(s, "live")])
+
+
+async def test_a_restarted_instance_adopts_the_dead_instances_live_leases_at_once(open_nodes: OpenNodes) -> None:
+    a, b = await open_nodes(2)
+    dead, restarted = Leases(a.pool, "A", 10), Leases(b.pool, "A", 10)
+    a.fencing, b.fencing = dead, restarted
+    s, t, u = session(), session(), session(status=Status.STOPPED)
+    await a.write(sessions=[s, t, u])
+    old = {s.id: await dead.claim(s.id, s.owner), t.id: await dead.claim(t.id, t.owner)}
+    other = Leases(a.pool, "B", 10)
+    await other.claim(u.id, u.owner)  # another node's lease is never adopted
+    adopted = await restarted.adopt()
+    assert set(adopted) == {s.id, t.id} and all(adopted[i] > old[i] for i in old)
+    assert restarted.tokens == adopted
+    assert await restarted.adopt() == {}, "nothing left to adopt"
+    # Should the old instance still be alive somewhere (paused), it has lost them.
+    assert await dead.renew() == {s.id, t.id}
+    with pytest.raises(LeaseLost):
+        await a.write(events=[event(s, "stale")])
+    await b.write(events=[event(s, "resumed")])
+    assert (await other.nodes_of([s.id, t.id, u.id])) == {s.id: "A", t.id: "A", u.id: "B"}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 from watui.cluster.nodes import Nodes
 from watui.stores.postgres import PostgresStore
@@ -47,8 +50,54 @@ async def test_registering_again_restarts_the_node(open_nodes: OpenNodes) -> Non
     await node.heartbeat(3)
     (before,) = await node.list(within=5)
     await asyncio.sleep(0.01)
-    moved = Nodes(store.pool, "A", "http://a:9", 10)
+    moved = Nodes(store.pool, "A", "http://a:9", 10, instance=node.instance)  # the same process
     await moved.register()
     (after,) = await node.list(within=5)
     assert after.started_at > before.started_at
     assert (after.url, after.capacity, after.sessions) == ("http://a:9", 10, 0)
+
+
+async def test_a_second_instance_of_a_live_node_id_is_refused_naming_it(open_nodes: OpenNodes) -> None:
+    from watui.cluster.nodes import NodeIdInUse
+
+    (store,) = await open_nodes(1)
+    live = Nodes(store.pool, "A", "http://a:1", 100)
+    await live.join()
+
+    async def beat() -> None:
+        while True:
+            await live.heartbeat(2)
+            await asyncio.sleep(0.2)
+
+    beating = asyncio.create_task(beat())
+    try:
+        second = Nodes(store.pool, "A", "http://a:2", 100)
+        with pytest.raises(NodeIdInUse) as refused:
+            await second.join()
+    finally:
+        beating.cancel()
+    message = str(refused.value)
+    assert "'A'" in message and live.instance in message and "http://a:1" in message
+    assert f"pid {live.pid}" in message and live.host in message
+    # Nothing of the live instance's row was touched, and its heartbeat still counts.
+    assert await live.heartbeat(3)
+    assert await store.pool.fetchval("SELECT instance FROM nodes WHERE node_id = 'A'") == live.instance
+
+
+async def test_a_restart_takes_the_node_id_over_once_the_old_heartbeat_is_stale(
+    open_nodes: OpenNodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watui.cluster import nodes
+
+    monkeypatch.setattr(nodes, "STALE_AFTER", 0.6)
+    (store,) = await open_nodes(1)
+    dead = Nodes(store.pool, "A", "http://a:1", 100)
+    await dead.join()  # and then it never heartbeats again (kill -9)
+    restarted = Nodes(store.pool, "A", "http://a:1", 100)
+    started = time.monotonic()
+    await restarted.join()
+    assert time.monotonic() - started < 1.5
+    assert await store.pool.fetchval("SELECT instance FROM nodes WHERE node_id = 'A'") == restarted.instance
+    assert not await dead.heartbeat(0), "the old instance learns it was superseded"
+    await dead.leave()  # and cannot delete the new instance's row
+    assert await restarted.url_of("A") == "http://a:1"

@@ -1,7 +1,11 @@
 """Which node runs which session: leases with fencing tokens, in PostgreSQL.
 
 A node runs a session only while it holds the session's lease: a row in ``leases`` naming the
-node, a fencing token and an expiry. The node renews its leases (every third of the TTL); a
+node, the process (*instance*, see :mod:`watui.cluster.nodes`) that holds it, a fencing token
+and an expiry. Renewals and releases match the instance and the token, never the node id
+alone: a second process started with a live node's id cannot renew or release that node's
+leases, and a node restarted after a crash adopts its dead instance's leases at once
+(:meth:`Leases.adopt`) instead of waiting for them to expire. The node renews its leases (every third of the TTL); a
 lease that is not renewed expires, and another node claims it (:meth:`Leases.claim_orphans`).
 Every claim that takes a lease over gets a new **fencing token** from the ``lease_token``
 sequence, so tokens only grow and are never given twice, not even after a release. The store
@@ -16,6 +20,7 @@ still agree on which leases are live. See docs/cluster.md, "Leases and fencing".
 from __future__ import annotations
 
 import logging
+import secrets
 
 import asyncpg
 
@@ -31,19 +36,22 @@ RELEASED = "'-infinity'::timestamptz"
 """A released lease's expiry: expired for every transaction, whenever it started, and never
 renewed again (a renewal that raced the release cannot bring it back)."""
 
+MINE = "(l.node_id = EXCLUDED.node_id AND l.instance = EXCLUDED.instance)"
+
 CLAIM = f"""
-INSERT INTO leases AS l (session_id, owner, node_id, token, expires_at)
-VALUES ($1, $2, $3, nextval('lease_token'), now() + $4 * interval '1 second')
+INSERT INTO leases AS l (session_id, owner, node_id, instance, token, expires_at)
+VALUES ($1, $2, $3, $5, nextval('lease_token'), now() + $4 * interval '1 second')
 ON CONFLICT (session_id) DO UPDATE
 SET owner = EXCLUDED.owner,
     node_id = EXCLUDED.node_id,
-    token = CASE WHEN l.node_id = EXCLUDED.node_id AND l.{LIVE} THEN l.token ELSE EXCLUDED.token END,
+    instance = EXCLUDED.instance,
+    token = CASE WHEN {MINE} AND l.{LIVE} THEN l.token ELSE EXCLUDED.token END,
     expires_at = EXCLUDED.expires_at
-WHERE l.node_id = EXCLUDED.node_id OR l.expires_at <= now()
+WHERE {MINE} OR l.expires_at <= now()
 RETURNING token
 """
-"""Take the lease unless another node holds a live one. This node's own live lease keeps its
-token (a renewal); anything else (no row, expired, released) gets a new one. ``ON CONFLICT``
+"""Take the lease unless another node (or another instance of this one) holds a live one.
+This instance's own live lease keeps its token (a renewal); anything else (no row, expired, released) gets a new one. ``ON CONFLICT``
 locks the row, so of two nodes claiming at once the second waits, sees the first's live lease
 and gets no row back."""
 
@@ -51,11 +59,11 @@ RENEW = f"""
 UPDATE leases AS l SET expires_at = now() + $2 * interval '1 second'
 FROM unnest($3::text[], $4::bigint[]) AS mine(session_id, token)
 WHERE l.session_id = mine.session_id AND l.token = mine.token AND l.node_id = $1
-  AND l.expires_at > {RELEASED}
+  AND l.instance = $5 AND l.expires_at > {RELEASED}
 RETURNING l.session_id
 """
-"""Renew every lease this node holds, by token: a row that names another node or another token
-was taken over (released ones stay released)."""
+"""Renew every lease this instance holds, by token: a row that names another node, instance or
+token was taken over (released ones stay released)."""
 
 ADD_MISSING = """
 INSERT INTO leases(session_id, owner, node_id, token, expires_at)
@@ -77,7 +85,7 @@ WITH orphans AS (
     FOR UPDATE OF l SKIP LOCKED
 )
 UPDATE leases AS l
-SET owner = o.owner, node_id = $1, token = nextval('lease_token'),
+SET owner = o.owner, node_id = $1, instance = $4, token = nextval('lease_token'),
     expires_at = now() + $2 * interval '1 second'
 FROM orphans o WHERE l.session_id = o.session_id
 RETURNING l.session_id, l.token
@@ -86,6 +94,23 @@ RETURNING l.session_id, l.token
 scanning at once lock different rows, so each takes its own share instead of queueing behind
 the others. Only lease rows are locked (never ``sessions``), in the same order a fenced write
 takes them, so a claim and a write cannot deadlock."""
+
+ADOPT = """
+WITH theirs AS (
+    SELECT l.session_id FROM leases l JOIN sessions s ON s.id = l.session_id
+    WHERE s.wants_node AND l.node_id = $1 AND l.instance <> $2 AND l.expires_at > now()
+    ORDER BY l.session_id
+    FOR UPDATE OF l
+)
+UPDATE leases AS l
+SET instance = $2, token = nextval('lease_token'), expires_at = now() + $3 * interval '1 second'
+FROM theirs t WHERE l.session_id = t.session_id
+RETURNING l.session_id, l.token
+"""
+"""Take over the live leases that other instances of this node id still hold, with new tokens.
+Run once a restarted node found its previous instance's heartbeat stale (it is dead): its
+sessions need not wait for their leases to expire. Rows locked in session-id order, as a
+fenced write locks them."""
 
 
 class LeaseHeld(Conflict):
@@ -104,11 +129,13 @@ class LeaseHeld(Conflict):
 class Leases:
     """This node's leases. One per node; every method is one short transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, node_id: str, ttl: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, node_id: str, ttl: float, *, instance: str | None = None) -> None:
         if not node_id:
             raise ValueError("node_id must not be blank")
         self.pool = pool
         self.node_id = node_id
+        self.instance = instance or secrets.token_hex(8)
+        """This process (see :func:`watui.cluster.nodes.new_instance`)."""
         self.ttl = ttl
         self.tokens: dict[str, int] = {}
         """The sessions this node holds, and its fencing token for each."""
@@ -136,7 +163,7 @@ class Leases:
                         f"Owner {owner!r} already has {limit} active sessions (the limit); stop one first",
                         details={"owner": owner, "limit": limit},
                     )
-            token = await conn.fetchval(CLAIM, session_id, owner, self.node_id, self.ttl)
+            token = await conn.fetchval(CLAIM, session_id, owner, self.node_id, self.ttl, self.instance)
             if token is None:
                 holder = await conn.fetchval(
                     f"SELECT node_id FROM leases WHERE session_id = $1 AND {LIVE}", session_id)
@@ -151,15 +178,17 @@ class Leases:
         token = self.tokens.pop(session_id, None)
         await self.pool.execute(
             f"UPDATE leases SET expires_at = {RELEASED}"
-            " WHERE session_id = $1 AND node_id = $2 AND ($3::bigint IS NULL OR token = $3)",
-            session_id, self.node_id, token)
+            " WHERE session_id = $1 AND node_id = $2 AND instance = $4 AND ($3::bigint IS NULL OR token = $3)",
+            session_id, self.node_id, token, self.instance)
 
     async def release_all(self) -> None:
-        """Give up every lease this node holds (a drain or shutdown hands them all over)."""
+        """Give up every lease this instance holds (a drain or shutdown hands them all over);
+        never another process's, even one started with the same node id."""
         held, self.tokens = self.tokens, {}
         await self.pool.execute(
-            f"UPDATE leases SET expires_at = {RELEASED} WHERE node_id = $1 AND expires_at > {RELEASED}",
-            self.node_id)
+            f"UPDATE leases SET expires_at = {RELEASED}"
+            f" WHERE node_id = $1 AND instance = $2 AND expires_at > {RELEASED}",
+            self.node_id, self.instance)
         log.info("released %d leases", len(held))
 
     async def renew(self) -> set[str]:
@@ -169,7 +198,8 @@ class Leases:
         held = dict(self.tokens)
         if not held:
             return set()
-        rows = await self.pool.fetch(RENEW, self.node_id, self.ttl, list(held), list(held.values()))
+        rows = await self.pool.fetch(
+            RENEW, self.node_id, self.ttl, list(held), list(held.values()), self.instance)
         lost = set(held) - {row[0] for row in rows}
         for session_id in lost:
             if self.tokens.get(session_id) == held[session_id]:  # not re-claimed meanwhile
@@ -186,10 +216,19 @@ class Leases:
             return {}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(ADD_MISSING)
-            rows = await conn.fetch(CLAIM_ORPHANS, self.node_id, self.ttl, limit)
+            rows = await conn.fetch(CLAIM_ORPHANS, self.node_id, self.ttl, limit, self.instance)
         claimed = {row[0]: int(row[1]) for row in rows}
         self.tokens.update(claimed)
         return claimed
+
+    async def adopt(self) -> dict[str, int]:
+        """Take over, with new tokens, the live leases other instances of this node id hold
+        (call it only once :meth:`watui.cluster.nodes.Nodes.join` found them dead). Returns
+        session id -> token."""
+        rows = await self.pool.fetch(ADOPT, self.node_id, self.instance, self.ttl)
+        adopted = {row[0]: int(row[1]) for row in rows}
+        self.tokens.update(adopted)
+        return adopted
 
     async def holder(self, session_id: str) -> Holder | None:
         """The *other* node holding a live lease on the session, with its URL from ``nodes``

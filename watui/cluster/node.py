@@ -1,8 +1,12 @@
 """This process as one node of a cluster.
 
-The node registers itself in the nodes table and then, every ``lease_ttl / 3`` seconds,
-heartbeats and renews the leases of the sessions it runs (a lease it finds taken by another
-node means it was paused or cut off for longer than the TTL: it drops that session without
+The process joins as a new *instance* of its node id (:meth:`ClusterNode.join`, before it
+loads or claims anything): if another instance of the same node id is alive, it stops there
+(:class:`~watui.cluster.nodes.NodeIdInUse`, exit status 2); if that instance is dead (its
+heartbeat went stale), it adopts that instance's live leases at once and resumes them. Then it
+heartbeats every :data:`~watui.cluster.nodes.HEARTBEAT_INTERVAL`, and every ``lease_ttl / 3``
+seconds renews the leases of the sessions it runs (a lease it finds taken by another node
+means it was paused or cut off for longer than the TTL: it drops that session without
 writing). Every second it also looks for *orphans*, sessions that want a node (running, or
 parked to resume) with no live lease, because their node died or handed them over on
 shutdown, and takes over as many as its capacity allows.
@@ -20,7 +24,7 @@ import time
 
 from watui.cluster.fanout import ClusterFeed
 from watui.cluster.leases import Leases
-from watui.cluster.nodes import Nodes
+from watui.cluster.nodes import HEARTBEAT_INTERVAL, Nodes, new_instance
 from watui.cluster.types import Holder, NodeInfo, Takeover
 from watui.config import Settings
 from watui.stores.postgres import PostgresStore
@@ -38,20 +42,47 @@ class ClusterNode:
         self.node_id = settings.node_id
         self.lease_ttl = settings.lease_ttl
         self.capacity = settings.node_capacity
-        self.leases = Leases(store.pool, self.node_id, settings.lease_ttl)
-        self.table = Nodes(store.pool, self.node_id, settings.advertised_url, settings.node_capacity)
+        self.instance = new_instance()
+        """This process: a node id is run by one instance at a time."""
+        self.leases = Leases(store.pool, self.node_id, settings.lease_ttl, instance=self.instance)
+        self.table = Nodes(
+            store.pool, self.node_id, settings.advertised_url, settings.node_capacity, instance=self.instance
+        )
         self.feed = ClusterFeed(store, settings.redis_url, self.node_id)
         self.handover = handover
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
+        self.adopted = 0
+        """Sessions this instance adopted at start from a dead instance of the same node id."""
+        self.superseded = False
+        """Another instance took this node id over (this one was taken for dead): take nothing."""
+        self._adopting: list[tuple[str, int]] = []
+        """Adopted sessions not resumed yet: the loop resumes them a batch at a time, between
+        its renewals, as it does orphans."""
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._closing = False
         store.fencing = self.leases
 
+    async def join(self) -> None:
+        """Take the node id for this instance, before anything is loaded or claimed: raises
+        :class:`~watui.cluster.nodes.NodeIdInUse` if another instance runs it (alive)."""
+        await self.table.join()
+        log.info("node %s joined as instance %s", self.node_id, self.instance)
+
     async def start(self) -> None:
-        await self.table.register()
+        """After :meth:`join` and once the sessions are loaded: adopt the leases a dead
+        instance of this node id left, then heartbeat, renew and look for orphans."""
         await self.feed.start()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="watui-cluster-node")
+        loop = asyncio.get_running_loop()
+        self._beat = loop.create_task(self._heartbeats(), name="watui-cluster-heartbeat")
+        adopted = await self.leases.adopt()
+        if adopted:
+            log.info("resuming %d sessions of this node's previous instance", len(adopted))
+            self.adopted += len(adopted)
+            self.takeovers += len(adopted)
+            self._adopting = list(adopted.items())
+        self._task = loop.create_task(self._run(), name="watui-cluster-node")
 
     async def stop_taking_over(self) -> None:
         """Shutdown, first step: take no more sessions (the ones here are parked next)."""
@@ -62,9 +93,17 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _stop_heartbeats(self) -> None:
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
     async def aclose(self) -> None:
         """Shutdown, last step (after the sessions were parked and their leases released)."""
         await self.stop_taking_over()
+        await self._stop_heartbeats()
         with contextlib.suppress(Exception):
             await self.leases.release_all()
         with contextlib.suppress(Exception):
@@ -86,24 +125,46 @@ class ClusterNode:
                 raise
             except Exception as exc:  # PostgreSQL away: the next round tries again
                 log.warning("cluster node %s: %s", self.node_id, exc)
-            await asyncio.sleep(min(SCAN_INTERVAL, renew_every))
+            await asyncio.sleep(0 if self._adopting else min(SCAN_INTERVAL, renew_every))
+
+    async def _heartbeats(self) -> None:
+        """Every :data:`HEARTBEAT_INTERVAL`, on a task of its own (a long takeover round must
+        not make this instance look dead to a process starting with the same node id)."""
+        while True:
+            try:
+                if not await self.table.heartbeat(len(self.leases.tokens)) and not self.superseded:
+                    self.superseded = True
+                    log.error("node id %s was taken over by another instance (this one, %s, was"
+                              " taken for dead): taking no more sessions; the ones it ran are"
+                              " dropped as their leases turn out lost", self.node_id, self.instance)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL away: the next beat tries again
+                log.warning("cluster node %s heartbeat: %s", self.node_id, exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _renew(self) -> None:
         lost = await self.leases.renew()
         for session_id in lost:
             log.warning("lost the lease on %s to another node; dropping it here", session_id)
             await self.handover.drop(session_id)
-        await self.table.heartbeat(len(self.leases.tokens))
 
     async def _take_over_orphans(self) -> None:
+        if self._adopting:
+            batch, self._adopting = self._adopting[:TAKEOVER_BATCH], self._adopting[TAKEOVER_BATCH:]
+            await self._take_over({i: t for i, t in batch if self.leases.tokens.get(i) == t})  # not lost since
+            return
         free = self.capacity - len(self.leases.tokens)
-        if free <= 0 or self._closing:
+        if free <= 0 or self._closing or self.superseded:
             return
         claimed = await self.leases.claim_orphans(min(free, TAKEOVER_BATCH))
         if not claimed:
             return
         log.info("taking over %d sessions", len(claimed))
         self.takeovers += len(claimed)
+        await self._take_over(claimed)
+
+    async def _take_over(self, claimed: dict[str, int]) -> None:
         results = await asyncio.gather(
             *(self.handover.take_over(session_id) for session_id in claimed), return_exceptions=True
         )

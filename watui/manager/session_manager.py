@@ -142,6 +142,7 @@ class SessionManager:
             manager.journal.node_id = settings.node_id
             manager.bus.follow(node.feed)
             node.feed.on_sessions.append(handover.mirror)
+            await node.join()  # before anything runs: another live process may hold the node id
             await manager._load_and_start_services(store)
             await node.start()
         except BaseException:

@@ -23,9 +23,11 @@ log = logging.getLogger("watui.stores.postgres")
 
 class Fence(Protocol):
     """What the store asks before a write in cluster mode (``watui.cluster.leases.Leases`` is
-    one): which node this is, and the fencing token it holds for a session, if any."""
+    one): which node and which process of it (instance) this is, and the fencing token it
+    holds for a session, if any."""
 
     node_id: str
+    instance: str
 
     def token(self, session_id: str) -> int | None:
         """This node's fencing token for ``session_id``; None when it holds no lease on it."""
@@ -33,7 +35,7 @@ class Fence(Protocol):
 
 
 FENCE_ROWS = (
-    "SELECT session_id, node_id, token, expires_at > now() FROM leases"
+    "SELECT session_id, node_id, instance, token, expires_at > now() FROM leases"
     " WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR SHARE"
 )
 """The lease rows of the sessions a write transaction touches, locked until it ends: a claim
@@ -50,17 +52,18 @@ def touched(write: QueuedWrite) -> set[str]:
     return sessions
 
 
-def may_write(fence: Fence, session_id: str, lease: tuple[str, int, bool] | None) -> bool:
-    """The fencing rule for one session, given its lease row ``(node_id, token, live)``.
+def may_write(fence: Fence, session_id: str, lease: tuple[str, str, int, bool] | None) -> bool:
+    """The fencing rule for one session, given its lease row ``(node_id, instance, token, live)``.
 
-    A node holding token T may write only while the row still names it with T (expired but
-    not claimed by anyone else is fine: nobody else wrote since). A node holding no token may
-    write only when no other node holds a live lease (it creates, or changes a session nobody
-    runs)."""
+    A process holding token T may write only while the row still names its node and instance
+    with T (expired but not claimed by anyone else is fine: nobody else wrote since). A process
+    holding no token may write only when no other node or instance holds a live lease (it
+    creates, or changes a session nobody runs)."""
     mine = fence.token(session_id)
+    here = lease is not None and lease[0] == fence.node_id and lease[1] == fence.instance
     if mine is not None:
-        return lease is not None and lease[0] == fence.node_id and lease[1] == mine
-    return lease is None or not lease[2] or lease[0] == fence.node_id
+        return lease is not None and here and lease[2] == mine
+    return lease is None or not lease[3] or here
 
 
 async def fenced_out(conn: asyncpg.Connection, fence: Fence, batch: list[QueuedWrite]) -> dict[int, str]:
@@ -71,7 +74,7 @@ async def fenced_out(conn: asyncpg.Connection, fence: Fence, batch: list[QueuedW
     if not session_ids:
         return {}
     rows = await conn.fetch(FENCE_ROWS, session_ids)
-    leases = {row[0]: (row[1], row[2], row[3]) for row in rows}
+    leases = {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
     lost = {s for s in session_ids if not may_write(fence, s, leases.get(s))}
     if lost:
         log.warning("refusing writes for sessions this node no longer holds: %s", sorted(lost))

@@ -137,6 +137,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending_event ON webhook_deliveries(event_id)
         WHERE status = 'pending';
     """,
+    # Message statistics (watui/stores/stats.py) group a session's messages by day, direction
+    # and status; this index covers both of their queries.
+    """
+    CREATE INDEX messages_stats ON messages(session_id, ts, direction, status);
+    """,
+    # One node id, one process (docs/cluster.md "Node identity"): each process of a node is an
+    # instance with a random id, recorded with its heartbeat (and where it runs) and on each
+    # lease it holds, so renewals and releases match the instance, never the node id alone.
+    """
+    ALTER TABLE nodes ADD COLUMN instance text NOT NULL DEFAULT '';
+    ALTER TABLE nodes ADD COLUMN host text NOT NULL DEFAULT '';
+    ALTER TABLE nodes ADD COLUMN pid integer;
+    ALTER TABLE leases ADD COLUMN instance text NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
