@@ -325,6 +325,9 @@ class WatuiApp(App[QuitChoice | None]):
     def refresh_deliveries(self, session_id: str) -> None:
         self.feed.refresh_deliveries(session_id)
 
+    def refresh_stats(self, session_id: str) -> None:
+        self.feed.refresh_stats(session_id)
+
     # ================================================================ requests from screens
 
     @property

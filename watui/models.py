@@ -191,6 +191,10 @@ class SessionSettings(Strict):
     webhook_url: HttpUrl | None = None
     webhook_secret: str | None = Field(None, description="`whsec_…` (Standard Webhooks); generated if absent")
     webhook_events: list[EventType] | None = Field(None, description="event types to deliver; default all")
+    message_history: bool = Field(
+        True, description="keep message bodies; false stores each message without its text "
+        "(statistics and statuses still count it)"
+    )
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
 
@@ -201,6 +205,7 @@ class SettingsPatch(Strict):
     webhook_url: HttpUrl | None = None
     webhook_secret: str | None = None
     webhook_events: list[EventType] | None = None
+    message_history: bool | None = None
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
 
@@ -394,6 +399,34 @@ class Message(BaseModel):
     status: MessageStatus
     error: str | None = None
     timestamp: datetime
+
+
+MAX_STATS_DAYS = 366
+"""The most UTC days a statistics answer's ``by_day`` may cover."""
+
+
+class DayCounts(BaseModel):
+    """One UTC day's messages: ``sent`` (outgoing, not failed) and ``received``."""
+
+    sent: int = 0
+    received: int = 0
+
+
+class MessageStats(BaseModel):
+    """Message statistics of one session or of every session a caller sees.
+
+    Totals count every stored message (retention prunes old ones); ``by_day`` covers the last
+    ``days`` UTC days, today included, each present (zeros where there was nothing).
+    ``by_type`` counts messages by type; messages are all text today, so it has one key,
+    ``text``, and other types will be keys beside it."""
+
+    total: int = 0
+    sent: int = Field(0, description="outgoing messages that did not fail")
+    received: int = 0
+    failed: int = Field(0, description="outgoing messages whose send failed")
+    by_type: dict[str, int] = Field(default_factory=dict)
+    by_day: dict[str, DayCounts] = Field(default_factory=dict, description='"YYYY-MM-DD" (UTC) → counts')
+    last_activity: datetime | None = Field(None, description="the newest message's time")
 
 
 class MessagePage(BaseModel):

@@ -20,6 +20,7 @@ from watui.models import (
     Event,
     Message,
     MessagePage,
+    MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
@@ -93,6 +94,12 @@ class SessionService(Protocol):
         self, session_id: str, *, limit: int = 50, offset: int = 0
     ) -> MessagePage:
         """Newest first."""
+
+    async def message_stats(self, session_id: str, *, days: int = 30) -> MessageStats:
+        """The session's message statistics; ``by_day`` covers the last ``days`` UTC days."""
+
+    async def all_message_stats(self, *, days: int = 30) -> MessageStats:
+        """Message statistics over every session the caller sees."""
 
     async def list_events(
         self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100

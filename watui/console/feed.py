@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from watui.errors import SessionNotFound, WatuiError
@@ -32,6 +33,9 @@ RETRY_AFTER = 1.0
 DELIVERIES_EVERY = 1.0
 """Seconds between two reads of the highlighted session's webhook deliveries."""
 
+STATS_DAYS = 7
+"""Days of message statistics the detail pane shows (today and the six before)."""
+
 
 class Feed:
     def __init__(self, app: WatuiApp) -> None:
@@ -42,6 +46,8 @@ class Feed:
         self._flushing = False
         self._events_loaded: set[str] = set()
         self._deliveries_loaded: dict[str, float] = {}
+        self._stats_asked: dict[str, tuple[int, int, int, str]] = {}
+        """Per session: its message counters and the day when its statistics were last read."""
         self.flushes = 0
         self._everything = False
         """The next batch re-reads every session (events were lost: attach mode's resync)."""
@@ -182,6 +188,28 @@ class Feed:
         self._deliveries_loaded[session_id] = now
         self.app.run_worker(self._load_deliveries(session_id), group="deliveries", exclusive=True,
                             exit_on_error=False)
+
+    def refresh_stats(self, session_id: str) -> None:
+        """(Re)read a session's message statistics when its message counters or the day have
+        changed since the last read (so an idle session is read once, not on every redraw)."""
+        session = self.app.state.sessions.get(session_id)
+        if session is None:
+            return
+        key = (session.messages_sent, session.messages_received, session.messages_failed,
+               self.app.now().astimezone(UTC).date().isoformat())
+        if self._stats_asked.get(session_id) == key:
+            return
+        self._stats_asked[session_id] = key
+        self.app.run_worker(self._load_stats(session_id), group="stats", exit_on_error=False)
+
+    async def _load_stats(self, session_id: str) -> None:
+        try:
+            stats = await self.app.service.message_stats(session_id, days=STATS_DAYS)
+        except WatuiError:
+            return  # gone, or a server without statistics: tried again when the counters change
+        if session_id in self.app.state.sessions:
+            self.app.state.stats[session_id] = stats
+            self.app.post_to_screens(StateChanged(frozenset({session_id})))
 
     async def _load_deliveries(self, session_id: str) -> None:
         try:

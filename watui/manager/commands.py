@@ -246,8 +246,8 @@ class Commands:
                 changes["description"] = patch.description
             if patch.settings is not None:
                 given = patch.settings.model_dump(exclude_unset=True)
-                # null clears a webhook field; for the two flags it can only mean "no change".
-                for flag in ("auto_reconnect", "max_reconnect_attempts"):
+                # null clears a webhook field; for the flags it can only mean "no change".
+                for flag in ("auto_reconnect", "max_reconnect_attempts", "message_history"):
                     if given.get(flag, 0) is None:
                         del given[flag]
                 merged = {**session.settings.model_dump(), **given}
@@ -368,7 +368,9 @@ class Commands:
                 payload["error"] = error
             result = await self.journal.write_snapshot(
                 session, new,
-                messages=[NewMessage(session_id, MessageDirection.OUT, chat, text, message_id, status, error, now)],
+                messages=[NewMessage(session_id, MessageDirection.OUT, chat,
+                                     text if session.settings.message_history else "",
+                                     message_id, status, error, now)],
                 events=[NewEvent(type=EventType.MESSAGE, session_id=session_id, owner=session.owner,
                                  timestamp=now, payload=payload)],
             )

@@ -57,7 +57,8 @@ async def on_message(journal: Journal, session: Session, event: IncomingMessage)
     # Memory changes with the write, and back if the write fails (the store is unavailable).
     await journal.write_snapshot(
         session, new,
-        messages=[NewMessage(session.id, direction, chat, event.text, event.message_id, status,
+        messages=[NewMessage(session.id, direction, chat,
+                             event.text if session.settings.message_history else "", event.message_id, status,
                              timestamp=event.timestamp)],
         events=[NewEvent(type=EventType.MESSAGE, session_id=session.id, owner=session.owner, timestamp=now,
                          payload=payload)],

@@ -4,17 +4,20 @@ server's way in): it scopes every call to what the caller may see and hands it o
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from watui.bus import BusSubscription
 from watui.errors import Forbidden, ValidationFailed
 from watui.machine import EventType, Status
 from watui.models import (
+    MAX_STATS_DAYS,
     Caller,
     EngineHost,
     Event,
     Message,
     MessagePage,
+    MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
@@ -112,6 +115,24 @@ class ScopedService:
         self.manager.visible(self.caller, session_id)
         messages, total = await self.manager.store.list_messages(session_id, limit=limit, offset=offset)
         return MessagePage(messages=messages, total=total)
+
+    async def message_stats(self, session_id: str, *, days: int = 30) -> MessageStats:
+        self.manager.visible(self.caller, session_id)
+        return await self._stats([session_id], days)
+
+    async def all_message_stats(self, *, days: int = 30) -> MessageStats:
+        caller = self.caller
+        ids = None if caller.admin else [
+            s.id for s in self.manager.registry.sessions.values() if s.owner == caller.owner
+        ]
+        return await self._stats(ids, days)
+
+    async def _stats(self, session_ids: list[str] | None, days: int) -> MessageStats:
+        if not 1 <= days <= MAX_STATS_DAYS:
+            raise ValidationFailed(f"days must be 1 to {MAX_STATS_DAYS}", details={"days": days})
+        return await self.manager.store.message_stats(
+            session_ids, today=self.manager.clock.now().astimezone(UTC).date(), days=days
+        )
 
     async def list_webhook_deliveries(
         self, session_id: str, *, limit: int = 50, offset: int = 0

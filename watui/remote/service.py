@@ -32,6 +32,7 @@ from watui.models import (
     Event,
     Message,
     MessagePage,
+    MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
@@ -404,6 +405,13 @@ class RemoteService:
             if len(page.messages) < MAX_PAGE:
                 break
         return MessagePage(messages=messages[: max(0, limit)], total=total)
+
+    async def message_stats(self, session_id: str, *, days: int = 30) -> MessageStats:
+        data = await self._json("GET", f"/sessions/{session_id}/stats", params={"days": days})
+        return MessageStats.model_validate(data)
+
+    async def all_message_stats(self, *, days: int = 30) -> MessageStats:
+        return MessageStats.model_validate(await self._json("GET", "/stats", params={"days": days}))
 
     async def list_events(
         self, *, session_id: str | None = None, after_id: int = 0, limit: int = 100

@@ -76,6 +76,7 @@ class DetailScreen(FollowerScreen):
             state.messages_of(self.session_id),
         )
         self.wapp.refresh_deliveries(self.session_id)
+        self.wapp.refresh_stats(self.session_id)
 
     def on_state_changed(self, message: StateChanged) -> None:
         if self.session_id in message.removed:

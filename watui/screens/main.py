@@ -266,6 +266,7 @@ class MainScreen(WatuiScreen):
             self.wapp.ensure_events(session_id)
             self.wapp.ensure_messages(session_id)
             self.wapp.refresh_deliveries(session_id)
+            self.wapp.refresh_stats(session_id)
 
     def on_state_changed(self, message: StateChanged) -> None:
         table = self.table

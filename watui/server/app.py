@@ -3,7 +3,7 @@
 Each route authenticates the caller, asks the manager for a service scoped to that caller's
 owner and makes one service call. Nothing about a session's lifecycle is decided here. One
 router per resource: sessions (:mod:`.routes_sessions`), streams (:mod:`.routes_streams`),
-webhook deliveries (:mod:`.routes_webhooks`), the cluster's nodes (:mod:`.routes_cluster`)
+webhook deliveries (:mod:`.routes_webhooks`), message statistics (:mod:`.routes_stats`), the cluster's nodes (:mod:`.routes_cluster`)
 and the server's own routes (:mod:`.routes_server`: health, metrics, docs); what they share is
 in :mod:`.deps`. In cluster mode, calls for sessions that run on another node are answered by
 that node (:mod:`watui.cluster.routing`).
@@ -32,6 +32,7 @@ from watui.server.routes_engine import engine_router
 from watui.server.routes_events import events_router
 from watui.server.routes_server import install_docs, server_router
 from watui.server.routes_sessions import sessions_router
+from watui.server.routes_stats import stats_router
 from watui.server.routes_streams import streams_router
 from watui.server.routes_webhooks import webhooks_router
 from watui.server.schemas import ErrorResponse
@@ -103,7 +104,7 @@ def create_app(
     install_docs(app)
     routers = [
         server_router(), sessions_router(simulated=state.simulated), streams_router(), webhooks_router,
-        engine_router, events_router, bulk_router, cluster_router,
+        engine_router, events_router, bulk_router, cluster_router, stats_router,
     ]
     app.state.route_methods = [
         (route.path_regex, frozenset(route.methods or ()))

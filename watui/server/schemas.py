@@ -25,6 +25,7 @@ class SessionSettingsView(BaseModel):
     webhook_url: str | None = Field(default=None, description="where events are POSTed (Standard Webhooks)")
     webhook_secret: str | None = Field(default=None, description="masked as `whsec_…`, except in the create/PATCH response that generated it")
     webhook_events: list[EventType] | None = Field(default=None, description="event types delivered; null = all")
+    message_history: bool = Field(default=True, description="keep message bodies; false stores messages without text")
 
 
 # The view must list exactly the fields of the model it shows; a test checks it too.

@@ -18,10 +18,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from watui.machine import EventType
-from watui.models import ApiKey, Event, Message, MessageStatus, NewEvent, NewMessage, Session
+from watui.models import (
+    ApiKey,
+    Event,
+    Message,
+    MessageStats,
+    MessageStatus,
+    NewEvent,
+    NewMessage,
+    Session,
+)
 from watui.stores.group_commit import EventHook, Statement, WriteResult
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -89,6 +99,9 @@ class StoreProtocol(Protocol):
         self, session_id: str, *, limit: int = 50, offset: int = 0
     ) -> tuple[list[Message], int]: ...
     async def find_message(self, session_id: str, message_id: str) -> Message | None: ...
+    async def message_stats(
+        self, session_ids: Sequence[str] | None, *, today: date, days: int
+    ) -> MessageStats: ...
     async def update_message_status(
         self, session_id: str, message_id: str, status: MessageStatus, *, events: Sequence[NewEvent] = ()
     ) -> WriteResult: ...

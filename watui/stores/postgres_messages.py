@@ -8,11 +8,20 @@ in the transaction of the events that carry them, and deletes them with their se
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-from watui.models import OUTGOING_PROGRESS, Message, MessageDirection, MessageStatus, NewEvent
+from watui.models import (
+    OUTGOING_PROGRESS,
+    Message,
+    MessageDirection,
+    MessageStats,
+    MessageStatus,
+    NewEvent,
+)
 from watui.stores.group_commit import WriteResult
 from watui.stores.postgres_writer import MESSAGE_COLUMNS, PostgresWriter
+from watui.stores.stats import assemble, day_keys
 
 
 def _message(r: Any) -> Message:
@@ -31,6 +40,35 @@ class PostgresMessages(PostgresWriter):
         )
         total = await self._pool.fetchval("SELECT COUNT(*) FROM messages WHERE session_id = $1", session_id)
         return [_message(r) for r in rows], int(total)
+
+    async def message_stats(self, session_ids: Sequence[str] | None, *, today: date, days: int) -> MessageStats:
+        """Statistics of the messages of ``session_ids`` (``None``: every session), ``by_day``
+        over the ``days`` UTC days up to ``today`` (:mod:`watui.stores.stats`)."""
+        where = ""
+        params: tuple[Any, ...] = ()
+        if session_ids is not None:
+            if len(session_ids) == 1:
+                where, params = "session_id = $1", (session_ids[0],)
+            else:
+                where, params = "session_id = ANY($1::text[])", (list(session_ids),)
+        first = date.fromisoformat(day_keys(today, days)[0])
+        totals = await self.fetchall(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE direction = 'in' AND status <> 'failed'),"
+            " COUNT(*) FILTER (WHERE status = 'failed'), MAX(ts)"
+            f" FROM messages{' WHERE ' + where if where else ''}", params,
+        )
+        by_day = await self.fetchall(
+            "SELECT (ts AT TIME ZONE 'UTC')::date AS day,"
+            " COUNT(*) FILTER (WHERE direction = 'out' AND status <> 'failed'),"
+            " COUNT(*) FILTER (WHERE direction = 'in' AND status <> 'failed')"
+            f" FROM messages WHERE {where + ' AND ' if where else ''}ts >= ${len(params) + 1} GROUP BY day",
+            (*params, datetime.combine(first, time(), UTC)),
+        )
+        total, received, failed, last = totals[0]
+        return assemble(
+            int(total), int(received), int(failed), [(r[0].isoformat(), int(r[1]), int(r[2])) for r in by_day],
+            last, today=today, days=days,
+        )
 
     async def find_message(self, session_id: str, message_id: str) -> Message | None:
         """The session's newest message with WhatsApp's id ``message_id``, if stored."""

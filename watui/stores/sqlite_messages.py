@@ -5,12 +5,22 @@ with their events (``write(messages=...)``, :mod:`watui.stores.sqlite_pipeline`)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
-from watui.models import OUTGOING_PROGRESS, Message, MessageDirection, MessageStatus, NewEvent
+from watui.models import (
+    OUTGOING_PROGRESS,
+    Message,
+    MessageDirection,
+    MessageStats,
+    MessageStatus,
+    NewEvent,
+)
 from watui.stores.group_commit import GroupCommitWriter, WriteResult
 from watui.stores.sqlite_reads import SqliteReads, parse_ts
+from watui.stores.stats import assemble, day_keys
 
 
 def _message(r: Any) -> Message:
@@ -34,6 +44,33 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
             "SELECT COUNT(*) FROM messages WHERE session_id = ?", (session_id,)
         )
         return [_message(r) for r in rows], int(total[0][0])
+
+    async def message_stats(self, session_ids: Sequence[str] | None, *, today: date, days: int) -> MessageStats:
+        """Statistics of the messages of ``session_ids`` (``None``: every session), ``by_day``
+        over the ``days`` UTC days up to ``today`` (:mod:`watui.stores.stats`)."""
+        where = ""
+        params: tuple[Any, ...] = ()
+        if session_ids is not None:
+            if len(session_ids) == 1:
+                where, params = "session_id = ?", (session_ids[0],)
+            else:
+                where, params = "session_id IN (SELECT value FROM json_each(?))", (json.dumps(list(session_ids)),)
+        since = day_keys(today, days)[0]
+        totals = await self._fetch(
+            "SELECT COUNT(*), SUM(direction = 'in' AND status != 'failed'), SUM(status = 'failed'), MAX(ts)"
+            f" FROM messages{' WHERE ' + where if where else ''}", params,
+        )
+        by_day = await self._fetch(
+            "SELECT substr(ts, 1, 10) AS day, SUM(direction = 'out' AND status != 'failed'),"
+            " SUM(direction = 'in' AND status != 'failed') FROM messages"
+            f" WHERE {where + ' AND ' if where else ''}ts >= ? GROUP BY day",
+            (*params, since),
+        )
+        total, received, failed, last = totals[0]
+        return assemble(
+            int(total), int(received or 0), int(failed or 0), [(r[0], int(r[1]), int(r[2])) for r in by_day],
+            parse_ts(last) if last else None, today=today, days=days,
+        )
 
     async def find_message(self, session_id: str, message_id: str) -> Message | None:
         """The session's newest message with WhatsApp's id ``message_id``, if stored."""

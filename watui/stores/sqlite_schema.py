@@ -96,6 +96,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_pending_event ON webhook_deliveries(event_id)
         WHERE status = 'pending';
     """,
+    # 4 -> 5: message statistics (watui/stores/stats.py) group a session's messages by day,
+    # direction and status; this index covers both of its queries.
+    """
+    CREATE INDEX messages_stats ON messages(session_id, ts, direction, status);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

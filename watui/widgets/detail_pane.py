@@ -19,8 +19,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from watui.machine import EventType, Status
-from watui.models import Event, MessageDirection, MessageStatus, Session, mask_url
+from watui.models import Event, MessageDirection, MessageStats, MessageStatus, Session, mask_url
 from watui.webhooks import DeliveryStatus, WebhookDelivery
+from watui.widgets.activity import sparkline
 from watui.widgets.state import LoggedMessage
 from watui.widgets.status_badge import ago, phone, session_badge, session_look, stamp, until
 from watui.widgets.text import clean, one_line, plain
@@ -103,6 +104,8 @@ class DetailContext:
     send_key: str | None = None
     """The key that sends a message from where the pane is shown, if there is one."""
     extra: dict[str, object] = field(default_factory=dict)
+    stats: MessageStats | None = None
+    """The session's message statistics over the last days (``None`` while being read)."""
 
 
 class DetailSection(Static):
@@ -154,6 +157,14 @@ class FieldsSection(DetailSection):
                 grid.add_row("QR code", f"{session.qr_generation} (expires {until(session.qr_expires_at, now)})")
         grid.add_row("Messages", f"{session.messages_received} in, {session.messages_sent} out, "
                                  f"{session.messages_failed} failed")
+        if ctx.stats is not None and ctx.stats.by_day:
+            days = list(ctx.stats.by_day.values())
+            today = days[-1]
+            grid.add_row("Today", f"{today.received} in, {today.sent} out")
+            week_in, week_out = sum(d.received for d in days), sum(d.sent for d in days)
+            grid.add_row(f"{len(days)} days", Text.assemble(
+                f"{week_in} in, {week_out} out ", (sparkline([d.sent + d.received for d in days]), "#29b6f6"),
+            ))
         grid.add_row("Reconnects", f"{session.reconnect_count} total, {session.reconnect_attempts} in a row")
         grid.add_row("Last active", ago(session.last_activity_at, now))
         grid.add_row("Connected", stamp(session.connected_at))
@@ -175,6 +186,9 @@ class SettingsSection(DetailSection):
         if s.webhook_url:
             kinds = ", ".join(str(e) for e in s.webhook_events) if s.webhook_events else "all events"
             grid.add_row("Sends", kinds)
+        if not s.message_history:
+            # Shown only when off, the exception: the pane stays short at 80×24.
+            grid.add_row("History", Text("off: message texts are not kept", style="yellow"))
         return grid
 
 
@@ -359,13 +373,18 @@ class DetailPane(VerticalScroll):
         self.query_one("#detail-empty").display = session is None
         if session is not None and messages is None:
             messages = self._messages_in_state(session.id)
-        ctx = (DetailContext(session, events, self._now(), deliveries, messages, self.send_key)
+        ctx = (DetailContext(session, events, self._now(), deliveries, messages, self.send_key,
+                             stats=self._stats_in_state(session.id))
                if session is not None else None)
         for section in self.query(DetailSection):
             if ctx is None:
                 section.display = False
             else:
                 section.show(ctx)
+
+    def _stats_in_state(self, session_id: str) -> MessageStats | None:
+        stats = getattr(getattr(self.app, "state", None), "stats", None)
+        return stats.get(session_id) if isinstance(stats, dict) else None
 
     def _messages_in_state(self, session_id: str) -> list[LoggedMessage] | None:
         # Screens that show a pane without passing its messages (the full-screen details) still

@@ -14,7 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from watui.machine import EventType, Status
-from watui.models import OUTGOING_PROGRESS, Event, Message, MessageDirection, MessageStatus, Session
+from watui.models import (
+    OUTGOING_PROGRESS,
+    Event,
+    Message,
+    MessageDirection,
+    MessageStats,
+    MessageStatus,
+    Session,
+)
 from watui.webhooks import WebhookDelivery
 
 RECENT_EVENTS = 30
@@ -152,6 +160,8 @@ class ConsoleState:
         self._statuses: dict[str, dict[str, MessageStatus]] = {}
         """Per followed session: statuses heard for messages not in its log yet."""
         self.deliveries: dict[str, list[WebhookDelivery]] = {}
+        self.stats: dict[str, MessageStats] = {}
+        """Message statistics of the sessions shown in a detail pane (the last few days)."""
         self.version = 0
         self.told: dict[str, tuple[Status, str | None]] = {}
         """The status (and reason) each session's latest ``status`` event gave, until its
@@ -182,6 +192,7 @@ class ConsoleState:
         self.events.pop(session_id, None)
         self.forget_messages(session_id)
         self.deliveries.pop(session_id, None)
+        self.stats.pop(session_id, None)
         self._haystacks.pop(session_id, None)
         self.told.pop(session_id, None)
         self.version += 1
