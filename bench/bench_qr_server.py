@@ -58,7 +58,7 @@ import zxingcpp
 from PIL import Image
 
 from bench._util import Figure, Spawned, percentile, print_table, spawn_server
-from watui import qr
+from watui import qr, qr_drawings
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "4ac9585"
@@ -133,15 +133,15 @@ def drawing_figures(codes: int) -> list[Figure]:
         for item in items:
             pool.submit(old_draw_png, item).result()
 
-    def queued(drawings: qr.Drawings) -> Callable[[list[str]], None]:
+    def queued(drawings: qr_drawings.Drawings) -> Callable[[list[str]], None]:
         def run(items: list[str]) -> None:  # a burst of needs, as a stream behind asks
             needs = [drawings.need(item) for item in items]
             for need in needs:
                 need.result(60)
         return run
 
-    in_thread = qr.Drawings()
-    in_process = qr.Drawings()
+    in_thread = qr_drawings.Drawings()
+    in_process = qr_drawings.Drawings()
     in_process.use_process()
     in_process.need("warm").result(60)
     try:

@@ -29,7 +29,7 @@ from rich.style import Style
 from rich.text import Text
 from terminal_paint import CELL_H, CELL_W, GRID_H, Cell, ink, paint
 
-from watui import qr
+from watui import qr, qr_drawings
 from watui.qr import HALF, QUADRANT, SEXTANT, BlockMode
 from watui.widgets.qr_view import block_text, half_block_text
 
@@ -103,7 +103,7 @@ def draw_text(text: Text) -> tuple[list[list[bool]], Image.Image]:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_png_decodes_to_payload(payload: str) -> None:
-    image = Image.open(io.BytesIO(qr.png_bytes(payload)))
+    image = Image.open(io.BytesIO(qr_drawings.png_bytes(payload)))
     assert image.format == "PNG"
     size = len(qr.qr_matrix(payload)) * 8
     assert image.size == (size, size)
@@ -274,7 +274,7 @@ def test_quiet_zone_is_light(payload: str) -> None:
 
     # And the PNG keeps it: 4 modules of white on each side.
     scale = 3
-    image = Image.open(io.BytesIO(qr.png_bytes(payload, scale=scale))).convert("L")
+    image = Image.open(io.BytesIO(qr_drawings.png_bytes(payload, scale=scale))).convert("L")
     border = q * scale
     width = image.width
     pixels = image.load()
@@ -296,9 +296,9 @@ def test_quiet_zone_parameter() -> None:
 
 def test_data_url_round_trip_and_png_cache() -> None:
     payload = whatsapp_payload()
-    png = qr.png_bytes(payload)
-    assert qr.png_bytes(payload) is png, "drawn once, then remembered"
-    assert qr.drawings.peek(payload) is png
+    png = qr_drawings.png_bytes(payload)
+    assert qr_drawings.png_bytes(payload) is png, "drawn once, then remembered"
+    assert qr_drawings.drawings.peek(payload) is png
     url = qr.data_url(png)
     assert url.startswith("data:image/png;base64,")
     assert qr.png_of_data_url(url) == png
@@ -337,14 +337,14 @@ def test_cached_results_cannot_be_poisoned() -> None:
 def test_different_payloads_differ() -> None:
     a, b = whatsapp_payload(), whatsapp_payload()
     assert qr.qr_matrix(a) != qr.qr_matrix(b)
-    assert qr.png_bytes(a) != qr.png_bytes(b)
+    assert qr_drawings.png_bytes(a) != qr_drawings.png_bytes(b)
 
 
 def test_too_long_payload_and_bad_scale() -> None:
     with pytest.raises(ValueError, match="too long"):
         qr.qr_matrix("x" * 5000)
     with pytest.raises(ValueError):
-        qr.png_bytes("x", scale=0)
+        qr_drawings.png_bytes("x", scale=0)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS[:2])
@@ -393,16 +393,16 @@ class Gate:
         return [payload for batch in self.batches for payload in batch]
 
 
-def held(**options: Any) -> tuple[qr.Drawings, Gate]:
+def held(**options: Any) -> tuple[qr_drawings.Drawings, Gate]:
     """Drawings whose first batch (a code nobody else asks for) is being drawn, held."""
     gate = Gate()
-    drawings = qr.Drawings(draw=gate, batch=1, **options)
+    drawings = qr_drawings.Drawings(draw=gate, batch=1, **options)
     drawings.need("blocker")
     assert gate.busy.wait(10)
     return drawings, gate
 
 
-def settle(drawings: qr.Drawings) -> None:
+def settle(drawings: qr_drawings.Drawings) -> None:
     deadline = time.monotonic() + 10
     while not drawings.idle():
         assert time.monotonic() < deadline, "the queue never emptied"
@@ -472,7 +472,7 @@ def test_a_code_nobody_waits_for_any_more_is_not_drawn() -> None:
 
 
 def test_a_payload_no_code_holds_is_reported_not_raised() -> None:
-    drawings = qr.Drawings()
+    drawings = qr_drawings.Drawings()
     assert drawings.need("x" * 5000).result(10) is None
     assert drawings.counts["undrawable"] == 1 and drawings.drawn == 0
 
@@ -494,7 +494,7 @@ async def test_awaiting_a_drawing_and_cancelling_the_await() -> None:
 
 async def test_use_process_draws_in_another_process() -> None:
     """What the server uses: the drawing never holds the GIL the event loop needs."""
-    drawings = qr.Drawings()
+    drawings = qr_drawings.Drawings()
     drawings.use_process()
     payload = whatsapp_payload()
     try:

@@ -16,7 +16,7 @@ import zxingcpp
 from PIL import Image
 from webhook_receiver import Receiver
 
-from watui import qr
+from watui import qr, qr_drawings
 from watui.clock import RealClock
 from watui.config import Settings
 from watui.engines.simulated import SimulatedEngine
@@ -69,10 +69,10 @@ async def test_a_qr_webhook_carries_the_png_drawn_once_for_everyone(
     body = await eventually(qr_body, "the qr webhook")
     assert body["session_id"] == session.id
     assert scan(body["qr_data"]) == body["qr_text"]
-    drawn = qr.drawings.drawn
+    drawn = qr_drawings.drawings.drawn
     live = await admin.get_qr(session.id)
     assert live.qr_text == body["qr_text"] and live.qr_data == body["qr_data"]
-    assert qr.drawings.drawn == drawn, "GET .../qr took the webhook's drawing"
+    assert qr_drawings.drawings.drawn == drawn, "GET .../qr took the webhook's drawing"
 
 
 def due(payload: dict[str, Any], event_id: int = 7, session_id: str = "ses_due") -> Due:
@@ -87,16 +87,16 @@ async def test_a_late_qr_webhook_carries_the_text_alone() -> None:
     nobody can scan it, so it is not drawn."""
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     future = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
-    drawn = qr.drawings.drawn
+    drawn = qr_drawings.drawings.drawn
     expired = due({"qr_text": "expired-code", "expires_at": past})
     assert await qr_data_of(expired) is None
     body = json.loads(body_of(expired, None))
     assert body["qr_text"] == "expired-code" and "qr_data" not in body and body["id"] == 7
 
-    qr.drawings.note("ses_late", 9, "newer-code")
+    qr_drawings.drawings.note("ses_late", 9, "newer-code")
     superseded = due({"qr_text": "older-code", "expires_at": future}, event_id=8, session_id="ses_late")
     assert await qr_data_of(superseded) is None
-    assert qr.drawings.drawn == drawn
+    assert qr_drawings.drawings.drawn == drawn
 
     live = due({"qr_text": "live-code", "expires_at": future}, event_id=10, session_id="ses_late")
     data = await qr_data_of(live)

@@ -1,6 +1,6 @@
 """QR PNGs are drawn only when someone needs one: real servers, real SSE clients.
 
-The server's drawings are this process's :data:`watui.qr.drawings` (the test servers run in
+The server's drawings are this process's :data:`watui.qr_drawings.drawings` (the test servers run in
 threads here), so its counters and its memory of drawn PNGs (``peek``) show exactly which codes
 were drawn. Sessions rotate their codes fast (the simulated phone and the manager agree on the
 codes' life), so a few seconds make many codes.
@@ -24,7 +24,7 @@ from httpx_sse import ServerSentEvent
 from PIL import Image
 from server_helpers import api_client, decode, read_until
 
-from watui import qr
+from watui import qr, qr_drawings
 from watui.engines.simulated import SimulatedEngine
 from watui.machine import EventType
 from watui.models import Event
@@ -57,8 +57,8 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> An
 
 def settled() -> dict[str, int]:
     """Wait until nothing is waiting to be drawn; the counters as they stand then."""
-    eventually(qr.drawings.idle, "the drawing queue to empty")
-    return dict(qr.drawings.counts)
+    eventually(qr_drawings.drawings.idle, "the drawing queue to empty")
+    return dict(qr_drawings.drawings.counts)
 
 
 def qr_events(server: BackgroundServer, session_id: str | None = None) -> list[Event]:
@@ -109,7 +109,7 @@ def test_nobody_watching_draws_nothing(start_server: Start) -> None:
     codes = [event.payload["qr_text"] for event in qr_events(server)]
     assert len(codes) >= 2 * sessions
     assert settled() == before, "no code was drawn, or even asked for"
-    assert not any(qr.drawings.peek(code) for code in codes)
+    assert not any(qr_drawings.drawings.peek(code) for code in codes)
 
 
 def test_one_subscriber_of_one_session_draws_only_that_sessions_codes(start_server: Start) -> None:
@@ -132,7 +132,7 @@ def test_one_subscriber_of_one_session_draws_only_that_sessions_codes(start_serv
     after = settled()
     mine = {event.payload["qr_text"] for event in qr_events(server, watched)}
     theirs = {event.payload["qr_text"] for s in others for event in qr_events(server, s)}
-    drawn = {code for code in mine | theirs if qr.drawings.peek(code)}
+    drawn = {code for code in mine | theirs if qr_drawings.drawings.peek(code)}
     assert drawn and drawn <= mine, "only the watched session's codes were drawn"
     assert after["drawn"] - before["drawn"] == len(drawn), "each once"
     # Lossless: every code the stream owed went out, drawn or not.
@@ -191,7 +191,7 @@ def test_a_held_drawing_holds_no_event_and_the_stream_stays_lossless(
     store = server.manager.store
     settled()
     gate = Gate()
-    monkeypatch.setattr(qr.drawings, "_draw_batch", gate)
+    monkeypatch.setattr(qr_drawings.drawings, "_draw_batch", gate)
     start = server.call(store.max_event_id)
     frames: list[tuple[int, str, dict[str, Any]]] = []
     until = [2**63]
@@ -244,7 +244,7 @@ async def test_in_one_batch_an_earlier_code_of_a_session_is_sent_without_a_png()
         drawn.extend(payloads)
         return qr.draw_pngs(payloads)
 
-    cache = FrameCache(drawings=qr.Drawings(draw=draw))
+    cache = FrameCache(drawings=qr_drawings.Drawings(draw=draw))
     now = datetime.now(UTC)
 
     def code(event_id: int, session_id: str, text: str) -> Event:
@@ -272,7 +272,7 @@ def test_the_drawing_process_starts_under_a_console_that_captured_stderr() -> No
         "    def fileno(self):\n"
         "        return -1\n"
         "sys.stderr = Capture()\n"
-        "from watui.qr import Drawings\n"
+        "from watui.qr_drawings import Drawings\n"
         "drawings = Drawings()\n"
         "drawings.use_process()\n"
         "png = drawings.need('2@drawing-under-a-console').result(timeout=60)\n"

@@ -51,7 +51,8 @@ from watui.models import (
     SimulateRequest,
     normalize_phone,
 )
-from watui.qr import data_url, drawings
+from watui.qr import data_url
+from watui.qr_drawings import drawings
 
 log = logging.getLogger(__name__)
 

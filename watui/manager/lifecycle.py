@@ -60,7 +60,7 @@ class Lifecycle:
         match event:
             case QrCodeIssued(code=code):
                 # The code's text is the event; its PNG is drawn only when someone asks
-                # (watui/qr.py's ``drawings``), so a code never waits for one.
+                # (watui/qr_drawings.py's ``drawings``), so a code never waits for one.
                 await self._on_qr(runtime, session, code)
             case PairSuccess(jid=jid, phone_number=phone):
                 self.supervisor.disarm(runtime, TimerKind.QR)

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from watui import __version__
 from watui.cluster.routing import Forwarder, RoutingMiddleware
 from watui.logs import throttle_repeats
-from watui.qr import drawings
+from watui.qr_drawings import drawings
 from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.openapi import install as install_openapi

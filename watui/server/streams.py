@@ -22,12 +22,12 @@ import anyio
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from watui import qr
+from watui import qr, qr_drawings
 from watui.clock import Clock
 from watui.errors import ValidationFailed
 from watui.machine import EventType, Status
 from watui.models import Event, Session, isoformat
-from watui.qr import Drawings
+from watui.qr_drawings import Drawings
 from watui.server.limits import StreamLease
 from watui.service import Subscription
 from watui.stores.base import StoreProtocol
@@ -97,14 +97,14 @@ class FrameCache:
     """Encoded frames by event id, so a fan-out to N clients encodes each event once.
 
     A ``qr`` frame carries its code's PNG as ``qr_data``, drawn when the first stream that
-    owes the frame asks for it (:data:`watui.qr.drawings`: off the event loop, once per code,
+    owes the frame asks for it (:data:`watui.qr_drawings.drawings`: off the event loop, once per code,
     shared by every stream and webhook asking). A stream waits for its own frames only; the
     others and the loop go on. A code that expired, or was superseded by a newer code of its
     session, before it was drawn is nobody's use: its frame goes out without ``qr_data``
     (``qr_text`` and the rest as always), so no event id is ever skipped.
     """
 
-    def __init__(self, size: int = 4096, drawings: Drawings = qr.drawings, clock: Clock | None = None) -> None:
+    def __init__(self, size: int = 4096, drawings: Drawings = qr_drawings.drawings, clock: Clock | None = None) -> None:
         self._size = size
         self._frames: OrderedDict[int, bytes] = OrderedDict()
         self.drawings = drawings

@@ -20,7 +20,7 @@ from standardwebhooks import Webhook
 
 from watui.machine import EventType
 from watui.models import Event, mask_url
-from watui.qr import drawings
+from watui.qr_drawings import drawings
 from watui.webhooks.guard import ForbiddenAddress
 from watui.webhooks.outbox import Due
 from watui.webhooks.policy import is_retryable, retry_after
