@@ -3,6 +3,7 @@ PostgreSQL database for the run (the stores' and the cluster's tests)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from watui.config import Settings
 from watui.engines.simulated import SimulatedEngine
 from watui.manager import ScopedService, SessionManager
 from watui.models import Caller
+
+# The overload check on event-loop lag (WATUI_OVERLOAD_LAG_MS) measures the machine, and a
+# loaded CI machine would turn a test's request into 503 OVERLOADED. Off for every server the
+# tests start (in this process or as a subprocess, which inherits it); the tests of the check
+# set it themselves.
+os.environ.setdefault("WATUI_OVERLOAD_LAG_MS", "0")
 
 
 @pytest.fixture

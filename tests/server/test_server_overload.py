@@ -264,6 +264,7 @@ def test_openapi_lists_overloaded_and_a_client_reads_it_back(server: BackgroundS
 
 
 def test_the_default_capacity_depends_on_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATUI_OVERLOAD_LAG_MS", raising=False)  # tests/conftest.py sets it
     assert Settings(engine="simulated").node_capacity == NODE_CAPACITY["simulated"] == 100_000
     assert Settings(engine="neonize").node_capacity == NODE_CAPACITY["neonize"] == 1_000
     assert Settings(engine="simulated", node_capacity=7).node_capacity == 7
