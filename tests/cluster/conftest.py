@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from watui.stores.postgres import PostgresStore
 
-OpenNodes = Callable[[int], Awaitable[list[PostgresStore]]]
+OpenNodes = Callable[..., Awaitable[list[PostgresStore]]]
 
 
 @pytest.fixture
@@ -19,8 +20,8 @@ async def open_nodes(pg_database: str) -> AsyncIterator[OpenNodes]:
     schema = "c_" + secrets.token_hex(6)
     opened: list[PostgresStore] = []
 
-    async def open_n(n: int) -> list[PostgresStore]:
-        stores = [await PostgresStore.open(pg_database, schema=schema) for _ in range(n)]
+    async def open_n(n: int, **options: Any) -> list[PostgresStore]:
+        stores = [await PostgresStore.open(pg_database, schema=schema, **options) for _ in range(n)]
         opened.extend(stores)
         return stores
 

@@ -5,9 +5,11 @@ store refusing the writes of a node that lost its lease."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
 
 from watui.cluster.leases import LeaseHeld, Leases
@@ -19,7 +21,7 @@ from watui.models import NewEvent, Session, utcnow
 from watui.stores.postgres import PostgresStore
 from watui.stores.postgres_schema import MIGRATIONS
 
-OpenNodes = Callable[[int], Awaitable[list[PostgresStore]]]
+OpenNodes = Callable[..., Awaitable[list[PostgresStore]]]
 
 TTL = 0.5
 """Short enough to let a lease lapse in a test; waits below are TTL plus a margin."""
@@ -296,3 +298,45 @@ async def test_a_restarted_instance_adopts_the_dead_instances_live_leases_at_onc
         await a.write(events=[event(s, "stale")])
     await b.write(events=[event(s, "resumed")])
     assert (await other.nodes_of([s.id, t.id, u.id])) == {s.id: "A", t.id: "A", u.id: "B"}
+
+
+@pytest.mark.parametrize("stalled_transaction_timeout", [0.5, None], ids=["timeout", "no-timeout"])
+async def test_a_node_paused_in_the_middle_of_a_commit_does_not_stop_the_others(
+    open_nodes: OpenNodes, stalled_transaction_timeout: float | None,
+) -> None:
+    """A node stopped between the statements of a commit (SIGSTOP, a frozen VM) holds the
+    event counter's row lock and its session's lease row: with the timeout cluster nodes set,
+    PostgreSQL ends that transaction and the others write and take over; without it they
+    would wait for as long as the node sleeps."""
+    (a,) = await open_nodes(1, stalled_transaction_timeout=stalled_transaction_timeout)
+    (b,) = await open_nodes(1)
+    la, lb = Leases(a.pool, "A", TTL), Leases(b.pool, "B", TTL)
+    a.fencing, b.fencing = la, lb
+    s, other = session(), session()
+    await a.write(sessions=[s, other])
+    await la.claim(s.id, s.owner)
+    paused = await a.pool.acquire()
+    tx = paused.transaction()
+    await tx.start()
+    # What a commit does first: take the counter's lock, then lock its sessions' lease rows.
+    await paused.execute("UPDATE event_seq SET last = last")
+    await paused.execute("SELECT 1 FROM leases WHERE session_id = $1 FOR SHARE", s.id)
+    await lapse()
+
+    async def carry_on() -> None:
+        await b.write(events=[event(other, "another node writes")])
+        assert s.id in await lb.claim_orphans(10)
+        await b.write(events=[event(s, "taken over")])
+
+    try:
+        if stalled_transaction_timeout is None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(carry_on(), 2.0)
+        else:
+            await asyncio.wait_for(carry_on(), 30.0)
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+                await paused.execute("SELECT 1")  # the server ended the paused transaction
+    finally:
+        with contextlib.suppress(Exception):
+            await tx.rollback()
+        await a.pool.release(paused)

@@ -11,7 +11,7 @@ import pytest
 from watui.cluster.nodes import Nodes
 from watui.stores.postgres import PostgresStore
 
-OpenNodes = Callable[[int], Awaitable[list[PostgresStore]]]
+OpenNodes = Callable[..., Awaitable[list[PostgresStore]]]
 
 
 async def test_nodes_register_heartbeat_list_and_leave(open_nodes: OpenNodes) -> None:

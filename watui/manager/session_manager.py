@@ -130,7 +130,10 @@ class SessionManager:
 
         assert settings.database_url is not None
         make_private(settings.data_dir)
-        store = await PostgresStore.open(settings.database_url, max_batch=settings.commit_max_batch)
+        store = await PostgresStore.open(
+            settings.database_url, max_batch=settings.commit_max_batch,
+            stalled_transaction_timeout=settings.lease_ttl / 2,  # its locks go before its leases lapse
+        )
         try:
             manager = cls(settings, store, engine or build_engine(settings, clock), clock)
             handover = Handover(manager, store)

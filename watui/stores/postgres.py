@@ -60,12 +60,22 @@ class PostgresStore(PostgresEventLog, PostgresMessages, PostgresApiKeys):
         max_batch: int = 64,
         pool_size: int = 4,
         schema: str | None = None,
+        stalled_transaction_timeout: float | None = None,
     ) -> PostgresStore:
         """Connect, migrate and start the writer. ``schema`` puts the tables in that schema
-        (created if missing) instead of ``public``: several stores can share one database."""
-        settings = {"search_path": schema} if schema else None
+        (created if missing) instead of ``public``: several stores can share one database.
+
+        ``stalled_transaction_timeout`` (seconds): PostgreSQL ends this store's connections
+        when one sits idle inside a transaction that long (``idle_in_transaction_session_timeout``).
+        A cluster node sets it below its lease TTL: a node paused in the middle of a commit
+        (SIGSTOP, a VM frozen) holds the event counter's row lock and its sessions' lease rows,
+        which would stop every other node's writes and takeovers until it woke; the server
+        rolls that transaction back instead (nothing of it was acknowledged)."""
+        settings: dict[str, str] = {"search_path": schema} if schema else {}
+        if stalled_transaction_timeout is not None:
+            settings["idle_in_transaction_session_timeout"] = str(max(1, round(stalled_transaction_timeout * 1000)))
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max(2, pool_size), server_settings=settings
+            dsn, min_size=1, max_size=max(2, pool_size), server_settings=settings or None
         )
         try:
             async with pool.acquire() as conn:
