@@ -80,6 +80,82 @@ class PairingWindowClosed:
     """
 
 
+MESSAGE_TYPES = ("text", "image", "video", "audio", "voice", "document", "sticker", "location", "contact")
+"""The kinds of chat message watui sends and receives (``watui.models.MessageType``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A shared contact card: a display name and a phone number (digits, no plus)."""
+
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """The bytes of a media message, in a file the caller owns (the engine reads it, never
+    deletes it). A path rather than bytes so that large files cross the engine-host pipe as a
+    name, not as a frame."""
+
+    path: str
+    mimetype: str
+    size: int
+    filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A chat message to send. ``text`` is the body of a ``text`` message and the caption of
+    an image, video or document (empty: none); ``media`` goes with the media types,
+    ``location`` and ``contact`` with theirs. ``voice`` is sent as a WhatsApp voice note (an
+    opus audio with ``ptt`` set)."""
+
+    type: str = "text"
+    text: str = ""
+    media: MediaFile | None = None
+    location: Location | None = None
+    contact: Contact | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMedia:
+    """What a received media message says about its file. ``path``: where the engine saved
+    the downloaded bytes (a file under the directory it was given, which the manager moves
+    into the store), or None when the bytes were not downloaded (``download_media`` off, or
+    the download failed: ``error`` says why)."""
+
+    mimetype: str
+    size: int
+    sha256: str
+    """Hex SHA-256 of the plaintext, as WhatsApp declares it ("" if it did not)."""
+    filename: str | None = None
+    path: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """Per-session settings an engine applies when it makes a session.
+
+    ``proxy``: ``socks5://[user:pass@]host:port`` or ``http(s)://[user:pass@]host:port``, the
+    address every connection of this session goes through (None: the engine's default).
+    ``download_media``: save received media's bytes (to ``media_dir``) so they can be served.
+    """
+
+    proxy: str | None = None
+    download_media: bool = True
+    media_dir: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """A chat message seen on this account.
@@ -96,6 +172,11 @@ class IncomingMessage:
     sender: str = ""
     from_me: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    type: str = "text"
+    """One of :data:`MESSAGE_TYPES`; for a media type ``text`` is the caption ("" if none)."""
+    media: ReceivedMedia | None = None
+    location: Location | None = None
+    contact: Contact | None = None
 
 
 class EngineRefused(RuntimeError):
@@ -165,6 +246,10 @@ class EngineSession(Protocol):
         Delivery and read receipts for it arrive later as :class:`MessageReceipt` facts.
         """
 
+    async def send(self, to: str, message: Outgoing) -> str:
+        """Send a message of any type to the phone number ``to``; return the message id.
+        (``send_text(to, text)`` is ``send(to, Outgoing("text", text))``.)"""
+
     async def close(self) -> None:
         """Release everything this session holds (threads, handles). Idempotent."""
 
@@ -174,10 +259,13 @@ class Engine(Protocol):
     plays_phone: bool
     """True when :meth:`play_phone` works (the simulated engine, inline or hosted)."""
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> EngineSession:
+    def session(
+        self, session_id: str, report: Report, *, auth_path: Path, options: SessionOptions | None = None,
+    ) -> EngineSession:
         """Make the engine side of one session. ``auth_path`` is its own auth database file;
         an engine built with a ``database_url`` (cluster mode) keeps the session's auth state
-        in PostgreSQL instead, keyed by ``session_id`` (see :mod:`watui.engines.auth`)."""
+        in PostgreSQL instead, keyed by ``session_id`` (see :mod:`watui.engines.auth`).
+        ``options``: the session's proxy and media settings (None: the defaults)."""
 
     async def has_auth(self, session_id: str, auth_path: Path) -> bool:
         """True if this session has stored credentials it can resume with.
