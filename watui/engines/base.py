@@ -39,9 +39,15 @@ class PairSuccess:
 
 @dataclass(frozen=True, slots=True)
 class SessionConnected:
+    """Connected (linked, or resumed). The account's details, where the engine knows them:
+    ``push_name`` (the name the phone shows), ``platform`` (the phone's: ``android``,
+    ``iphone``, ``smba``…), ``business_name`` (a WhatsApp Business account's verified name)."""
+
     jid: str
     phone_number: str
     push_name: str = ""
+    platform: str = ""
+    business_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
