@@ -11,6 +11,12 @@ writing). Every second it also looks for *orphans*, sessions that want a node (r
 parked to resume) with no live lease, because their node died or handed them over on
 shutdown, and takes over as many as its capacity allows.
 
+When PostgreSQL does not answer, the node keeps running its sessions (nobody can claim them
+meanwhile), reports ``degraded`` health, and renews first thing when the database is back.
+Leases expire by the database's clock during a long outage, so after one the node claims
+nothing until the database has answered it for a full lease TTL: every live holder has renewed
+by then, and only the sessions of nodes that really died are taken over.
+
 It answers the router's question too (:class:`watui.cluster.types.Locator`): which other node
 runs a session, and which nodes there are.
 """
@@ -59,6 +65,12 @@ class ClusterNode:
         self._adopting: list[tuple[str, int]] = []
         """Adopted sessions not resumed yet: the loop resumes them a batch at a time, between
         its renewals, as it does orphans."""
+        self.database_down_since: float | None = None
+        """Monotonic time since which the database has not answered this node (None: it
+        answers). Health says ``degraded`` meanwhile."""
+        self._database_back_at = float("-inf")
+        """When the database answered again after an outage this node saw (-inf: no outage
+        since start). Orphans are claimed only a full lease TTL after it: holders renew first."""
         self._task: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._closing = False
@@ -117,15 +129,32 @@ class ClusterNode:
         next_renew = 0.0
         while not self._closing:
             try:
-                if time.monotonic() >= next_renew:
+                if time.monotonic() >= next_renew or self.database_down_since is not None:
                     next_renew = time.monotonic() + renew_every
-                    await self._renew()
+                    await self._renew()  # first thing when the database is back
+                    self._database_answers()
                 await self._take_over_orphans()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away: the next round tries again
-                log.warning("cluster node %s: %s", self.node_id, exc)
+                self._database_away(exc)
             await asyncio.sleep(0 if self._adopting else min(SCAN_INTERVAL, renew_every))
+
+    def _database_away(self, exc: Exception) -> None:
+        if self.database_down_since is None:
+            self.database_down_since = time.monotonic()
+            log.warning("cluster node %s: the database does not answer (%s); the sessions here keep"
+                        " running, and nothing is claimed until it has answered for %.0f s",
+                        self.node_id, exc, self.lease_ttl)
+        else:
+            log.debug("cluster node %s: %s", self.node_id, exc)
+
+    def _database_answers(self) -> None:
+        if self.database_down_since is not None:
+            log.warning("cluster node %s: the database answers again after %.1f s; leases renewed",
+                        self.node_id, time.monotonic() - self.database_down_since)
+            self.database_down_since = None
+            self._database_back_at = time.monotonic()
 
     async def _heartbeats(self) -> None:
         """Every :data:`HEARTBEAT_INTERVAL`, on a task of its own (a long takeover round must
@@ -139,8 +168,8 @@ class ClusterNode:
                               " dropped as their leases turn out lost", self.node_id, self.instance)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # PostgreSQL away: the next beat tries again
-                log.warning("cluster node %s heartbeat: %s", self.node_id, exc)
+            except Exception as exc:  # PostgreSQL away: the next beat tries again (_run says so)
+                log.debug("cluster node %s heartbeat: %s", self.node_id, exc)
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _renew(self) -> None:
@@ -156,6 +185,10 @@ class ClusterNode:
             return
         free = self.capacity - len(self.leases.tokens)
         if free <= 0 or self._closing or self.superseded:
+            return
+        if time.monotonic() - self._database_back_at < self.lease_ttl:
+            # After an outage every lease looks expired, though their nodes are alive and
+            # renew as soon as they can: claiming now would move sessions that never stopped.
             return
         claimed = await self.leases.claim_orphans(min(free, TAKEOVER_BATCH))
         if not claimed:

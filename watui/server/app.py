@@ -25,6 +25,7 @@ from watui.logs import throttle_repeats
 from watui.qr_drawings import drawings
 from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
+from watui.server.key_cache import KeyCache
 from watui.server.openapi import install as install_openapi
 from watui.server.routes_bulk import bulk_router
 from watui.server.routes_cluster import cluster_router
@@ -99,6 +100,8 @@ def create_app(
     )
     app.state.watui = state
     app.state.manager = manager
+    if locator is not None:  # keys live in PostgreSQL: keep working through its outages
+        app.state.key_cache = KeyCache(settings.lease_ttl)
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)

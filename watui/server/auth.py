@@ -21,6 +21,7 @@ from watui.stores.datadir import ADMIN_KEY_FILE
 
 if TYPE_CHECKING:
     from watui.config import Settings
+    from watui.server.key_cache import KeyCache
     from watui.stores.base import StoreProtocol
 
 MAX_KEY_LENGTH = 256
@@ -47,7 +48,8 @@ async def caller_for_secret(request: Request, secret: str | None) -> Caller:
     if len(secret) > MAX_KEY_LENGTH or not secret.isascii():
         raise Unauthorized("Invalid API key")
     store: StoreProtocol = request.app.state.manager.store
-    key = await store.find_api_key(secret)
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    key = await (cache.find(store, secret) if cache is not None else store.find_api_key(secret))
     if key is None or key.revoked_at is not None:
         raise Unauthorized("Invalid API key")
     caller = Caller(owner=key.owner, admin=key.role == "admin")

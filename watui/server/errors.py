@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watui.errors import WatuiError
 from watui.server.schemas import ERROR_CODE_FOR_STATUS
+from watui.stores.outages import OUTAGES, unavailable
 
 log = logging.getLogger("watui.server")
 
@@ -119,6 +120,13 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _outage(request: Request, exc: Exception) -> JSONResponse:
+    """The database could not be reached (a read, or a lease claim, found it away): a retry
+    may succeed, so ``503 STORE_UNAVAILABLE`` with ``Retry-After``, never ``500``."""
+    log.warning("%s %s: the store cannot answer: %s", request.method, request.url.path, exc or type(exc).__name__)
+    return refusal(unavailable(exc, reading=True))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "INTERNAL_ERROR", "Internal server error")
@@ -129,6 +137,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(pydantic.ValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in OUTAGES:  # by class: a handler for Exception itself would close the connection
+        app.add_exception_handler(outage, _outage)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -4,6 +4,7 @@ Swagger UI assets are served from the installed package (no CDN: closed networks
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -36,8 +37,14 @@ def server_router() -> APIRouter:
         if (reason := state.manager.store.broken) is not None:
             raise StoreUnavailable(f"The store cannot write any more ({reason}). Restart watui.",
                                    details={"reason": reason})
-        return Health(version=__version__, engine=state.settings.engine,
-                      restoring=state.manager.restore_progress)
+        problems: list[str] = []
+        cluster = state.manager.cluster
+        if cluster is not None and cluster.database_down_since is not None:
+            problems.append(f"the database has not answered for {time.monotonic() - cluster.database_down_since:.0f} s")
+        if (failing := state.manager.store.failing) is not None:
+            problems.append(f"store writes are failing: {failing}")
+        return Health(status="degraded" if problems else "ok", problems=problems, version=__version__,
+                      engine=state.settings.engine, restoring=state.manager.restore_progress)
 
     @router.get(
         "/metrics", tags=["server"], response_class=Response,

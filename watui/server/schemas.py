@@ -9,7 +9,7 @@ check, so :class:`SessionSettingsView` carries the same fields without the valid
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,7 +56,10 @@ class PairCodeRequest(Strict):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: Literal["ok", "degraded"] = Field(
+        "ok", description="`degraded`: the node answers, but its store cannot write right now "
+        "(`problems` says why); writes get `503 STORE_UNAVAILABLE` meanwhile")
+    problems: list[str] = Field(default_factory=list)
     version: str
     engine: str = Field(..., description="neonize (real WhatsApp) or simulated")
     restoring: RestoreProgress | None = Field(

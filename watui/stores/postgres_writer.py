@@ -34,7 +34,6 @@ Event payloads, session documents and webhook bodies are JSON, where a NUL is th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -55,6 +54,7 @@ from watui.stores.group_commit import (
     Statement,
     WriteResult,
 )
+from watui.stores.outages import OUTAGES, unavailable
 from watui.stores.postgres_fencing import Fence, fenced_out
 
 # The store's records keep one logger name whatever module they come from.
@@ -85,30 +85,27 @@ insert the rows numbered up to its new value, in the order given."""
 
 MESSAGE_COLUMNS = "id, session_id, direction, chat, text, message_id, status, error, ts"
 
-_OUTAGES: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,  # the connection is closed or broken
-    asyncpg.InternalClientError,  # the connection's protocol state is broken (the server hung up)
-    asyncpg.PostgresConnectionError,  # class 08
-    asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
-    asyncpg.OperatorInterventionError,  # class 57: shutting down, cannot connect now
-    asyncpg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
-)
-"""Errors that mean the database cannot write right now, as opposed to a bad statement (a bug)."""
+_OUTAGES = OUTAGES
 
 
 def _unavailable(exc: Exception, *, outage: bool = False) -> Exception:
     """A failed write as the service reports it: :class:`StoreUnavailable` when the database
     could not write, the error itself otherwise (a bad statement is a bug, not an outage)."""
     if outage or isinstance(exc, _OUTAGES):
-        unavailable = StoreUnavailable(
-            f"The store cannot write right now ({exc}); nothing was changed. Retry later.",
-            details={"reason": str(exc)},
-        )
-        unavailable.__cause__ = exc
-        return unavailable
+        return unavailable(exc)
     return exc
+
+
+def _alive(conn: asyncpg.Connection | None) -> bool:
+    """The writer's connection can still be used. One the server closed (a restart, an
+    outage) was handed back to the pool by asyncpg itself: its proxy then refuses every call,
+    ``is_closed()`` included."""
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +198,7 @@ class PostgresWriter(GroupCommitWriter):
             else:  # events alone are one statement, atomic by itself: one round trip
                 results = await self._apply(conn, batch)
         except Exception as exc:  # the whole batch fails together; nothing is half-written
-            if isinstance(exc, _OUTAGES) or self._writer is None or self._writer.is_closed():
+            if isinstance(exc, _OUTAGES) or not _alive(self._writer):
                 # Refused, not retried: a connection lost during COMMIT leaves its outcome
                 # unknown, and a retry could write the batch twice.
                 await self._drop_writer_connection()
@@ -245,7 +242,7 @@ class PostgresWriter(GroupCommitWriter):
     async def _writer_connection(self) -> asyncpg.Connection:
         """The writer keeps one connection (handing it back to the pool after each commit
         would cost a reset round trip every time)."""
-        if self._writer is None or self._writer.is_closed():
+        if not _alive(self._writer):
             self._writer = await self._pool.acquire()
         return self._writer
 
