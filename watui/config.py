@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     """The URL other nodes reach this node's API at (default ``http://<host>:<port>``)."""
     lease_ttl: float = Field(10, gt=0, le=10)
     """Seconds a node's hold on a session lasts unless renewed (renewed every third of it)."""
+    cluster_secret: str | None = Field(None, min_length=16)
+    """Signs node-to-node calls. Unset: the secret the cluster's first node made and stored
+    in the database (the same for every node). Set it on every node, or on none."""
     route_timeout: float = Field(10, gt=0)
     """Seconds a node waits for the node that runs a session before ``503 NODE_UNAVAILABLE``."""
 

@@ -18,6 +18,7 @@ class MapLocator:
 
     node_id: str
     lease_ttl: float = 10.0
+    secret: str = "the-routing-tests-cluster-secret"
     placement: dict[str, Holder] = field(default_factory=dict)
     known_nodes: list[NodeInfo] = field(default_factory=list)
 

@@ -18,6 +18,7 @@ import pytest
 from routing_helpers import MapLocator, RawPeer, free_port, share_key
 from server_helpers import api_client, read_until
 
+from watui.cluster.identity import SIGNATURE, sign
 from watui.cluster.routing import FORWARDED_BY, owner_call
 from watui.cluster.types import Holder, NodeInfo
 from watui.errors import StoreUnavailable
@@ -216,10 +217,35 @@ def test_a_forwarded_call_is_never_forwarded_again(pair: Pair) -> None:
         # Called directly, the owner does forward (to front, which answers itself: 404).
         assert direct.post(f"/v1/sessions/{sid}/stop").json()["error"]["code"] == "SESSION_NOT_FOUND"
 
-        # A call that already carries the mark is answered by the node that receives it.
-        marked = via.post(f"/v1/sessions/{sid}/stop", headers={FORWARDED_BY: "node-x"})
+        # A call that already carries the mark, signed with the cluster's secret, is answered
+        # by the node that receives it.
+        path = f"/v1/sessions/{sid}/stop"
+        marked = via.post(path, headers={
+            FORWARDED_BY: "node-x", SIGNATURE: sign(pair.front_locator.secret, "node-x", "POST", path)})
         assert marked.status_code == 404 and marked.json()["error"]["code"] == "SESSION_NOT_FOUND"
         assert direct.get(f"/v1/sessions/{sid}").json()["status"] != "stopped"
+
+
+def test_the_forwarded_mark_is_refused_unless_signed_with_the_cluster_secret(pair: Pair) -> None:
+    """A caller with a key cannot make a node answer for a session another node runs by
+    sending the mark itself: unsigned, signed with another secret, for another call or too
+    old, the call is refused (403) and nothing happens."""
+    front, owner = pair.front, pair.owner
+    with api_client(owner.base_url, owner.admin_key) as direct, api_client(front.base_url, owner.admin_key) as via:
+        sid = direct.post("/v1/sessions", json={"name": "forged", "start": False}).json()["session_id"]
+        place(pair.front_locator, sid, owner)
+        path = f"/v1/sessions/{sid}/start"
+        secret = pair.front_locator.secret
+        for signature in (None, sign("another-clusters-secret-xyz", "node-x", "POST", path),
+                          sign(secret, "node-x", "POST", f"/v1/sessions/{sid}/stop"),
+                          sign(secret, "node-y", "POST", path),
+                          sign(secret, "node-x", "POST", path, now=time.time() - 3600), "t=1,v1=00"):
+            headers = {FORWARDED_BY: "node-x"} | ({SIGNATURE: signature} if signature else {})
+            r = via.post(path, headers=headers)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN", (signature, r.text)
+        assert direct.get(f"/v1/sessions/{sid}").json()["status"] == "stopped"
+        # Without the mark the same call is routed to the owner and carried out there.
+        assert via.post(path).status_code == 200
 
 
 def test_an_owner_that_refuses_the_connection_gives_503(

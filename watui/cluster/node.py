@@ -29,6 +29,7 @@ import logging
 import time
 
 from watui.cluster.fanout import ClusterFeed
+from watui.cluster.identity import ClusterIdentity, load_identity
 from watui.cluster.leases import Leases
 from watui.cluster.nodes import HEARTBEAT_INTERVAL, Nodes, new_instance
 from watui.cluster.types import Holder, NodeInfo, Takeover
@@ -55,6 +56,9 @@ class ClusterNode:
             store.pool, self.node_id, settings.advertised_url, settings.node_capacity, instance=self.instance
         )
         self.feed = ClusterFeed(store, settings.redis_url, self.node_id)
+        self._secret = settings.cluster_secret
+        self.identity: ClusterIdentity | None = None
+        """The cluster's id and secret, read (or made) by :meth:`join`."""
         self.handover = handover
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
@@ -78,7 +82,10 @@ class ClusterNode:
 
     async def join(self) -> None:
         """Take the node id for this instance, before anything is loaded or claimed: raises
-        :class:`~watui.cluster.nodes.NodeIdInUse` if another instance runs it (alive)."""
+        :class:`~watui.cluster.nodes.NodeIdInUse` if another instance runs it (alive). Learns
+        the cluster's id (its Redis keys) and secret (signed node-to-node calls) first."""
+        self.identity = await load_identity(self.table.pool, self._secret)
+        self.feed.stream = self.identity.stream
         await self.table.join()
         log.info("node %s joined as instance %s", self.node_id, self.instance)
 
@@ -213,6 +220,12 @@ class ClusterNode:
         if session_id in self.leases.tokens:
             return None
         return await self.leases.holder(session_id)
+
+    @property
+    def secret(self) -> str:
+        if self.identity is None:
+            raise RuntimeError("the node has not joined its cluster yet")
+        return self.identity.secret
 
     async def nodes(self) -> list[NodeInfo]:
         return await self.table.list(within=3 * self.lease_ttl)

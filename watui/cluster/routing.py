@@ -15,7 +15,10 @@ The caller is authenticated here first (a bad key gets 401 without another node 
 asked), and again by the owner, which receives the same ``Authorization`` header. A forwarded
 call carries ``X-Watui-Forwarded-By: <node id>``, and a call that carries it is never
 forwarded again: the node that receives it answers it itself, so a stale lease view on two
-nodes cannot bounce a call between them. An owner that refuses the connection or does not
+nodes cannot bounce a call between them. The header is signed with the cluster's secret
+(``X-Watui-Forward-Signature``, :mod:`watui.cluster.identity`): a call that carries it unsigned,
+or signed with another secret, is refused with ``403`` (a caller with a key cannot make a node
+act for a session it does not run). An owner that refuses the connection or does not
 answer within ``route_timeout`` seconds gives ``503 NODE_UNAVAILABLE`` with ``Retry-After``.
 """
 
@@ -26,14 +29,16 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from watui.cluster.identity import SIGNATURE, sign, verify
 from watui.cluster.types import Holder, Locator
-from watui.errors import NodeUnavailable, WatuiError
+from watui.errors import Forbidden, NodeUnavailable, WatuiError
 
 log = logging.getLogger("watui.cluster.routing")
 
@@ -47,7 +52,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade",
 })
-DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"content-length", "accept-encoding", FORWARDED_BY.lower()}
+DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {"content-length", "accept-encoding", FORWARDED_BY.lower(),
+                                        SIGNATURE.lower()}
 """``content-length`` is set again for the body sent; ``accept-encoding`` is left to the
 client between the nodes, which decodes what it gets (so the body handed on is plain)."""
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
@@ -79,10 +85,13 @@ class Forwarder:
     """Sends calls to other nodes through one shared HTTP client (connections are reused)."""
 
     def __init__(
-        self, node_id: str, timeout: float, *, transport: httpx.AsyncBaseTransport | None = None
+        self, node_id: str, timeout: float, *, secret: Callable[[], str] = lambda: "",
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.node_id = node_id
         self.timeout = timeout
+        self.secret = secret
+        """The cluster's secret, that every forwarded call is signed with."""
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -103,7 +112,9 @@ class Forwarder:
         :class:`NodeUnavailable` if it refuses the connection or takes longer than the
         route timeout (the whole call, not each step)."""
         sent = [(k, v) for k, v in headers if k.decode("latin-1").lower() not in DROPPED_REQUEST_HEADERS]
+        path = target.split("?", 1)[0]
         sent.append((FORWARDED_BY.encode(), self.node_id.encode()))
+        sent.append((SIGNATURE.encode(), sign(self.secret(), self.node_id, method, unquote(path)).encode()))
         try:
             async with asyncio.timeout(self.timeout):
                 response = await self.client.request(
@@ -148,7 +159,20 @@ class RoutingMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         session_id = owner_call(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if session_id is None or _header(scope, FORWARDED_BY) is not None:
+        if session_id is None:
+            await self.app(scope, receive, send)
+            return
+        forwarded_by = _header(scope, FORWARDED_BY)
+        if forwarded_by is not None:  # from another node: answered here, if it is one of ours
+            signature = _header(scope, SIGNATURE)
+            if not verify(self.locator.secret, forwarded_by.decode("latin-1"), scope["method"], scope["path"],
+                          signature.decode("latin-1") if signature is not None else None):
+                await _refusal(Forbidden(
+                    f"{FORWARDED_BY} is for the nodes of this cluster, and this call is not signed with"
+                    " the cluster's secret (WATUI_CLUSTER_SECRET must be the same on every node, or unset)",
+                    details={"header": FORWARDED_BY},
+                ))(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         try:

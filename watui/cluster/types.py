@@ -51,6 +51,12 @@ class Locator(Protocol):
     """This node."""
     lease_ttl: float
 
+    @property
+    def secret(self) -> str:
+        """The cluster's secret: node-to-node calls are signed with it
+        (:mod:`watui.cluster.identity`)."""
+        ...
+
     async def locate(self, session_id: str) -> Holder | None:
         """The *other* node holding a live lease on ``session_id``; None when this node holds
         it, or nobody does (then this node answers the call itself)."""

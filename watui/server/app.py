@@ -118,7 +118,7 @@ def create_app(
     forwarder: Forwarder | None = None
     if locator is not None:
         # Inside the body cap (added before it = nearer the routes): what it forwards is bounded.
-        forwarder = Forwarder(locator.node_id, settings.route_timeout)
+        forwarder = Forwarder(locator.node_id, settings.route_timeout, secret=lambda: locator.secret)
         app.add_middleware(RoutingMiddleware, locator=locator, forwarder=forwarder,
                            authenticate=caller_from_header)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

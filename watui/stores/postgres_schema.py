@@ -151,6 +151,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE nodes ADD COLUMN pid integer;
     ALTER TABLE leases ADD COLUMN instance text NOT NULL DEFAULT '';
     """,
+    # Which cluster this database is (watui/cluster/identity.py): its id namespaces Redis keys,
+    # its secret signs node-to-node calls. And session names unique per owner in the database
+    # (as watui.models.name_key compares them), so two nodes cannot both create one name:
+    # ``name_key`` is written with each snapshot; rows already there get PostgreSQL's
+    # approximation of it, and of names that already collide only the oldest keeps its key.
+    """
+    CREATE TABLE cluster (
+        one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+        id         text NOT NULL,
+        secret     text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    ALTER TABLE sessions ADD COLUMN name_key text;
+    UPDATE sessions s SET name_key = k.key FROM (
+        SELECT id, lower(normalize(doc::jsonb ->> 'name', NFKC)) AS key,
+               row_number() OVER (PARTITION BY owner, lower(normalize(doc::jsonb ->> 'name', NFKC))
+                                  ORDER BY seq) AS n
+        FROM sessions
+    ) k WHERE s.id = k.id AND k.n = 1;
+    CREATE UNIQUE INDEX sessions_owner_name ON sessions(owner, name_key);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -43,9 +43,9 @@ from typing import Any
 
 import asyncpg
 
-from watui.errors import LeaseLost, StoreUnavailable
+from watui.errors import Conflict, LeaseLost, StoreUnavailable
 from watui.machine import EventType, wants_node
-from watui.models import Event, Message, Session
+from watui.models import Event, Message, Session, name_key
 from watui.stores.encoding import payload_json
 from watui.stores.group_commit import (
     EventHook,
@@ -88,12 +88,38 @@ MESSAGE_COLUMNS = "id, session_id, direction, chat, text, message_id, status, er
 _OUTAGES = OUTAGES
 
 
+def _name_taken(batch: list[QueuedWrite], exc: Exception) -> Conflict | None:
+    """A write refused because another session of the owner has the name (one a node wrote
+    that this node had not seen yet): ``409``, as the node's own check answers."""
+    if not (isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == NAME_INDEX):
+        return None
+    names = [s.name for write in batch for s in write.sessions]
+    named = f" named {names[0]!r}" if len(names) == 1 else ""
+    return Conflict(f"A session{named} already exists (created on another node)",
+                    details={"name": names[0]} if len(names) == 1 else {})
+
+
 def _unavailable(exc: Exception, *, outage: bool = False) -> Exception:
     """A failed write as the service reports it: :class:`StoreUnavailable` when the database
     could not write, the error itself otherwise (a bad statement is a bug, not an outage)."""
     if outage or isinstance(exc, _OUTAGES):
         return unavailable(exc)
     return exc
+
+
+UPSERT_SESSIONS = """
+INSERT INTO sessions AS s (id, owner, doc, wants_node, name_key) VALUES ($1,$2,$3,$4,$5)
+ON CONFLICT (id) DO UPDATE
+SET owner = EXCLUDED.owner, doc = EXCLUDED.doc, wants_node = EXCLUDED.wants_node,
+    name_key = CASE WHEN s.name_key IS NULL AND s.doc::jsonb ->> 'name' = EXCLUDED.doc::jsonb ->> 'name'
+                    THEN NULL ELSE EXCLUDED.name_key END
+"""
+"""A session snapshot, with its name's key: the unique index ``sessions_owner_name`` makes
+names unique per owner across the cluster (two nodes creating one name at once: the second
+commit is refused with ``409``). A session of an old database whose name another already had
+keeps no key until it is renamed."""
+
+NAME_INDEX = "sessions_owner_name"
 
 
 def _alive(conn: asyncpg.Connection | None) -> bool:
@@ -254,7 +280,12 @@ class PostgresWriter(GroupCommitWriter):
                 await self._pool.release(conn, timeout=1)
 
     def _fail(self, batch: list[QueuedWrite], exc: Exception, *, outage: bool = False) -> None:
-        error = _unavailable(exc, outage=outage)
+        error = _name_taken(batch, exc) or _unavailable(exc, outage=outage)
+        if isinstance(error, Conflict):
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(error)
+            return
         if not isinstance(error, StoreUnavailable):
             log.error("store write failed", exc_info=exc)
         else:
@@ -283,7 +314,7 @@ class PostgresWriter(GroupCommitWriter):
                 "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)",
                 message_count)]
         message_rows: list[tuple[Any, ...]] = []
-        session_rows: dict[str, tuple[str, str, str, bool]] = {}
+        session_rows: dict[str, tuple[str, str, str, bool, str]] = {}
         deleted: list[tuple[str, list[str]]] = []
         extra: list[Statement] = []
         results: list[WriteResult] = []
@@ -306,7 +337,7 @@ class PostgresWriter(GroupCommitWriter):
                                      storable(m.error), m.timestamp))
             for session in write.sessions:
                 session_rows[session.id] = (session.id, session.owner, session.model_dump_json(),
-                                            wants_node(session.status, session.autostart))
+                                            wants_node(session.status, session.autostart), name_key(session.name))
             for session_id in write.deleted:
                 session_rows.pop(session_id, None)
                 deleted.append((session_id, _MESSAGE_EVENTS))
@@ -317,10 +348,7 @@ class PostgresWriter(GroupCommitWriter):
                 f"INSERT INTO messages({MESSAGE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
                 message_rows)
         if session_rows:
-            await conn.executemany(
-                "INSERT INTO sessions(id, owner, doc, wants_node) VALUES ($1,$2,$3,$4) ON CONFLICT (id)"
-                " DO UPDATE SET owner = EXCLUDED.owner, doc = EXCLUDED.doc, wants_node = EXCLUDED.wants_node",
-                list(session_rows.values()))
+            await conn.executemany(UPSERT_SESSIONS, list(session_rows.values()))
         if deleted:
             await conn.executemany("DELETE FROM sessions WHERE id = $1", [(d[0],) for d in deleted])
             for sql in PURGE_DELETED_SESSION:
