@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     """The URL other nodes reach this node's API at (default ``http://<host>:<port>``)."""
     lease_ttl: float = Field(10, gt=0, le=10)
     """Seconds a node's hold on a session lasts unless renewed (renewed every third of it)."""
+    rebalance_rate: float = Field(5, ge=0)
+    """Sessions a second a node hands over (as a drain does) while it runs more than its share
+    and another node has room, e.g. one that just joined; 0 turns rebalancing off."""
     cluster_secret: str | None = Field(None, min_length=16)
     """Signs node-to-node calls. Unset: the secret the cluster's first node made and stored
     in the database (the same for every node). Set it on every node, or on none."""

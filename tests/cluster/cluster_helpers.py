@@ -113,6 +113,8 @@ class Cluster:
                 "WATUI_DATABASE_URL": self.dsn, "WATUI_REDIS_URL": self.redis.url,
                 "WATUI_NODE_ID": name, "WATUI_LEASE_TTL": str(LEASE_TTL),
                 "WATUI_SSE_PING_INTERVAL": "0.5", "WATUI_WEBHOOK_ALLOW_PRIVATE": "true",
+                # Sessions stay where a test puts them unless it turns rebalancing on.
+                "WATUI_REBALANCE_RATE": "0",
                 **self.env, **env,
             },
         )

@@ -21,12 +21,22 @@ class MapLocator:
     secret: str = "the-routing-tests-cluster-secret"
     placement: dict[str, Holder] = field(default_factory=dict)
     known_nodes: list[NodeInfo] = field(default_factory=list)
+    room: Holder | None = None
+    nowhere: set[str] = field(default_factory=set)
+    """Sessions that want a node and have none (their node died)."""
+    """Where creates and starts go while this node is full (None: it has room)."""
 
     async def locate(self, session_id: str) -> Holder | None:
         return self.placement.get(session_id)
 
     async def nodes(self) -> list[NodeInfo]:
         return list(self.known_nodes)
+
+    async def room_elsewhere(self) -> Holder | None:
+        return self.room
+
+    async def runs_nowhere(self, session_id: str) -> bool:
+        return session_id in self.nowhere
 
 
 def share_key(source: BackgroundServer, target: BackgroundServer, secret: str) -> None:

@@ -19,7 +19,7 @@ from routing_helpers import MapLocator, RawPeer, free_port, share_key
 from server_helpers import api_client, read_until
 
 from watui.cluster.identity import SIGNATURE, sign
-from watui.cluster.routing import FORWARDED_BY, owner_call
+from watui.cluster.routing import FORWARDED_BY, owner_call, placing_call
 from watui.cluster.types import Holder, NodeInfo
 from watui.errors import StoreUnavailable
 from watui.models import utcnow
@@ -45,7 +45,7 @@ TO = "+14155550123"
     ("GET", "/v1/sessions/ses_1/stream", False),
     ("GET", "/v1/sessions/ses_1/webhooks/deliveries", False),
     ("HEAD", "/v1/sessions/ses_1/qr", False),
-    ("POST", "/v1/sessions", False),
+    ("POST", "/v1/sessions", False),  # unless this node is full: see placing_call
     ("GET", "/v1/sessions", False),
     ("POST", "/v1/bulk/sessions", False),
     ("GET", "/v1/events", False),
@@ -75,6 +75,35 @@ def pair(start_server: Callable[..., BackgroundServer]) -> Pair:
 
 def place(locator: MapLocator, session_id: str, node: BackgroundServer | RawPeer, node_id: str = "node-b") -> None:
     locator.placement[session_id] = Holder(node_id, node.base_url if isinstance(node, BackgroundServer) else node.url)
+
+
+@pytest.mark.parametrize(("method", "path", "placing"), [
+    ("POST", "/v1/sessions", True),
+    ("POST", "/v1/sessions/ses_1/start", True),
+    ("POST", "/v1/sessions/ses_1/restart", True),
+    ("POST", "/v1/sessions/ses_1/stop", False),
+    ("GET", "/v1/sessions", False),
+    ("POST", "/v1/bulk/sessions", False),
+])
+def test_which_calls_go_to_a_node_with_room_when_this_one_is_full(method: str, path: str, placing: bool) -> None:
+    assert placing_call(method, path) is placing
+
+
+def test_a_full_node_places_creates_and_starts_on_a_node_with_room(pair: Pair) -> None:
+    front, owner = pair.front, pair.owner
+    pair.front_locator.room = Holder("node-b", owner.base_url)  # front is at its capacity
+    with api_client(front.base_url, owner.admin_key) as via, api_client(owner.base_url, owner.admin_key) as direct:
+        created = via.post("/v1/sessions", json={"name": "placed", "start": True})
+        assert created.status_code == 201, created.text
+        sid = created.json()["session_id"]
+        assert direct.get(f"/v1/sessions/{sid}").json()["status"] in ("initializing", "qr_ready")
+        assert via.get(f"/v1/sessions/{sid}").status_code == 404  # front never had it
+        assert direct.post(f"/v1/sessions/{sid}/stop").status_code == 200
+        assert via.post(f"/v1/sessions/{sid}/start").status_code == 200
+        assert direct.get(f"/v1/sessions/{sid}").json()["status"] in ("initializing", "qr_ready")
+        pair.front_locator.room = None  # room again here: front answers itself
+        assert via.post("/v1/sessions", json={"name": "here", "start": False}).status_code == 201
+        assert [s["name"] for s in direct.get("/v1/sessions").json()["sessions"]] == ["placed"]
 
 
 def test_forwarded_calls_get_the_owners_exact_answers(pair: Pair) -> None:

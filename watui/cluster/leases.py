@@ -79,7 +79,7 @@ so two nodes adding the same rows at once wait for each other instead of deadloc
 CLAIM_ORPHANS = """
 WITH orphans AS (
     SELECT l.session_id, s.owner FROM leases l JOIN sessions s ON s.id = l.session_id
-    WHERE s.wants_node AND l.expires_at <= now()
+    WHERE s.wants_node AND l.expires_at <= now() AND ($5 = false OR s.doc::jsonb ->> 'node_id' IS NOT NULL)
     ORDER BY l.expires_at, l.session_id
     LIMIT $3
     FOR UPDATE OF l SKIP LOCKED
@@ -93,7 +93,14 @@ RETURNING l.session_id, l.token
 """Claim up to ``$3`` sessions that want a node and have no live lease. ``SKIP LOCKED``: nodes
 scanning at once lock different rows, so each takes its own share instead of queueing behind
 the others. Only lease rows are locked (never ``sessions``), in the same order a fenced write
-takes them, so a claim and a write cannot deadlock."""
+takes them, so a claim and a write cannot deadlock. With ``$5``, only *stranded* ones: their
+snapshot still names the node that ran them (they look running, and run nowhere)."""
+
+COUNT_ORPHANS = """
+SELECT count(*) FROM sessions s LEFT JOIN leases l ON l.session_id = s.id
+WHERE s.wants_node AND (l.session_id IS NULL OR l.expires_at <= now())
+"""
+"""Sessions waiting for a node (the takeovers' share is computed from it)."""
 
 ADOPT = """
 WITH theirs AS (
@@ -208,18 +215,23 @@ class Leases:
             log.warning("lost the leases of %d sessions: %s", len(lost), sorted(lost))
         return lost
 
-    async def claim_orphans(self, limit: int) -> dict[str, int]:
+    async def claim_orphans(self, limit: int, *, stranded: bool = False) -> dict[str, int]:
         """Claim up to ``limit`` sessions that want a node (``sessions.wants_node``) but have
         no live lease: their node died, or nobody took them yet. Returns session id -> token;
-        concurrent nodes get disjoint sets."""
+        concurrent nodes get disjoint sets. ``stranded``: only those whose snapshot still
+        names a node (to say they run nowhere, when no node has room for them)."""
         if limit <= 0:
             return {}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(ADD_MISSING)
-            rows = await conn.fetch(CLAIM_ORPHANS, self.node_id, self.ttl, limit, self.instance)
+            rows = await conn.fetch(CLAIM_ORPHANS, self.node_id, self.ttl, limit, self.instance, stranded)
         claimed = {row[0]: int(row[1]) for row in rows}
         self.tokens.update(claimed)
         return claimed
+
+    async def count_orphans(self) -> int:
+        """Sessions that want a node and have no live lease."""
+        return int(await self.pool.fetchval(COUNT_ORPHANS))
 
     async def adopt(self) -> dict[str, int]:
         """Take over, with new tokens, the live leases other instances of this node id hold
@@ -238,6 +250,13 @@ class Leases:
             f" WHERE l.session_id = $1 AND l.{LIVE} AND l.node_id <> $2",
             session_id, self.node_id)
         return Holder(node_id=row[0], url=row[1]) if row is not None else None
+
+    async def runs_nowhere(self, session_id: str) -> bool:
+        """The session wants a node (it should be running) and no node holds a live lease on
+        it: its node died and nobody has taken it over yet, or no node has room for it."""
+        return bool(await self.pool.fetchval(
+            "SELECT s.wants_node AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.session_id = s.id"
+            f" AND l.{LIVE}) FROM sessions s WHERE s.id = $1", session_id))
 
     async def count_live(self, owner: str | None = None) -> int:
         """Live leases in the whole cluster, or of one owner."""

@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from dataclasses import dataclass
 
 from watui.cluster.fanout import ClusterFeed
 from watui.cluster.identity import ClusterIdentity, load_identity
 from watui.cluster.leases import Leases
-from watui.cluster.nodes import HEARTBEAT_INTERVAL, Nodes, new_instance
+from watui.cluster.nodes import HEARTBEAT_INTERVAL, STALE_AFTER, Nodes, new_instance
 from watui.cluster.types import Holder, NodeInfo, Takeover
 from watui.config import Settings
 from watui.stores.postgres import PostgresStore
@@ -44,11 +46,63 @@ TAKEOVER_BATCH = 100
 """Sessions claimed at most per look (the rest on the next ones, or by other nodes)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Sessions and capacity of this node and of the other live nodes (as of their last
+    heartbeat): how a node decides its share of orphans, and whether to hand some over."""
+
+    mine: int
+    capacity: int
+    others: list[tuple[int, int]]
+    """(sessions, capacity) of each other live node."""
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.mine)
+
+    @property
+    def room(self) -> int:
+        """Free places in the whole cluster."""
+        return self.free + sum(max(0, c - n) for n, c in self.others)
+
+    def share(self, orphans: int) -> int:
+        """How many of ``orphans`` this node takes: what brings it up to its share of all the
+        cluster's sessions (in proportion to capacity), so takeovers spread over the survivors
+        instead of the first scanner taking them all, and a node that just handed sessions over
+        does not take them back. When the nodes below their share cannot hold them all, every
+        node with room takes a part in proportion to its free capacity."""
+        if self.free <= 0:
+            return 0
+        nodes = [(self.mine, self.capacity), *self.others]
+        total = sum(n for n, _ in nodes) + orphans
+        capacity = sum(c for _, c in nodes)
+
+        def balanced(n: int, c: int) -> int:
+            return max(0, min(c - n, math.ceil(total * c / capacity - n)))
+
+        if sum(balanced(n, c) for n, c in nodes) >= orphans:
+            return min(orphans, balanced(self.mine, self.capacity))
+        return min(orphans, self.free, max(1, math.ceil(orphans * self.free / self.room)))
+
+    def excess(self) -> int:
+        """Sessions this node runs beyond its share (the cluster's sessions in proportion to
+        capacity), when another node is below its own by more than one: else 0."""
+        total = self.mine + sum(n for n, _ in self.others)
+        capacity = self.capacity + sum(c for _, c in self.others)
+        if capacity <= 0 or not self.others:
+            return 0
+        target = total * self.capacity / capacity
+        if not any(n + 1 < total * c / capacity and n < c for n, c in self.others):
+            return 0
+        return max(0, math.floor(self.mine - target))
+
+
 class ClusterNode:
     def __init__(self, handover: Takeover, store: PostgresStore, settings: Settings) -> None:
         self.node_id = settings.node_id
         self.lease_ttl = settings.lease_ttl
         self.capacity = settings.node_capacity
+        self.rebalance_rate = settings.rebalance_rate
         self.instance = new_instance()
         """This process: a node id is run by one instance at a time."""
         self.leases = Leases(store.pool, self.node_id, settings.lease_ttl, instance=self.instance)
@@ -62,6 +116,10 @@ class ClusterNode:
         self.handover = handover
         self.takeovers = 0
         """Sessions this node took over from others (or resumed after a restart)."""
+        self.handed_off = 0
+        """Sessions this node handed over to nodes with more room (rebalancing)."""
+        self.stranded = 0
+        """Sessions of dead nodes this node marked as running nowhere (no node had room)."""
         self.adopted = 0
         """Sessions this instance adopted at start from a dead instance of the same node id."""
         self.superseded = False
@@ -75,6 +133,8 @@ class ClusterNode:
         self._database_back_at = float("-inf")
         """When the database answered again after an outage this node saw (-inf: no outage
         since start). Orphans are claimed only a full lease TTL after it: holders renew first."""
+        self._rebalance_credit = 0.0
+        self._rebalance_after = 0.0
         self._task: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._closing = False
@@ -190,19 +250,76 @@ class ClusterNode:
             batch, self._adopting = self._adopting[:TAKEOVER_BATCH], self._adopting[TAKEOVER_BATCH:]
             await self._take_over({i: t for i, t in batch if self.leases.tokens.get(i) == t})  # not lost since
             return
-        free = self.capacity - len(self.leases.tokens)
-        if free <= 0 or self._closing or self.superseded:
+        if self._closing or self.superseded:
             return
         if time.monotonic() - self._database_back_at < self.lease_ttl:
             # After an outage every lease looks expired, though their nodes are alive and
             # renew as soon as they can: claiming now would move sessions that never stopped.
             return
-        claimed = await self.leases.claim_orphans(min(free, TAKEOVER_BATCH))
+        orphans = await self.leases.count_orphans()
+        load = await self._load()
+        if orphans == 0:
+            await self._rebalance(load)
+            return
+        share = load.share(orphans)
+        if share <= 0:
+            if load.room == 0:  # no node can take them: say they run nowhere
+                await self._strand()
+            return
+        claimed = await self.leases.claim_orphans(min(share, TAKEOVER_BATCH))
         if not claimed:
             return
         log.info("taking over %d sessions", len(claimed))
         self.takeovers += len(claimed)
         await self._take_over(claimed)
+
+    async def _load(self) -> Load:
+        """This node's and the other live nodes' sessions and capacity."""
+        others = [n for n in await self.table.list(within=STALE_AFTER) if n.node_id != self.node_id]
+        return Load(mine=len(self.leases.tokens), capacity=self.capacity,
+                    others=[(n.sessions, n.capacity) for n in others])
+
+    async def _strand(self) -> None:
+        stranded = await self.leases.claim_orphans(TAKEOVER_BATCH, stranded=True)
+        if not stranded:
+            return
+        log.warning("%d sessions of a dead node run nowhere: no node has room for them; they"
+                    " wait for one", len(stranded))
+        self.stranded += len(stranded)
+        results = await asyncio.gather(*(self.handover.strand(i) for i in stranded), return_exceptions=True)
+        for session_id, result in zip(stranded, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("marking %s as running nowhere failed: %s", session_id, result)
+                with contextlib.suppress(Exception):
+                    await self.leases.release(session_id)
+
+    async def _rebalance(self, load: Load) -> None:
+        """Hand over a few sessions (``rebalance_rate`` a second) while this node runs more
+        than its share and another node has room below its own: a node that joins fills up
+        gradually, each move a drain of one session."""
+        if self.rebalance_rate <= 0 or time.monotonic() < self._rebalance_after:
+            return
+        excess = load.excess()
+        if excess <= 0:
+            return
+        self._rebalance_credit = min(self._rebalance_credit + self.rebalance_rate * SCAN_INTERVAL,
+                                     max(1.0, self.rebalance_rate))
+        moves = min(excess, int(self._rebalance_credit))
+        if moves <= 0:
+            return
+        moved = 0
+        for session_id in list(self.leases.tokens):
+            if moved >= moves:
+                break
+            if await self.handover.hand_off(session_id):
+                moved += 1
+        self._rebalance_credit -= moved
+        if moved:
+            # The others' counts come from their heartbeats: look again once they show the
+            # sessions just handed over, or this node would hand over more than its excess.
+            self._rebalance_after = time.monotonic() + 2 * HEARTBEAT_INTERVAL + SCAN_INTERVAL
+            self.handed_off += moved
+            log.info("rebalancing: handed %d sessions over to nodes with more room", moved)
 
     async def _take_over(self, claimed: dict[str, int]) -> None:
         results = await asyncio.gather(
@@ -220,6 +337,21 @@ class ClusterNode:
         if session_id in self.leases.tokens:
             return None
         return await self.leases.holder(session_id)
+
+    async def runs_nowhere(self, session_id: str) -> bool:
+        if session_id in self.leases.tokens:
+            return False
+        return await self.leases.runs_nowhere(session_id)
+
+    async def room_elsewhere(self) -> Holder | None:
+        """When this node is full: the live node with the most room (None: this node has room,
+        or no node has)."""
+        if len(self.leases.tokens) < self.capacity:
+            return None
+        nodes = await self.table.list(within=STALE_AFTER)
+        best = max((n for n in nodes if n.node_id != self.node_id and n.url and n.sessions < n.capacity),
+                   key=lambda n: n.capacity - n.sessions, default=None)
+        return Holder(node_id=best.node_id, url=best.url) if best is not None else None
 
     @property
     def secret(self) -> str:

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from watui.cluster.identity import SIGNATURE, sign, verify
 from watui.cluster.types import Holder, Locator
 from watui.errors import Forbidden, NodeUnavailable, WatuiError
+from watui.stores.outages import is_outage, unavailable
 
 log = logging.getLogger("watui.cluster.routing")
 
@@ -59,6 +60,26 @@ client between the nodes, which decodes what it gets (so the body handed on is p
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 """``date`` and ``server`` are added by this node's own HTTP server; the body is handed on
 decoded, whole, with its own length."""
+
+
+_PLACING = re.compile(r"^/v1/sessions(/[^/]+/(start|restart))?/?$")
+
+
+def placing_call(method: str, path: str) -> bool:
+    """A call that makes a session run on the node that answers it (a create, a start, a
+    restart): on a node at its capacity it goes to a node with room."""
+    return method.upper() == "POST" and _PLACING.match(path) is not None
+
+
+_ENGINE_CALL = re.compile(r"^/v1/sessions/[^/]+/(messages|pair-code|qr|simulate)/?$")
+
+
+def needs_engine(method: str, path: str) -> bool:
+    """A call only a running session can answer (a send, a pairing code, the live QR code):
+    for a session that runs on no node it is ``503 NODE_UNAVAILABLE``, retried later, rather
+    than a ``409`` that says the session is not connected for good."""
+    return method.upper() in ("POST", "GET") and _ENGINE_CALL.match(path) is not None \
+        and not (method.upper() == "GET" and not path.rstrip("/").endswith("/qr"))
 
 
 def owner_call(method: str, path: str) -> str | None:
@@ -158,8 +179,11 @@ class RoutingMiddleware:
         self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        session_id = owner_call(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if session_id is None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session_id = owner_call(scope["method"], scope["path"])
+        if session_id is None and not placing_call(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         forwarded_by = _header(scope, FORWARDED_BY)
@@ -176,16 +200,36 @@ class RoutingMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            holder = await self.locator.locate(session_id)
+            holder = await self.locator.locate(session_id) if session_id is not None else None
+            if holder is None and placing_call(scope["method"], scope["path"]):
+                holder = await self.locator.room_elsewhere()  # this node is full: one with room
             if holder is not None:  # (else the route checks the key, as on a single node)
                 await self.authenticate(Request(scope, receive))
         except WatuiError as exc:
             await _refusal(exc)(scope, receive, send)
             return
-        except Exception:  # a bug in a locator: the envelope the routes' catch-all gives, no trace
+        except Exception as exc:  # a bug in a locator: the envelope the routes' catch-all gives, no trace
+            if is_outage(exc):  # the database is away: retry later
+                await _refusal(unavailable(exc, reading=True))(scope, receive, send)
+                return
             log.exception("could not locate session %s", session_id)
             await _refusal(WatuiError("Internal server error"))(scope, receive, send)
             return
+        if holder is None and session_id is not None and needs_engine(scope["method"], scope["path"]):
+            try:
+                nowhere = await self.locator.runs_nowhere(session_id)
+            except Exception as exc:
+                nowhere = False
+                if is_outage(exc):
+                    await _refusal(unavailable(exc, reading=True))(scope, receive, send)
+                    return
+            if nowhere:  # between nodes (or none has room): not "not connected", but "retry"
+                await _refusal(NodeUnavailable(
+                    f"Session {session_id!r} runs on no node right now: its node is gone and another"
+                    " takes it over as soon as one has room. Retry after Retry-After seconds.",
+                    details={"session_id": session_id, "node_id": None},
+                ))(scope, receive, send)
+                return
         if holder is None:  # this node runs it, or nobody does: answer here
             await self.app(scope, receive, send)
             return
@@ -197,7 +241,7 @@ class RoutingMiddleware:
             target += b"?" + scope["query_string"]
         try:
             answer = await self.forwarder.forward(
-                holder, session_id, scope["method"], target.decode("latin-1"), list(scope["headers"]), body
+                holder, session_id or "(new)", scope["method"], target.decode("latin-1"), list(scope["headers"]), body
             )
         except NodeUnavailable as exc:
             await _refusal(exc)(scope, receive, send)

@@ -43,6 +43,17 @@ class Takeover(Protocol):
         """Another node holds the session now: stop running it here, writing nothing."""
         ...
 
+    async def strand(self, session_id: str) -> None:
+        """This node claimed the lease of a session whose node died, only to say it runs
+        nowhere (no node has room): park it (``node_lost``, no node) and give the lease back,
+        so it waits for the first node with room."""
+        ...
+
+    async def hand_off(self, session_id: str) -> bool:
+        """Rebalancing: park a session that runs here and give its lease up, for a node with
+        more room to take it over (as a drain does). False if it does not run here (now)."""
+        ...
+
 
 class Locator(Protocol):
     """What the router and ``GET /v1/cluster`` need from the cluster."""
@@ -64,4 +75,14 @@ class Locator(Protocol):
 
     async def nodes(self) -> list[NodeInfo]:
         """Every node that has heartbeated within a few lease TTLs, oldest first."""
+        ...
+
+    async def runs_nowhere(self, session_id: str) -> bool:
+        """The session should be running but no node runs it: its node died and no node has
+        taken it over yet (or none has room)."""
+        ...
+
+    async def room_elsewhere(self) -> Holder | None:
+        """When this node is at its capacity: the live node with the most room, for a create
+        or a start to go to (None: this node has room, or no node has)."""
         ...

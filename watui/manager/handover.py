@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from watui.machine import RUNNING, Trigger
+from watui.machine import RUNNING, Status, Trigger
 from watui.manager.journal import cleared_link_state
 from watui.manager.restore import JITTER
 from watui.models import Session
@@ -51,6 +51,38 @@ class Handover:
                 )
             if not resumed and session_id not in self.supervisor.runtimes:
                 await self.supervisor.placement.release(session_id)  # nothing to run here
+
+    async def strand(self, session_id: str) -> None:
+        """Say that a session whose node died runs nowhere (status ``disconnected``, reason
+        ``node_lost``, no node): no node has room for it. It stays wanted, and the first node
+        with room takes it over."""
+        await self.reload(session_id)
+        try:
+            async with self.registry.lock(session_id):
+                session = self.registry.sessions.get(session_id)
+                if session is not None and session_id not in self.supervisor.runtimes \
+                        and session.status in RUNNING:
+                    await self.journal.apply(
+                        session, Trigger.SHUTDOWN, reason="node_lost", changes=cleared_link_state(),
+                    )
+        finally:
+            if session_id not in self.supervisor.runtimes:
+                await self.supervisor.placement.release(session_id)
+
+    async def hand_off(self, session_id: str) -> bool:
+        """Park a session that runs here (reason ``rebalance``) and let its lease go: a node
+        with more room takes it over and resumes it, as after a drain."""
+        async with self.registry.lock(session_id):
+            runtime = self.supervisor.runtimes.get(session_id)
+            session = self.registry.sessions.get(session_id)
+            if runtime is None or session is None or session.status is not Status.CONNECTED:
+                return False  # only settled sessions move: one pairing stays with its codes
+            try:
+                await self.journal.apply(session, Trigger.SHUTDOWN, reason="rebalance",
+                                         changes=cleared_link_state())
+            finally:
+                await self.supervisor.teardown(runtime)
+        return True
 
     async def drop(self, session_id: str) -> None:
         """Stop running the session here without writing anything (the store would refuse

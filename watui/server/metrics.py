@@ -109,6 +109,10 @@ class _Scraped(Collector):
                                     value=cluster["leases"])
             yield CounterMetricFamily("watui_cluster_takeovers", "Sessions this node took over from others",
                                       value=cluster["takeovers"])
+            yield CounterMetricFamily("watui_cluster_handoffs", "Sessions this node handed over to nodes"
+                                      " with more room (rebalancing)", value=cluster["handed_off"])
+            yield CounterMetricFamily("watui_cluster_stranded", "Sessions of dead nodes this node marked as"
+                                      " running nowhere (no node had room)", value=cluster["stranded"])
             yield GaugeMetricFamily("watui_cluster_redis_connected",
                                     "1 while the event fan-out reads Redis, 0 while it polls PostgreSQL",
                                     value=cluster["redis_connected"])
@@ -188,6 +192,7 @@ def _cluster_figures(node: ClusterNode) -> dict[str, float]:
     feed = node.feed
     return {
         "leases": len(node.leases.tokens), "takeovers": node.takeovers,
+        "handed_off": node.handed_off, "stranded": node.stranded,
         "redis_connected": 1.0 if feed.redis_connected else 0.0,
         "local": feed.events_local, "redis": feed.events_from_redis, "postgresql": feed.events_from_pg,
     }
