@@ -13,7 +13,7 @@ from pathlib import Path
 
 from watui.clock import FakeClock, RealClock
 from watui.config import Settings
-from watui.engines.base import IncomingMessage, MessageReceipt, Report
+from watui.engines.base import IncomingMessage, MessageReceipt, Report, SessionOptions
 from watui.engines.simulated import SimulatedEngine, SimulatedSession
 from watui.machine import EventType, Status
 from watui.manager import ScopedService, SessionManager
@@ -110,7 +110,7 @@ async def test_a_message_typed_on_the_phone_is_stored_as_outgoing_in_the_same_ch
     typed = [e.payload for e in rows if e.payload.get("message_id") == "3EB0PHONE"]
     assert typed == [{"direction": "out", "chat": "14155550100", "text": "from my phone",
                       "message_id": "3EB0PHONE", "status": "sent", "sender": "15550001111",
-                      "from_phone": True}]
+                      "type": "text", "from_phone": True}]
 
 
 async def test_message_status_events_go_to_webhooks_that_want_them(
@@ -134,8 +134,10 @@ async def test_message_status_events_go_to_webhooks_that_want_them(
 class OvertakingReceipts(SimulatedEngine):
     """WhatsApp as it sometimes is: the recipient's receipt arrives before the send returns."""
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> SimulatedSession:
-        session = super().session(session_id, report, auth_path=auth_path)
+    def session(
+        self, session_id: str, report: Report, *, auth_path: Path, options: SessionOptions | None = None,
+    ) -> SimulatedSession:
+        session = super().session(session_id, report, auth_path=auth_path, options=options)
         send = session.send_text
 
         async def send_text(to: str, text: str) -> str:

@@ -523,9 +523,12 @@ def test_text_messages_become_incoming_messages() -> None:
     assert seconds.timestamp == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
 
 
-def test_messages_without_text_are_not_reported() -> None:
-    assert map_event(_message(E2EMessage(imageMessage=ImageMessage()))) is None
+def test_messages_of_no_type_of_ours_are_not_reported() -> None:
+    # An image without a caption is a message (type image, no text: see test_neonize_media).
+    image = map_event(_message(E2EMessage(imageMessage=ImageMessage())))
+    assert isinstance(image, IncomingMessage) and (image.type, image.text) == ("image", "")
     assert map_event(_message(E2EMessage())) is None
+    assert map_event(_message(E2EMessage(conversation=""))) is None
 
 
 def test_login_statuses() -> None:

@@ -1,6 +1,7 @@
 """The real engine offline: real neonize dialling a loopback proxy that accepts and never answers.
 
-``HTTPS_PROXY`` points the engine at :class:`SilentProxy`, as it would point it at a proxy on a
+``HTTPS_PROXY`` points the engine at :class:`SilentProxy` (``test_neonize_proxy``, beside the
+SOCKS5 and HTTP proxies the per-session proxy tests use), as it would point it at a proxy on a
 dead network: every dial reaches it and hangs. The proxy records when each connection opened
 and closed, so the tests see the dials begin (starts overlap: no attempt holds the start lock
 while it dials), end when their session is closed, and the words a failure is told in. Then the
@@ -11,7 +12,6 @@ same through the server: ``POST /pair-code`` answers within 2 s, and a stop raci
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,73 +37,7 @@ from watui.models import Caller, SessionCreate
 from watui.remote import RemoteService
 from watui.server import BackgroundServer
 
-
-class SilentProxy:
-    """A loopback TCP server that accepts every connection and never says a word.
-
-    It runs on an event loop of its own (a thread), so sync and async tests can use it alike;
-    ``opened`` and ``closed`` hold the monotonic time of each connection's start and end.
-    """
-
-    def __init__(self) -> None:
-        self.opened: list[float] = []
-        self.closed: list[float] = []
-        self._changed = threading.Condition()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="silent-proxy", daemon=True)
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
-        ).result(10)
-        self.port: int = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        self._note(self.opened)
-        try:
-            while await reader.read(65536):
-                pass  # whatever the client says, no answer
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            self._note(self.closed)
-            writer.close()
-
-    def _note(self, times: list[float]) -> None:
-        with self._changed:
-            times.append(time.monotonic())
-            self._changed.notify_all()
-
-    @property
-    def open_now(self) -> int:
-        with self._changed:
-            return len(self.opened) - len(self.closed)
-
-    def wait(self, done: Callable[[], bool], what: str, timeout: float = 20.0) -> float:
-        """Block until ``done()`` holds (checked whenever a connection opens or closes);
-        returns the seconds it took."""
-        started = time.monotonic()
-        with self._changed:
-            if not self._changed.wait_for(done, timeout):
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        return time.monotonic() - started
-
-    async def until(self, done: Callable[[], bool], what: str, timeout: float = 20.0) -> float:
-        return await asyncio.to_thread(self.wait, done, what, timeout)
-
-    def close(self) -> None:
-        async def shut() -> None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+from test_neonize_proxy import SilentProxy  # isort: skip
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import httpx
 
 from watui.clock import RealClock
 from watui.config import Settings
-from watui.engines.base import EngineEvent, IncomingMessage, MessageReceipt, Report
+from watui.engines.base import EngineEvent, IncomingMessage, MessageReceipt, Report, SessionOptions
 from watui.engines.simulated import Device, SimulatedEngine
 from watui.machine import Status
 from watui.manager import SessionManager
@@ -31,11 +31,14 @@ from watui.stores.sqlite import Store
 class CountingSession:
     """One engine session whose connects are counted by its :class:`CountingEngine`."""
 
-    def __init__(self, engine: CountingEngine, session_id: str, report: Report, auth_path: Path) -> None:
+    def __init__(
+        self, engine: CountingEngine, session_id: str, report: Report, auth_path: Path,
+        options: SessionOptions | None = None,
+    ) -> None:
         self.engine = engine
         self.session_id = session_id
         self.pending = False
-        self.inner = engine.inner.session(session_id, self._report(report), auth_path=auth_path)
+        self.inner = engine.inner.session(session_id, self._report(report), auth_path=auth_path, options=options)
 
     def _report(self, report: Report) -> Report:
         def wrapped(event: EngineEvent) -> None:
@@ -80,8 +83,10 @@ class CountingEngine:
         self.peak = 0
         self.order: list[str] = []
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> CountingSession:
-        return CountingSession(self, session_id, report, auth_path)
+    def session(
+        self, session_id: str, report: Report, *, auth_path: Path, options: SessionOptions | None = None,
+    ) -> CountingSession:
+        return CountingSession(self, session_id, report, auth_path, options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

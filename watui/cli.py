@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import ValidationError
 
 from watui import __version__
 from watui.config import Settings
@@ -26,9 +27,19 @@ if TYPE_CHECKING:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with the options given on the command line on top."""
+    """Settings from the environment, with the options given on the command line on top.
+
+    A bad value ends the command with status 2 and one line per problem, naming the variable
+    and what is wrong, never the value (``WATUI_PROXY`` may hold a password)."""
     given = {key: value for key, value in overrides.items() if value not in (None, ())}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error.get("loc", ())).upper()
+            message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+            click.echo(f"watui: WATUI_{name}: {message}", err=True)
+        sys.exit(2)
 
 
 def exit_if_data_dir_unusable(run: Callable[[], None]) -> None:

@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from watui.models import check_proxy
+
+
+def check_proxy_setting(value: str | None) -> str | None:
+    """``WATUI_PROXY`` is a session's proxy for every session: the same rules (empty: none)."""
+    return check_proxy(value) if value else None
 
 
 def default_node_id() -> str:
@@ -102,6 +109,11 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     log_format: Literal["text", "json"] = "text"
 
+    # Sessions.
+    proxy: str | None = None
+    """``WATUI_PROXY``: the proxy (``socks5://[user:pass@]host:port``, ``http(s)://…``) of every
+    session that has none of its own (``settings.proxy``). Checked like a session's."""
+
     # Webhooks.
     webhook_url: str | None = None
     webhook_timeout: float = Field(10, gt=0)
@@ -137,6 +149,25 @@ class Settings(BaseSettings):
     event_retention_days: float = Field(30, gt=0)
     message_retention_days: float = Field(90, gt=0)
     webhook_retention_days: float = Field(7, gt=0)
+    media_retention_days: float = Field(30, gt=0)
+    """Stored media files (sent and received) are deleted after this many days; their
+    messages stay, and ``GET …/media`` then answers ``404 MEDIA_NOT_FOUND``."""
+    media_max_total_bytes: int | None = Field(None, ge=0)
+    """All sessions' media together; past it retention deletes the oldest files first."""
+
+    # Media (watui/media): WhatsApp's caps per type, and the limits of what a send may bring.
+    media_max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    media_max_video_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    media_max_audio_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    """Audio and voice notes."""
+    media_max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    media_max_sticker_bytes: int = Field(500 * 1024, ge=1)
+    media_max_body_bytes: int = Field(140 * 1024 * 1024, ge=1024)
+    """The largest request body of a send or a simulate (base64 of the largest document)."""
+    media_fetch_timeout: float = Field(30, gt=0)
+    """Seconds a send's ``media.url`` has to download (connect, and the whole body)."""
+
+    _proxy_format = field_validator("proxy")(check_proxy_setting)
 
     @model_validator(mode="after")
     def _capacity_for_the_engine(self) -> Settings:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import unicodedata
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +22,7 @@ from pydantic import (
     HttpUrl,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from watui.machine import EventType, Status
@@ -89,6 +93,92 @@ def mask_url(url: object) -> str:
         return text
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hostport}{slash}{tail}"
+
+
+PROXY_SCHEMES = ("socks5", "http", "https")
+PROXY_RULES = (
+    "`socks5://[user:pass@]host:port`, `http://[user:pass@]host:port` or"
+    " `https://[user:pass@]host:port` (user and password percent-encoded): every connection of"
+    " the session goes through it. The password is masked (`user:***@`) in every answer but the"
+    " one that set it. null: `WATUI_PROXY` if the server has one, else direct."
+)
+"""The ``description`` of ``settings.proxy`` (the OpenAPI schema)."""
+_USERINFO = r"A-Za-z0-9._~!$&'()*+,;=%-"
+"""What a proxy's user name and password may hold as typed (RFC 3986's unreserved and
+sub-delimiter characters, and ``%`` for the rest, percent-encoded)."""
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+PROXY_PATTERN = (
+    rf"^(?:[Ss][Oo][Cc][Kk][Ss]5|[Hh][Tt][Tt][Pp][Ss]?)://(?:[{_USERINFO}]+(?::[{_USERINFO}]*)?@)?"
+    rf"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):{_PORT}/?$"
+)
+"""A proxy address, exactly as the validator takes it (the OpenAPI schema carries it too);
+``[0-9]``, not ``\\d``, which Python reads as any script's digits."""
+_PROXY_RE = re.compile(PROXY_PATTERN)
+
+
+def check_proxy(value: str | None) -> str | None:
+    """A proxy address an engine can dial: ``socks5``, ``http`` or ``https``, a host name (or
+    address, IPv6 in brackets) and a port from 1 to 65535, maybe ``user[:password]@`` (other
+    characters than :data:`_USERINFO`'s percent-encoded), nothing after the port but ``/``.
+    The scheme is lower-cased and a trailing ``/`` dropped. (The masked form, ``user:***@``, is
+    an address too, so a session read back from the API validates.)"""
+    if value is None:
+        return None
+    if not _PROXY_RE.fullmatch(value):
+        raise ValueError(_why_not_a_proxy(value))
+    scheme, _, rest = value.partition("://")
+    return f"{scheme.lower()}://{rest.removesuffix('/')}"
+
+
+def _why_not_a_proxy(value: str) -> str:
+    """What is wrong with ``value`` as a proxy address, in words."""
+    form = "socks5://[user:pass@]host:port or http(s)://[user:pass@]host:port"
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return f"proxy must be a URL: {form}"
+    if scheme.lower() not in PROXY_SCHEMES:
+        return f"proxy must be {form} (got scheme {scheme.lower()!r})"
+    authority = rest.removesuffix("/")
+    if any(ch in authority for ch in "/?#"):
+        return "proxy must be only scheme://[user:pass@]host:port, no path, query or fragment"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "proxy must not contain spaces or control characters"
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and not userinfo.split(":", 1)[0]:
+        return "proxy has a password but no user name (user:pass@host:port)"
+    host, colon, port = hostport.rpartition(":") if not hostport.endswith("]") else (hostport, "", "")
+    if not colon or not port:
+        return "proxy must give a port: scheme://[user:pass@]host:port (1 to 65535)"
+    if not re.fullmatch(_PORT, port):
+        return "proxy port must be a number from 1 to 65535"
+    if not host:
+        return "proxy must name a host: scheme://[user:pass@]host:port"
+    if at and not re.fullmatch(f"[{_USERINFO}]+(?::[{_USERINFO}]*)?", userinfo):
+        return "proxy user name and password must be percent-encoded (@ as %40, : in a user name as %3A)"
+    return "proxy host must be a host name, an IPv4 address or an [IPv6] address (a name in ASCII: punycode)"
+
+
+def _check_proxy_field(value: str | None, info: ValidationInfo) -> str | None:
+    if isinstance(info.context, dict) and info.context.get("stored"):
+        return value  # checked when it was set
+    return check_proxy(value)
+
+
+def scrub_secret(text: str, url: str | None) -> str:
+    """``text`` with ``url``'s password (as given, decoded or percent-encoded) replaced by ``***``:
+    for messages an engine wrote that may quote its proxy address (a dial error)."""
+    if not url or not text:
+        return text
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    password = userinfo.split(":", 1)[1] if at and ":" in userinfo else ""
+    if not password:
+        return text
+    user = userinfo.split(":", 1)[0]
+    for secret in {password, unquote(password), quote(unquote(password), safe="")}:
+        text = text.replace(f"{user}:{secret}@", f"{user}:***@")
+        if len(secret) >= 3:  # "a" would blank every "a"; anything longer is the secret
+            text = text.replace(secret, "***")
+    return text
 
 
 def _check_name(value: str | None) -> str | None:
@@ -195,8 +285,14 @@ class SessionSettings(Strict):
         True, description="keep message bodies; false stores each message without its text "
         "(statistics and statuses still count it)"
     )
+    download_media: bool = Field(
+        True, description="save received media's bytes so `GET …/messages/{id}/media` serves them"
+    )
+    proxy: str | None = Field(None, max_length=2048, description=PROXY_RULES,
+                              json_schema_extra={"pattern": PROXY_PATTERN})
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
+    _proxy_format = field_validator("proxy")(_check_proxy_field)
 
 
 class SettingsPatch(Strict):
@@ -206,8 +302,13 @@ class SettingsPatch(Strict):
     webhook_secret: str | None = None
     webhook_events: list[EventType] | None = None
     message_history: bool | None = None
+    download_media: bool | None = None
+    proxy: str | None = Field(None, max_length=2048, description=PROXY_RULES + " In a PATCH, null removes "
+                              "the session's own proxy; a running session reconnects through the new one at once.",
+                              json_schema_extra={"pattern": PROXY_PATTERN})
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
+    _proxy_format = field_validator("proxy")(_check_proxy_field)
 
 
 class SessionCreate(Strict):
@@ -231,6 +332,19 @@ class SessionUpdate(Strict):
     settings: SettingsPatch | None = None
 
     _name_printable = field_validator("name")(_check_name)
+
+
+class Connection(BaseModel):
+    """The linked account as the engine last reported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: str | None = Field(None, description="the phone's platform: `android`, `iphone`, `smba` "
+                                 "(WhatsApp Business on Android), `smbi`, …")
+    push_name: str | None = Field(None, description="the name the account shows to its contacts")
+    business_name: str | None = Field(None, description="a WhatsApp Business account's verified name")
+    connected_at: datetime | None = Field(None, description="when the last connection was made; null "
+                                          "between a link and its first connection")
 
 
 class Session(BaseModel):
@@ -269,6 +383,10 @@ class Session(BaseModel):
     reconnect_count: int = 0
     autostart: bool = False
     settings: SessionSettings = Field(default_factory=SessionSettings)
+    connection: Connection | None = Field(
+        None, description="what the engine reported about the linked phone at its last link or "
+        "connect; null until it reported anything (and again after a logout)",
+    )
 
     @property
     def running(self) -> bool:
@@ -276,16 +394,27 @@ class Session(BaseModel):
 
         return self.status in RUNNING
 
-    def public(self, *, reveal_secret: bool = False, reveal_url: bool = False) -> dict[str, Any]:
+    def public(
+        self, *, reveal_secret: bool = False, reveal_url: bool = False, reveal_proxy: bool = False,
+    ) -> dict[str, Any]:
         """JSON for clients. The webhook secret is masked, except in the one response that
         generated it (``reveal_secret``): the client cannot verify signatures without it. A
-        password in the webhook URL is masked too, except in the response that set it."""
+        password in the webhook URL or the proxy is masked too, except in the response that
+        set it (``reveal_url``, ``reveal_proxy``)."""
         data = self.model_dump(mode="json")
         if data["settings"].get("webhook_secret") and not reveal_secret:
             data["settings"]["webhook_secret"] = "whsec_…"
         if data["settings"].get("webhook_url") and not reveal_url:
             data["settings"]["webhook_url"] = mask_url(data["settings"]["webhook_url"])
+        if data["settings"].get("proxy") and not reveal_proxy:
+            data["settings"]["proxy"] = mask_url(data["settings"]["proxy"])
         return data
+
+    @property
+    def has_secrets(self) -> bool:
+        """True when :meth:`public` masks something (a plain ``model_dump`` would show it)."""
+        s = self.settings
+        return bool(s.webhook_secret or s.webhook_url or s.proxy)
 
 
 class SessionPage(BaseModel):
@@ -371,6 +500,93 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+class MessageType(StrEnum):
+    """The kinds of chat message (``watui.engines.base.MESSAGE_TYPES``)."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    VOICE = "voice"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACT = "contact"
+
+
+MEDIA_TYPES = frozenset({MessageType.IMAGE, MessageType.VIDEO, MessageType.AUDIO, MessageType.VOICE,
+                         MessageType.DOCUMENT, MessageType.STICKER})
+"""The types whose message carries a file."""
+CAPTIONED_TYPES = frozenset({MessageType.IMAGE, MessageType.VIDEO, MessageType.DOCUMENT})
+"""The media types WhatsApp shows a caption with."""
+
+
+class MediaInfo(BaseModel):
+    """A media message's file, as messages, events and webhooks describe it (never the
+    bytes: ``GET /v1/sessions/{id}/messages/{message_id}/media`` serves those)."""
+
+    id: str | None = Field(None, description="the file's id in watui's media store; null when its "
+                           "bytes were not kept (`download_media` off, or the download failed)")
+    mimetype: str
+    size: int = Field(..., description="bytes")
+    sha256: str = Field(..., description='hex SHA-256 of the bytes ("" when not known)')
+    filename: str | None = None
+
+
+class LocationInfo(BaseModel):
+    """A shared location, as a message carries it."""
+
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class ContactInfo(BaseModel):
+    """A shared contact card, as a message carries it (``phone`` as the card gave it)."""
+
+    name: str
+    phone: str
+
+
+class LocationInput(Strict):
+    latitude: float = Field(..., ge=-90, le=90)
+    longitude: float = Field(..., ge=-180, le=180)
+    name: str | None = Field(None, max_length=256)
+    address: str | None = Field(None, max_length=1024)
+
+
+class ContactInput(Strict):
+    name: str = Field(..., min_length=1, max_length=256)
+    phone: PhoneNumber
+
+
+def message_details(
+    media: MediaInfo | None, location: BaseModel | None, contact: BaseModel | None
+) -> str | None:
+    """What a message carries beside its text, as the stores keep it (a JSON column)."""
+    parts: dict[str, Any] = {}
+    if media is not None:
+        parts["media"] = media.model_dump(exclude_none=True)
+    if location is not None:
+        parts["location"] = location.model_dump(exclude_none=True)
+    if contact is not None:
+        parts["contact"] = contact.model_dump()
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False) if parts else None
+
+
+def stored_message_fields(type_: str | None, text: str, details: str | None) -> dict[str, Any]:
+    """A stored row's ``type``, ``text`` and ``details`` as :class:`Message` fields: a media
+    message's text column holds its caption."""
+    kind = MessageType(type_ or "text")
+    fields: dict[str, Any] = {"type": kind, "text": text if kind is MessageType.TEXT else ""}
+    if kind is not MessageType.TEXT and text:
+        fields["caption"] = text
+    if details:
+        fields.update(json.loads(details))
+    return fields
+
+
 OUTGOING_PROGRESS = (MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)
 """The statuses a sent message goes through, in order (a status never moves back)."""
 
@@ -387,6 +603,17 @@ class NewMessage:
     status: MessageStatus
     error: str | None = None
     timestamp: datetime = field(default_factory=utcnow)
+    type: MessageType = MessageType.TEXT
+    """With a type other than text, ``text`` is the caption ("" if none)."""
+    details: str | None = None
+    """:func:`message_details`: the media descriptor, location or contact, as JSON."""
+
+    def fields(self) -> dict[str, Any]:
+        """The :class:`Message` fields of this message (all but ``id``)."""
+        return {"session_id": self.session_id, "direction": self.direction, "chat": self.chat,
+                "message_id": self.message_id, "status": self.status, "error": self.error,
+                "timestamp": self.timestamp,
+                **stored_message_fields(self.type, self.text, self.details)}
 
 
 class Message(BaseModel):
@@ -394,11 +621,16 @@ class Message(BaseModel):
     session_id: str
     direction: MessageDirection
     chat: str
-    text: str
+    text: str = Field(..., description='a text message\'s body ("" for the other types)')
     message_id: str | None
     status: MessageStatus
     error: str | None = None
     timestamp: datetime
+    type: MessageType = MessageType.TEXT
+    caption: str | None = Field(None, description="a media message's caption")
+    media: MediaInfo | None = None
+    location: LocationInfo | None = None
+    contact: ContactInfo | None = None
 
 
 MAX_STATS_DAYS = 366
@@ -417,8 +649,7 @@ class MessageStats(BaseModel):
 
     Totals count every stored message (retention prunes old ones); ``by_day`` covers the last
     ``days`` UTC days, today included, each present (zeros where there was nothing).
-    ``by_type`` counts messages by type; messages are all text today, so it has one key,
-    ``text``, and other types will be keys beside it."""
+    ``by_type`` counts messages by type (:class:`MessageType`), the types present only."""
 
     total: int = 0
     sent: int = Field(0, description="outgoing messages that did not fail")
@@ -429,21 +660,77 @@ class MessageStats(BaseModel):
     last_activity: datetime | None = Field(None, description="the newest message's time")
 
 
+@dataclass(frozen=True, slots=True)
+class MediaContent:
+    """A stored media file as a service hands it out: what it is, and ``read(start, end)``
+    for bytes ``start`` to ``end`` inclusive (in pieces)."""
+
+    mimetype: str
+    size: int
+    filename: str | None
+    read: Callable[[int, int], AsyncIterator[bytes]]
+
+
 class MessagePage(BaseModel):
     messages: list[Message]
     total: int
 
 
+class MediaInput(Strict):
+    """A file to send: its bytes as base64 ``data``, or a ``url`` watui fetches (under the
+    webhook address rules); or, in a ``multipart/form-data`` send, the ``file`` part."""
+
+    data: str | None = Field(None, description="the bytes, base64")
+    url: HttpUrl | None = Field(None, description="http(s) URL watui downloads the bytes from")
+    mimetype: str | None = Field(None, max_length=255, description="checked against the content")
+    filename: str | None = Field(None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_source(self, info: ValidationInfo) -> MediaInput:
+        given = (self.data is not None) + (self.url is not None)
+        uploaded = isinstance(info.context, dict) and info.context.get("upload")
+        if given > 1 or (uploaded and given):
+            raise ValueError("media takes one of data or url (or a multipart file), not several")
+        if not given and not uploaded:
+            raise ValueError("media needs data (base64) or url")
+        return self
+
+
+def check_message_parts(
+    kind: MessageType, text: str | None, caption: str | None, media: object | None,
+    location: object | None, contact: object | None,
+) -> None:
+    """Each type with what it needs and nothing it cannot carry (``ValueError`` says what)."""
+    if kind is MessageType.TEXT:
+        if text is None or not text.strip():
+            raise ValueError("a text message needs text (not blank)")
+    elif text is not None:
+        raise ValueError(f"text goes with type text; a {kind.value} message takes caption")
+    if kind in MEDIA_TYPES and media is None:
+        raise ValueError(f"a {kind.value} message needs media")
+    if kind not in MEDIA_TYPES and media is not None:
+        raise ValueError(f"media goes with the media types, not {kind.value}")
+    if caption is not None and kind not in CAPTIONED_TYPES:
+        raise ValueError(f"a {kind.value} message has no caption (only image, video, document)")
+    if (kind is MessageType.LOCATION) != (location is not None):
+        raise ValueError("location goes with type location, and type location needs it")
+    if (kind is MessageType.CONTACT) != (contact is not None):
+        raise ValueError("contact goes with type contact, and type contact needs it")
+
+
 class SendMessage(Strict):
     to: PhoneNumber
-    text: str = Field(..., min_length=1, max_length=4096)
+    type: MessageType = MessageType.TEXT
+    text: str | None = Field(None, min_length=1, max_length=4096, description="with type text")
+    caption: str | None = Field(None, max_length=1024, description="with image, video, document")
+    media: MediaInput | None = Field(None, description="with image, video, audio, voice, document, sticker")
+    location: LocationInput | None = Field(None, description="with type location")
+    contact: ContactInput | None = Field(None, description="with type contact")
 
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must not be blank")
-        return value
+    @model_validator(mode="after")
+    def _parts(self) -> SendMessage:
+        check_message_parts(self.type, self.text, self.caption, self.media, self.location, self.contact)
+        return self
 
 
 class Caller(BaseModel):
@@ -476,6 +763,19 @@ class SimulateRequest(Strict):
     text: str | None = Field(None, max_length=4096, description="with action=message")
     chat: PhoneNumber | None = Field(None, description="with action=message: the sender")
     reason: str | None = Field(None, max_length=200, description="with disconnect/fail")
+    type: MessageType = Field(MessageType.TEXT, description="with action=message")
+    caption: str | None = Field(None, max_length=1024, description="with action=message")
+    media: MediaInput | None = Field(None, description="with action=message and a media type")
+    location: LocationInput | None = Field(None, description="with action=message, type location")
+    contact: ContactInput | None = Field(None, description="with action=message, type contact")
+
+    @model_validator(mode="after")
+    def _parts(self) -> SimulateRequest:
+        if self.action == "message" and self.type is not MessageType.TEXT:
+            check_message_parts(self.type, self.text, self.caption, self.media, self.location, self.contact)
+        elif any(v is not None for v in (self.caption, self.media, self.location, self.contact)):
+            raise ValueError("caption, media, location and contact go with action=message and their type")
+        return self
 
 
 class EngineHost(BaseModel):

@@ -12,18 +12,21 @@ Every method raises a :class:`watui.errors.WatuiError` subclass on refusal: ``Se
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Literal, Protocol
 
 from watui.machine import EventType, Status
 from watui.models import (
     EngineHost,
     Event,
+    MediaContent,
     Message,
     MessagePage,
     MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
+    SendMessage,
     Session,
     SessionCreate,
     SessionPage,
@@ -90,6 +93,17 @@ class SessionService(Protocol):
         """The live QR code; raises ``QrNotAvailable`` when none is up."""
 
     async def send_message(self, session_id: str, to: str, text: str) -> Message: ...
+    async def send(
+        self, session_id: str, request: SendMessage, *, upload: Path | None = None,
+        upload_type: str | None = None,
+    ) -> Message:
+        """Send a message of any type. ``upload``: the file of a media message as a local
+        file (a multipart part; the service takes it over, and deletes it), instead of
+        ``request.media``'s data or url."""
+
+    async def message_media(self, session_id: str, message_id: str) -> MediaContent:
+        """A message's stored file (``message_id``: watui's id, or WhatsApp's); raises
+        ``MediaNotFound`` when it has none (any more)."""
     async def list_messages(
         self, session_id: str, *, limit: int = 50, offset: int = 0
     ) -> MessagePage:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import get_args
 
 import pytest
 
 from watui.engines.base import (
+    Contact,
     EngineEvent,
     IncomingMessage,
+    Location,
     LoggedOut,
+    MediaFile,
     MessageReceipt,
+    Outgoing,
     PairingWindowClosed,
     PairSuccess,
+    PhoneAction,
     QrCodeIssued,
+    ReceivedMedia,
     SessionConnected,
     SessionDisconnected,
     SessionError,
@@ -24,7 +32,9 @@ from watui.engines.hosts.wire import (
     HEADER,
     MAX_FRAME,
     WireError,
+    decode_action,
     decode_event,
+    decode_outgoing,
     encode_event,
     frame,
     read_frame,
@@ -79,3 +89,41 @@ async def test_a_broken_stream_is_an_error_not_a_fact() -> None:
     with pytest.raises(WireError):
         decode_event("NotAFact", {})
     assert await read_frame(reader_of(b"")) is None
+
+
+MEDIA_FACTS: list[EngineEvent] = [
+    IncomingMessage(chat="14155550100", text="look", message_id="3A10", type="image",
+                    timestamp=datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+                    media=ReceivedMedia("image/jpeg", 2048, "ab" * 32, "p.jpg", "/data/media/ses_1/dl_1")),
+    IncomingMessage(chat="14155550100", text="", message_id="3A11", type="voice",
+                    timestamp=datetime(2026, 12, 7, 9, 1, tzinfo=UTC),
+                    media=ReceivedMedia("audio/ogg; codecs=opus", 10, "", error="download failed: 404")),
+    IncomingMessage(chat="14155550100", text="", message_id="3A12", type="location",
+                    timestamp=datetime(2026, 12, 7, 9, 2, tzinfo=UTC),
+                    location=Location(52.52, 13.405, "Berlin", None)),
+    IncomingMessage(chat="14155550100", text="", message_id="3A13", type="contact",
+                    timestamp=datetime(2026, 12, 7, 9, 3, tzinfo=UTC), contact=Contact("Ana", "491511234567")),
+]
+
+
+async def test_messages_of_every_type_cross_with_their_nested_parts() -> None:
+    stream = b"".join(frame({"t": "event", "sid": "ses_1", **encode_event(e)}) for e in MEDIA_FACTS)
+    reader = reader_of(stream)
+    got = []
+    while (message := await read_frame(reader)) is not None:
+        got.append(decode_event(message["kind"], message["data"]))
+    assert got == MEDIA_FACTS
+    assert isinstance(got[0], IncomingMessage) and isinstance(got[0].media, ReceivedMedia)
+
+
+def test_send_and_phone_actions_carry_files_by_path() -> None:
+    outgoing = Outgoing("document", "the report", MediaFile("/data/media/.staging/in_1", "application/pdf",
+                                                            12_000_000, "r.pdf"))
+    wire = json.loads(json.dumps(dataclasses.asdict(outgoing)))
+    assert decode_outgoing(wire) == outgoing
+    assert len(json.dumps(wire)) < 200  # a 12 MB file crosses as its name
+    for message in (Outgoing("location", location=Location(1.5, 2.5)), Outgoing("contact", contact=Contact("B", "1"))):
+        assert decode_outgoing(json.loads(json.dumps(dataclasses.asdict(message)))) == message
+    action = PhoneAction("message", chat="14155550100", text="hi", type="sticker",
+                         media=MediaFile("/tmp/s.webp", "image/webp", 800))
+    assert decode_action(json.loads(json.dumps(dataclasses.asdict(action)))) == action

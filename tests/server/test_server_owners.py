@@ -156,7 +156,7 @@ class _RealishEngine:
     name = "neonize"
     plays_phone = False
 
-    def session(self, session_id: str, report: object, *, auth_path: Path) -> _IdleSession:
+    def session(self, session_id: str, report: object, *, auth_path: Path, options: object = None) -> _IdleSession:
         return _IdleSession()
 
     async def has_auth(self, session_id: str, auth_path: Path) -> bool:

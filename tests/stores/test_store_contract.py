@@ -5,16 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from watui.machine import EventType
-from watui.models import MessageDirection, MessageStatus, NewEvent, NewMessage, Session
+from watui.media.storage import media_storage, staging_dir
+from watui.models import (
+    ContactInfo,
+    LocationInfo,
+    MediaInfo,
+    MessageDirection,
+    MessageStatus,
+    MessageType,
+    NewEvent,
+    NewMessage,
+    Session,
+    message_details,
+)
 from watui.stores.base import StoreProtocol
 from watui.stores.group_commit import Statement
 from watui.stores.postgres import PostgresStore
@@ -232,3 +246,64 @@ async def test_concurrent_writers_and_resuming_readers_see_every_event_once_in_o
     assert len(written) == len(set(written))
     for got in seen:
         assert got == sorted(written)  # every event, once, in order
+
+
+async def test_messages_of_every_type_keep_their_parts_and_count_by_type(store: StoreProtocol) -> None:
+    media = MediaInfo(id="med_1", mimetype="image/jpeg", size=2048, sha256="ab" * 32, filename="p.jpg")
+    parts = [
+        ("text", "plain", None),
+        ("image", "a caption", message_details(media, None, None)),
+        ("voice", "", message_details(MediaInfo(mimetype="audio/ogg; codecs=opus", size=9, sha256=""), None, None)),
+        ("location", "", message_details(None, LocationInfo(latitude=52.5, longitude=13.4, name="B"), None)),
+        ("contact", "", message_details(None, None, ContactInfo(name="Ana", phone="491511234567"))),
+        ("image", "", None),  # a message kept without history: its type only
+    ]
+    written = await store.write(messages=[
+        NewMessage("ses_t", MessageDirection.IN, "14155550100", text, f"T{n}", MessageStatus.RECEIVED,
+                   timestamp=T0, type=MessageType(kind), details=details)
+        for n, (kind, text, details) in enumerate(parts)
+    ])
+    page, _ = await store.list_messages("ses_t")
+    assert list(reversed(page)) == written.messages
+    text, image, voice, location, contact, bare = written.messages
+    assert (text.type, text.text, text.caption, text.media) == (MessageType.TEXT, "plain", None, None)
+    assert (image.type, image.text, image.caption, image.media) == (MessageType.IMAGE, "", "a caption", media)
+    assert voice.media is not None and voice.media.id is None and voice.caption is None
+    assert location.location == LocationInfo(latitude=52.5, longitude=13.4, name="B")
+    assert contact.contact == ContactInfo(name="Ana", phone="491511234567")
+    assert (bare.type, bare.media, bare.caption) == (MessageType.IMAGE, None, None)
+    assert await store.find_message("ses_t", "T1") == image
+    assert await store.get_message("ses_t", image.id) == image
+    assert await store.get_message("ses_other", image.id) is None
+    stats = await store.message_stats(["ses_t"], today=T0.date(), days=1)
+    assert stats.by_type == {"text": 1, "image": 2, "voice": 1, "location": 1, "contact": 1}
+    assert (await store.message_stats(None, today=T0.date(), days=1)).by_type == stats.by_type
+
+
+async def test_media_storage_keeps_serves_ranges_and_prunes(store: StoreProtocol, tmp_path: Path) -> None:
+    storage = media_storage(store, tmp_path)
+    files = {}
+    for n, size in enumerate((10, 3 * 1024 * 1024 + 17, 5000)):
+        data = os.urandom(size)
+        source = staging_dir(tmp_path) / f"in_{n}"
+        source.write_bytes(data)
+        media_id = f"med_{n}"
+        assert await storage.put("ses_m" if n < 2 else "ses_n", media_id, source) == size
+        assert not source.exists()  # taken over
+        files[media_id] = data
+    big = files["med_1"]
+    assert await storage.size("ses_m", "med_1") == len(big)
+    assert await storage.size("ses_n", "med_1") is None  # another session's id
+    whole = b"".join([p async for p in storage.read("ses_m", "med_1", 0, len(big) - 1)])
+    assert whole == big
+    for start, end in ((0, 0), (1024 * 1024 - 3, 1024 * 1024 + 3), (2 * 1024 * 1024, len(big) - 1), (5, 9)):
+        got = b"".join([p async for p in storage.read("ses_m", "med_1", start, end)])
+        assert got == big[start:end + 1], (start, end)
+    # The size cap deletes the oldest first: what is left fits.
+    assert await storage.prune(before=T0, max_total_bytes=len(big) + 5000) == (1, 10)
+    assert await storage.size("ses_m", "med_0") is None and await storage.size("ses_m", "med_1") == len(big)
+    await storage.delete_session("ses_m")
+    assert await storage.size("ses_m", "med_1") is None
+    assert await storage.size("ses_n", "med_2") == 5000
+    assert await storage.prune(before=datetime.now(UTC) + timedelta(seconds=5), max_total_bytes=None) == (1, 5000)
+    assert await storage.size("ses_n", "med_2") is None

@@ -3,11 +3,18 @@ how it went (the message itself shows in the session's log through its ``message
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from watui.errors import EngineFailure, WatuiError
+from watui.errors import EngineFailure, ValidationFailed, WatuiError
 from watui.machine import Status
+from watui.media.sniff import HEAD_BYTES, kind_for
+from watui.models import Message, SendMessage
 from watui.screens.compose import ComposeScreen, Draft
 from watui.widgets.status_badge import phone, session_look
 from watui.widgets.text import clean
@@ -50,7 +57,10 @@ class Sending:
         name = clean(session.name) if session else session_id
         self.app.actions.pending += 1
         try:
-            message = await self.app.service.send_message(session_id, draft.to, draft.text)
+            if draft.file:
+                message = await self._send_file(session_id, draft)
+            else:
+                message = await self.app.service.send_message(session_id, draft.to, draft.text)
         except EngineFailure as exc:
             # The manager stored the failed message too: it shows in the log with this reason.
             self.app.notify(exc.message, title=f"Message to {phone(draft.to)} failed", severity="error",
@@ -66,3 +76,29 @@ class Sending:
                             timeout=3, markup=False)
         finally:
             self.app.actions.pending -= 1
+
+    async def _send_file(self, session_id: str, draft: Draft) -> Message:
+        """Send ``draft.file`` as the type its content is (a copy: the service takes the file
+        it is given over), with ``draft.text`` as the caption where the type has one."""
+        assert draft.file is not None
+        source = Path(draft.file)
+        fd, name = tempfile.mkstemp(prefix="watui-attach-")
+        os.close(fd)
+        copy = Path(name)
+        try:
+            head = await asyncio.to_thread(_copy_and_read_head, source, copy)
+        except OSError as exc:
+            await asyncio.to_thread(copy.unlink, True)
+            raise ValidationFailed(f"cannot read {source}: {exc.strerror or exc}") from None
+        kind = kind_for(head)
+        body: dict[str, Any] = {"to": draft.to, "type": kind, "media": {"filename": source.name}}
+        if draft.text.strip() and kind in ("image", "video", "document"):
+            body["caption"] = draft.text
+        request = SendMessage.model_validate(body, context={"upload": True})
+        return await self.app.service.send(session_id, request, upload=copy)
+
+
+def _copy_and_read_head(source: Path, target: Path) -> bytes:
+    shutil.copyfile(source, target)
+    with target.open("rb") as f:
+        return f.read(HEAD_BYTES)

@@ -194,13 +194,19 @@ class PhoneAction:
     """Something the phone (or WhatsApp) does to a session, for engines that can play it.
 
     ``action`` is one of ``scan``, ``disconnect``, ``logout``, ``fail``, ``message``; ``reason``
-    goes with disconnect/fail, ``chat`` and ``text`` with message.
+    goes with disconnect/fail, ``chat`` and ``text`` with message. A message of another
+    ``type`` than text carries ``media`` (a file the caller owns: the engine copies it, as a
+    download would), ``location`` or ``contact``; ``text`` is then its caption.
     """
 
     action: str
     reason: str | None = None
     chat: str | None = None
     text: str | None = None
+    type: str = "text"
+    media: MediaFile | None = None
+    location: Location | None = None
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True)

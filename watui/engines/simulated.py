@@ -18,7 +18,17 @@ exercise the manager exactly as the real engine would:
 - a sent message is ``delivered`` to the recipient's phone after ``receipt_delay`` seconds and
   ``read`` the same time later (``MessageReceipt`` facts), unless the connection dropped;
 - the phone (or the network) can drop the connection, log the device out, make the engine
-  fail, or send a message.
+  fail, or send a message;
+- a session's proxy (``SessionOptions.proxy``) is not dialled: the session keeps its options
+  (``options``, for tests), logs the proxy (masked) at its first connect, and fails a connect
+  through a proxy whose host ends in ``.invalid`` (a name that never resolves) with
+  ``SessionError(code="proxy_unreachable")``, whose details quote the address in full as a
+  dialer's error may (the manager masks it);
+- it reports the account as an Android phone (``platform="android"``), not a business one.
+- messages of every type go both ways (``send`` takes each :class:`Outgoing` type and reads a
+  file as an upload would; ``sent_messages`` keeps what the recipients got); the phone's
+  media messages (``play_phone`` ``message`` with a ``type``) are "downloaded" as whatsmeow
+  downloads them: a private copy in ``options.media_dir`` when ``download_media`` is on.
 
 Randomness comes from a hash of (seed, session id, counter), so a fixed seed gives the same
 payloads in every run without keeping a ``random.Random`` per session.
@@ -31,11 +41,15 @@ import base64
 import hashlib
 import json
 import logging
+import os
+import shutil
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from watui.models import EngineHost
@@ -43,23 +57,32 @@ if TYPE_CHECKING:
 from watui.clock import Clock, RealClock, TimerHandle
 from watui.engines.auth import PgAuthStore
 from watui.engines.base import (
+    MESSAGE_TYPES,
+    Contact,
     EngineRefused,
     IncomingMessage,
+    Location,
     LoggedOut,
     MessageReceipt,
+    Outgoing,
     PairingWindowClosed,
     PairSuccess,
     PhoneAction,
     QrCodeIssued,
+    ReceivedMedia,
     Report,
     SessionConnected,
     SessionDisconnected,
     SessionError,
+    SessionOptions,
 )
+from watui.models import mask_url
 
 log = logging.getLogger(__name__)
 
 PUSH_NAMES = ("Ana", "Bruno", "Chen", "Dara", "Emeka", "Farah", "Giulia", "Hiro", "Ines", "Jonas")
+PLATFORM = "android"
+"""The simulated phone's platform, as WhatsApp names it (``PairSuccess``, ``SessionConnected``)."""
 PAIR_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"  # WhatsApp's linking codes avoid look-alikes
 
 
@@ -82,11 +105,17 @@ class Device:
 class SimulatedSession:
     """One linked device, and the phone it belongs to."""
 
-    def __init__(self, engine: SimulatedEngine, session_id: str, report: Report, auth_path: Path) -> None:
+    def __init__(
+        self, engine: SimulatedEngine, session_id: str, report: Report, auth_path: Path,
+        options: SessionOptions | None = None,
+    ) -> None:
         self.engine = engine
         self.session_id = session_id
         self.report = report
         self.auth_path = auth_path
+        self.options = options or SessionOptions()
+        """What the manager gave this session (tests read ``options.proxy``): the simulated
+        network has no proxies to dial, it only says which one it would use."""
         self.state = "closed"  # closed | opening | pairing | linking | connected
         self.codes_shown = 0
         self.current_code: str | None = None
@@ -99,6 +128,7 @@ class SimulatedSession:
         self._keys: tuple[str, str, str] | None = None
         self._storing: asyncio.Task[None] | None = None  # a link or unlink going to PostgreSQL
         self.fail_next_connect: str | None = None
+        self._proxy_told = False
 
     # ------------------------------------------------------------ randomness
 
@@ -128,6 +158,9 @@ class SimulatedSession:
         if self.state != "closed":
             return
         self.state = "opening"
+        if self.options.proxy and not self._proxy_told:
+            self._proxy_told = True
+            log.info("session %s connects through the proxy %s", self.session_id, mask_url(self.options.proxy))
         if self.engine.auth_db is not None:
             try:
                 await self.engine.fetch_device(self.session_id, self.auth_path)  # maybe linked elsewhere
@@ -142,6 +175,16 @@ class SimulatedSession:
         self._timer = None
         if self.state != "opening":
             return
+        proxy_host = urlsplit(self.options.proxy).hostname if self.options.proxy else None
+        if proxy_host and proxy_host.endswith(".invalid"):
+            # A name that never resolves (RFC 2606): the proxy cannot be reached. The details
+            # quote the address as a dialer's error may, password and all (the manager masks it).
+            self.state = "closed"
+            self.report(SessionError(
+                f"cannot reach the proxy {mask_url(self.options.proxy)}", code="proxy_unreachable",
+                details=f"dial {self.options.proxy}: lookup {proxy_host}: no such host",
+            ))
+            return
         if self.fail_next_connect or self.engine.fail_connects:
             message = self.fail_next_connect or self.engine.fail_connects or "connect failed"
             self.fail_next_connect = None
@@ -151,7 +194,7 @@ class SimulatedSession:
         device = self.engine.load_device(self.auth_path)
         if device is not None:
             self.state = "connected"
-            self.report(SessionConnected(device.jid, device.phone_number, device.push_name))
+            self.report(self._connected(device))
             return
         # A new device: fresh keys for this connection, then the server's list of refs.
         self.state = "pairing"
@@ -201,10 +244,28 @@ class SimulatedSession:
         return self.pair_code
 
     async def send_text(self, to: str, text: str) -> str:
+        return await self.send(to, Outgoing("text", text))
+
+    async def send(self, to: str, message: Outgoing) -> str:
+        """Send any type: the recipient's phone gets it (``sent_messages`` keeps what it got,
+        a file as its size and SHA-256, read here as an upload would read it)."""
         if self.state != "connected":
             raise SimulationError("not connected")
         if self.engine.fail_sends:
             raise SimulationError(self.engine.fail_sends)
+        if message.type not in MESSAGE_TYPES:
+            raise SimulationError(f"no message type {message.type!r}")
+        if (message.media is None) != (message.type in ("text", "location", "contact")):
+            raise SimulationError(f"a {message.type} message {'needs' if message.media is None else 'takes no'} media")
+        if message.media is not None:
+            size, sha256 = await asyncio.to_thread(_size_and_hash, Path(message.media.path))
+            if size != message.media.size:
+                raise SimulationError(f"the file has {size} bytes, not {message.media.size}")
+            if message.type == "voice" and not message.media.mimetype.startswith("audio/ogg"):
+                raise SimulationError("a voice note must be ogg/opus")
+            self.engine.sent_messages.append((to, message, sha256))
+        else:
+            self.engine.sent_messages.append((to, message, None))
         self.sent += 1
         message_id = "3EB0" + self._bytes(8).hex().upper()
         delay = self.engine.receipt_delay
@@ -266,15 +327,21 @@ class SimulatedSession:
             self._paired(device)
 
     def _paired(self, device: Device) -> None:
-        self.report(PairSuccess(device.jid, device.phone_number, "android"))
+        self.report(PairSuccess(device.jid, device.phone_number, PLATFORM))
 
         def linked() -> None:
             self._timer = None
             if self.state == "linking":
                 self.state = "connected"
-                self.report(SessionConnected(device.jid, device.phone_number, device.push_name))
+                self.report(self._connected(device))
 
         self._schedule(self.engine.link_latency, linked)
+
+    @staticmethod
+    def _connected(device: Device) -> SessionConnected:
+        """What WhatsApp tells a linked device about its account: the simulated phone is an
+        Android phone with a personal (not business) account."""
+        return SessionConnected(device.jid, device.phone_number, device.push_name, platform=PLATFORM)
 
     def _store_then(self, step: Coroutine[Any, Any, None]) -> None:
         self._storing = asyncio.get_running_loop().create_task(step)
@@ -321,15 +388,41 @@ class SimulatedSession:
         self.state = "closed"
         self.report(SessionError(message))
 
-    def receive(self, chat: str, text: str) -> None:
+    def receive(
+        self, chat: str, text: str, *, type: str = "text", media: ReceivedMedia | None = None,
+        location: Location | None = None, contact: Contact | None = None,
+    ) -> None:
         if self.state != "connected":
             raise SimulationError("not connected")
         self.report(
             IncomingMessage(
                 chat=chat, text=text, message_id="3A" + self._bytes(9).hex().upper(),
-                timestamp=self.engine.clock.now(), sender=chat,
+                timestamp=self.engine.clock.now(), sender=chat, type=type, media=media,
+                location=location, contact=contact,
             )
         )
+
+    async def receive_action(self, action: PhoneAction) -> None:
+        """The phone sends ``action``'s message. Its file is "downloaded" as a real engine
+        would: copied into ``options.media_dir`` when ``download_media`` is on."""
+        if self.state != "connected":
+            raise SimulationError("not connected")
+        chat = action.chat or "14155550100"
+        if action.type == "text":
+            self.receive(chat, action.text or "Hello from the simulated phone")
+            return
+        received: ReceivedMedia | None = None
+        if action.media is not None:
+            source = Path(action.media.path)
+            size, sha256 = await asyncio.to_thread(_size_and_hash, source)
+            path: str | None = None
+            if self.options.download_media and self.options.media_dir:
+                target = Path(self.options.media_dir) / ("dl_" + self._bytes(12).hex())
+                await asyncio.to_thread(_copy_private, source, target)
+                path = str(target)
+            received = ReceivedMedia(action.media.mimetype, size, sha256, action.media.filename, path)
+        self.receive(chat, action.text or "", type=action.type, media=received,
+                     location=action.location, contact=action.contact)
 
 
 class SimulatedEngine:
@@ -367,11 +460,15 @@ class SimulatedEngine:
         """When set, every connect fails with this message (a network outage)."""
         self.fail_sends: str | None = None
         """When set, every send fails with this message."""
+        self.sent_messages: deque[tuple[str, Outgoing, str | None]] = deque(maxlen=1000)
+        """What the recipients' phones got (to, message, the file's SHA-256), newest last."""
         self.sessions: dict[str, SimulatedSession] = {}
         self._devices: dict[Path, Device] = {}
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> SimulatedSession:
-        session = SimulatedSession(self, session_id, report, auth_path)
+    def session(
+        self, session_id: str, report: Report, *, auth_path: Path, options: SessionOptions | None = None,
+    ) -> SimulatedSession:
+        session = SimulatedSession(self, session_id, report, auth_path, options)
         self.sessions[session_id] = session
         return session
 
@@ -395,7 +492,7 @@ class SimulatedEngine:
             case "fail":
                 phone.fail(action.reason or "simulated engine failure")
             case "message":
-                phone.receive(action.chat or "14155550100", action.text or "Hello from the simulated phone")
+                await phone.receive_action(action)
             case other:
                 raise SimulationError(f"the phone cannot {other!r}")
 
@@ -465,6 +562,23 @@ class SimulatedEngine:
         self.sessions.clear()
         if self.auth_db is not None:
             await self.auth_db.aclose()
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while piece := f.read(1024 * 1024):
+            size += len(piece)
+            digest.update(piece)
+    return size, digest.hexdigest()
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out, 1024 * 1024)
 
 
 def _parse_device(data: str) -> Device | None:

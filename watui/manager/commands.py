@@ -13,11 +13,12 @@ import base64
 import contextlib
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 from watui.clock import Clock
 from watui.config import Settings
-from watui.engines.base import Engine, EngineRefused, PhoneAction
+from watui.engines.base import Engine, EngineRefused, EngineSession, PhoneAction
 from watui.errors import (
     EngineFailure,
     InvalidTransition,
@@ -28,27 +29,32 @@ from watui.errors import (
     ValidationFailed,
 )
 from watui.machine import STARTABLE, EventType, Status, Trigger, transition
-from watui.manager import messaging
+from watui.manager import media, messaging
 from watui.manager.admission import Admission
+from watui.manager.engine_options import effective_proxy
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
 from watui.manager.registry import Registry
 from watui.manager.runtime import ENGINE_CALL_TIMEOUT, Supervisor, TimerKind
+from watui.media.intake import Staged, stage
 from watui.models import (
     Caller,
     LinkMethod,
     Message,
     MessageDirection,
     MessageStatus,
+    MessageType,
     NewEvent,
     NewMessage,
     PairCode,
     QrCode,
+    SendMessage,
     Session,
     SessionCreate,
     SessionSettings,
     SessionUpdate,
     SimulateRequest,
+    mask_url,
     normalize_phone,
 )
 from watui.qr import data_url
@@ -129,7 +135,7 @@ class Commands:
         logged_out = await self.journal.apply(
             session, Trigger.LOGOUT, reason="logged_out",
             changes={"linked": False, "jid": None, "autostart": False, "reconnect_attempts": 0,
-                     **cleared_link_state()},
+                     "connection": None, **cleared_link_state()},
         )
         runtime = self.supervisor.runtimes.get(session.id)
         if runtime is not None:
@@ -232,6 +238,7 @@ class Commands:
                         await asyncio.wait_for(runtime.engine_session.logout(), ENGINE_CALL_TIMEOUT)
                 await self.supervisor.teardown(runtime)
             await self.engine.remove_auth(session.id, self.settings.auth_path(session.id))
+            await media.delete_session(self.journal.media, self.settings.data_dir, session.id)
         self.registry.forget_lock(session_id)
 
     async def update(self, caller: Caller, session_id: str, patch: SessionUpdate) -> Session:
@@ -248,9 +255,12 @@ class Commands:
             if patch.settings is not None:
                 given = patch.settings.model_dump(exclude_unset=True)
                 # null clears a webhook field; for the flags it can only mean "no change".
-                for flag in ("auto_reconnect", "max_reconnect_attempts", "message_history"):
+                for flag in ("auto_reconnect", "max_reconnect_attempts", "message_history", "download_media"):
                     if given.get(flag, 0) is None:
                         del given[flag]
+                current = session.settings.proxy
+                if current and given.get("proxy") == mask_url(current):
+                    given["proxy"] = current  # the masked value read back and sent again: unchanged
                 merged = {**session.settings.model_dump(), **given}
                 settings = SessionSettings.model_validate(merged)
                 if settings.webhook_url is not None and settings.webhook_secret is None:
@@ -258,11 +268,23 @@ class Commands:
                 changes["settings"] = settings
             if not changes:
                 return session
+            reconnect = (
+                "settings" in changes and session_id in self.supervisor.runtimes
+                and effective_proxy(self.settings, session)
+                != effective_proxy(self.settings, session.model_copy(update={"settings": changes["settings"]}))
+            )
             try:
-                return await self.journal.save(session, **changes)
+                if not reconnect:
+                    return await self.journal.save(session, **changes)
+                # A new proxy for a session that is running (or waiting to reconnect): its
+                # engine session dials through the old one, so restart it now, as
+                # ``restart`` does (checked first: a refused restart changes nothing).
+                with self.admission.starting(session_id):
+                    saved = await self.journal.save(session, **changes)
+                    return await self.start_locked(await self.stop_locked(saved), caller)
             except Exception:
-                if "name" in changes:  # give the old name back
-                    registry.undo_rename(session, changes["name"])
+                if "name" in changes and registry.sessions.get(session_id, session).name != changes["name"]:
+                    registry.undo_rename(session, changes["name"])  # give the old name back
                 raise
 
     # ================================================================ linking
@@ -327,12 +349,43 @@ class Commands:
     # ================================================================ messages and the fake phone
 
     async def send_message(self, caller: Caller, session_id: str, to: str, text: str) -> Message:
+        """Send a text message (:meth:`send` with ``type`` text)."""
         try:
             chat = normalize_phone(to)
         except ValueError as exc:
             raise ValidationFailed(str(exc), details={"field": "to"}) from None
         if not text.strip():
             raise ValidationFailed("text must not be blank", details={"field": "text"})
+        return await self.send(caller, session_id, SendMessage.model_construct(
+            to=chat, type=MessageType.TEXT, text=text, caption=None, media=None, location=None, contact=None))
+
+    async def send(
+        self, caller: Caller, session_id: str, request: SendMessage, *, upload: Path | None = None,
+        upload_type: str | None = None,
+    ) -> Message:
+        """Send a message of any type. A file (``request.media``: base64, a URL, or a multipart
+        ``upload`` already written to the staging directory, which this takes over) is checked
+        (size cap, sniffed content) and staged before the engine sends it from its path; once
+        sent it is kept in the media store and the message carries its descriptor."""
+        chat = request.to
+        try:
+            await self._connected_engine(caller, session_id)
+        except BaseException:
+            await media.discard(upload)
+            raise
+        staged: Staged | None = None
+        if request.media is not None:
+            staged = await stage(self.settings, request.type.value, request.media, upload=upload,
+                                 upload_type=upload_type)
+        else:
+            await media.discard(upload)
+        try:
+            return await self._send_staged(caller, session_id, chat, request, staged)
+        finally:
+            if staged is not None:
+                await media.discard(staged.path)  # not kept (failed, history off) or moved already
+
+    async def _connected_engine(self, caller: Caller, session_id: str) -> EngineSession:
         self.registry.visible(caller, session_id)
         async with self.registry.lock(session_id):
             session = self.registry.visible(caller, session_id)
@@ -342,14 +395,30 @@ class Commands:
                     f"Session {session.name!r} is {session.status.value}, not connected",
                     details={"status": session.status.value},
                 )
-            engine_session = runtime.engine_session
+            return runtime.engine_session
+
+    async def _send_staged(
+        self, caller: Caller, session_id: str, chat: str, request: SendMessage, staged: Staged | None,
+    ) -> Message:
+        text = (request.text if request.type is MessageType.TEXT else request.caption) or ""
+        engine_session = await self._connected_engine(caller, session_id)
         # Sending happens outside the lock so a slow send cannot hold up the session's events.
         error: str | None = None
         message_id: str | None = None
+        message = media.outgoing(request, staged)
         try:
-            message_id = await asyncio.wait_for(engine_session.send_text(chat, text), ENGINE_CALL_TIMEOUT)
+            sending = (engine_session.send_text(chat, text) if request.type is MessageType.TEXT
+                       else engine_session.send(chat, message))
+            message_id = await asyncio.wait_for(sending, ENGINE_CALL_TIMEOUT)
         except Exception as exc:
             error = str(exc) or type(exc).__name__
+        history = self.registry.sessions[session_id].settings.message_history \
+            if session_id in self.registry.sessions else True
+        info = None
+        if staged is not None and history:  # a failed send's file is described, not kept
+            kept = None if error else await media.keep(self.journal.media, session_id, staged.path)
+            info = media.media_info(kept, staged)
+        details, extra = media.details_of(info, message.location, message.contact) if history else (None, {})
         async with self.registry.lock(session_id):
             current = self.registry.sessions.get(session_id)
             if current is None:
@@ -364,14 +433,18 @@ class Commands:
             )
             new = session.model_copy(update={**counters, "updated_at": now})
             payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": message_id,
-                                       "status": status.value}
+                                       "status": status.value, "type": request.type.value, **extra}
+            if request.type is not MessageType.TEXT:
+                payload["text"] = ""
+                if text:
+                    payload["caption"] = text
             if error:
                 payload["error"] = error
             result = await self.journal.write_snapshot(
                 session, new,
                 messages=[NewMessage(session_id, MessageDirection.OUT, chat,
                                      text if session.settings.message_history else "",
-                                     message_id, status, error, now)],
+                                     message_id, status, error, now, request.type, details)],
                 events=[NewEvent(type=EventType.MESSAGE, session_id=session_id, owner=session.owner,
                                  timestamp=now, payload=payload)],
             )
@@ -390,10 +463,25 @@ class Commands:
         runtime = self.supervisor.runtimes.get(session_id)
         if runtime is None or runtime.engine_session is None:
             raise InvalidTransition(session.status.value, f"simulate {request.action}")
-        action = PhoneAction(request.action, reason=request.reason, chat=request.chat, text=request.text)
+        staged: Staged | None = None
+        if request.media is not None:  # the phone's file, checked as a send's is
+            staged = await stage(self.settings, request.type.value, request.media)
         try:
-            await self.engine.play_phone(session_id, action)
-        except EngineRefused as exc:
-            raise InvalidTransition(session.status.value, f"simulate {request.action}") from exc
+            outgoing = media.outgoing(SendMessage.model_construct(
+                to=request.chat or "", type=request.type, text=request.text, caption=request.caption,
+                media=request.media, location=request.location, contact=request.contact), staged)
+            action = PhoneAction(
+                request.action, reason=request.reason, chat=request.chat,
+                text=request.text if request.type is MessageType.TEXT else request.caption,
+                type=request.type.value, media=outgoing.media, location=outgoing.location,
+                contact=outgoing.contact,
+            )
+            try:
+                await self.engine.play_phone(session_id, action)
+            except EngineRefused as exc:
+                raise InvalidTransition(session.status.value, f"simulate {request.action}") from exc
+        finally:
+            if staged is not None:
+                await media.discard(staged.path)  # the engine copied it, as a download would
         await self.supervisor.drain(session_id)
         return self.registry.sessions.get(session_id, session)

@@ -14,6 +14,7 @@ from typing import Any
 from watui.clock import Clock
 from watui.machine import RUNNING, EventType, Status, Trigger, transition
 from watui.manager.registry import Registry
+from watui.media.storage import MediaStorage
 from watui.models import NewEvent, NewMessage, Session
 from watui.stores.base import StoreProtocol
 from watui.stores.group_commit import WriteResult
@@ -32,6 +33,8 @@ class Journal:
         self.on_change: list[Callable[[Session], None]] = []
         self.node_id: str | None = None
         """Cluster mode: this node, written into the snapshots of the sessions it runs."""
+        self.media: MediaStorage | None = None
+        """Where media messages' files are kept (set by the manager; None: not kept)."""
 
     async def apply(
         self,
@@ -125,7 +128,10 @@ def _payload(
     if kind is EventType.STATUS:
         return {"from": old.status.value, "to": new.status.value, "reason": reason}
     if kind is EventType.CONNECTED:
-        return {"phone_number": new.phone_number, "push_name": new.push_name, "jid": new.jid}
+        connection = new.connection
+        return {"phone_number": new.phone_number, "push_name": new.push_name, "jid": new.jid,
+                "platform": connection.platform if connection else None,
+                "business_name": connection.business_name if connection else None}
     if kind is EventType.DISCONNECTED:
         return {"reason": reason, **extra}
     if kind is EventType.ERROR:

@@ -32,10 +32,11 @@ from watui.engines.base import (
 from watui.errors import EngineFailure
 from watui.machine import Status, Trigger
 from watui.manager import messaging
+from watui.manager.engine_options import effective_proxy
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.registry import Registry
 from watui.manager.runtime import ENGINE_CALL_TIMEOUT, Runtime, Supervisor, TimerKind
-from watui.models import LinkMethod, PairCode, Session, isoformat
+from watui.models import Connection, LinkMethod, PairCode, Session, isoformat, scrub_secret
 
 
 class Lifecycle:
@@ -62,26 +63,30 @@ class Lifecycle:
                 # The code's text is the event; its PNG is drawn only when someone asks
                 # (watui/qr_drawings.py's ``drawings``), so a code never waits for one.
                 await self._on_qr(runtime, session, code)
-            case PairSuccess(jid=jid, phone_number=phone):
+            case PairSuccess(jid=jid, phone_number=phone, platform=platform):
                 self.supervisor.disarm(runtime, TimerKind.QR)
                 runtime.qr_text = None
+                # A new link: what was known of a phone linked before does not carry over.
+                connection = Connection(platform=platform) if platform else None
                 await self.journal.apply(
-                    session, Trigger.PAIR_SUCCESS, changes={"jid": jid, "phone_number": phone, **cleared_link_state()}
+                    session, Trigger.PAIR_SUCCESS,
+                    changes={"jid": jid, "phone_number": phone, "connection": connection, **cleared_link_state()},
                 )
-            case SessionConnected(jid=jid, phone_number=phone, push_name=push_name):
-                await self._on_connected(runtime, session, jid, phone, push_name)
+            case SessionConnected():
+                await self._on_connected(runtime, session, event)
             case SessionDisconnected(reason=reason):
-                await self._on_disconnected(runtime, session, reason)
+                await self._on_disconnected(runtime, session, self._scrub(session, reason))
             case LoggedOut(reason=reason):
                 await self.supervisor.teardown(runtime)
                 await self.engine.remove_auth(session.id, self.settings.auth_path(session.id))
                 await self.journal.apply(
                     session, Trigger.LOGGED_OUT, reason=reason or "logged_out",
                     changes={"linked": False, "jid": None, "autostart": False, "reconnect_attempts": 0,
-                             **cleared_link_state()},
+                             "connection": None, **cleared_link_state()},
                 )
             case SessionError(message=message, code=code, details=details):
-                await self._on_error(runtime, session, message, code, details)
+                await self._on_error(runtime, session, self._scrub(session, message), code,
+                                     self._scrub(session, details) if details else details)
             case PairingWindowClosed():
                 await self._on_link_window_closed(runtime, session)
             case IncomingMessage():
@@ -140,13 +145,23 @@ class Lifecycle:
                 waiter.set_result(result)
         runtime.pair_waiters.clear()
 
-    async def _on_connected(
-        self, runtime: Runtime, session: Session, jid: str, phone: str, push_name: str
-    ) -> None:
+    def _scrub(self, session: Session, text: str) -> str:
+        """An engine's text with the session's proxy password masked: a dial error may quote
+        the proxy's address, and this text goes to the event log, webhooks and the console."""
+        return scrub_secret(text, effective_proxy(self.settings, session))
+
+    async def _on_connected(self, runtime: Runtime, session: Session, event: SessionConnected) -> None:
         now = self.clock.now()
         reconnected = session.status is Status.DISCONNECTED
+        known = session.connection or Connection()
+        # What the engine did not say (""), it did not learn anew: keep what it said before.
+        connection = Connection(
+            platform=event.platform or known.platform, push_name=event.push_name or known.push_name,
+            business_name=event.business_name or known.business_name, connected_at=now,
+        )
         changes: dict[str, Any] = {
-            "jid": jid, "phone_number": phone, "push_name": push_name or session.push_name,
+            "jid": event.jid, "phone_number": event.phone_number,
+            "push_name": event.push_name or session.push_name, "connection": connection,
             "linked": True, "connected_at": now, "last_activity_at": now, "reconnect_attempts": 0,
             "qr_attempt": 0, **cleared_link_state(),
         }
@@ -288,7 +303,7 @@ class Lifecycle:
         try:
             await asyncio.wait_for(runtime.engine_session.connect(), ENGINE_CALL_TIMEOUT)
         except Exception as exc:
-            message = str(exc) or type(exc).__name__
+            message = self._scrub(session, str(exc) or type(exc).__name__)
             runtime.last_error = message
             await self.supervisor.teardown(runtime)
             await self.journal.apply(
@@ -317,7 +332,7 @@ class Lifecycle:
             await asyncio.wait_for(runtime.engine_session.connect(), ENGINE_CALL_TIMEOUT)
         except Exception as exc:
             await self._reconnect_failed(
-                runtime, self.registry.sessions[session.id], str(exc) or type(exc).__name__
+                runtime, self.registry.sessions[session.id], self._scrub(session, str(exc) or type(exc).__name__)
             )
 
     async def _reconnect_failed(self, runtime: Runtime, session: Session, reason: str) -> None:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from watui.engines.base import IncomingMessage, MessageReceipt
 from watui.machine import EventType
+from watui.manager import media
 from watui.models import (
     OUTGOING_PROGRESS,
     Message,
     MessageDirection,
     MessageStatus,
+    MessageType,
     NewEvent,
     NewMessage,
     Session,
@@ -41,25 +43,38 @@ async def on_message(journal: Journal, session: Session, event: IncomingMessage)
     session = journal.registry.sessions.get(session.id, session)
     if event.from_me:
         if event.message_id and await journal.store.find_message(session.id, event.message_id):
+            if event.media is not None:
+                await media.discard(event.media.path)
             return
         direction, status = MessageDirection.OUT, MessageStatus.SENT
-        counters = {"messages_sent": session.messages_sent + 1}
     else:
         direction, status = MessageDirection.IN, MessageStatus.RECEIVED
+    history = session.settings.message_history
+    kind = MessageType(event.type) if event.type in MessageType.__members__.values() else MessageType.TEXT
+    info = await media.received_media(journal.media, session.id, event, history=history)
+    details, extra = media.details_of(info, event.location, event.contact) if history else (None, {})
+    session = journal.registry.sessions.get(session.id, session)  # it may have moved meanwhile
+    if direction is MessageDirection.OUT:
+        counters = {"messages_sent": session.messages_sent + 1}
+    else:
         counters = {"messages_received": session.messages_received + 1}
     new = session.model_copy(update={**counters, "last_activity_at": now, "updated_at": now})
     payload: dict[str, Any] = {
         "direction": direction.value, "chat": chat, "text": event.text, "message_id": event.message_id,
-        "status": status.value, "sender": event.sender or chat,
+        "status": status.value, "sender": event.sender or chat, "type": kind.value, **extra,
     }
+    if kind is not MessageType.TEXT:
+        payload["text"] = ""
+        if event.text:
+            payload["caption"] = event.text
     if event.from_me:
         payload["from_phone"] = True
     # Memory changes with the write, and back if the write fails (the store is unavailable).
     await journal.write_snapshot(
         session, new,
         messages=[NewMessage(session.id, direction, chat,
-                             event.text if session.settings.message_history else "", event.message_id, status,
-                             timestamp=event.timestamp)],
+                             event.text if history else "", event.message_id, status,
+                             timestamp=event.timestamp, type=kind, details=details)],
         events=[NewEvent(type=EventType.MESSAGE, session_id=session.id, owner=session.owner, timestamp=now,
                          payload=payload)],
     )

@@ -8,7 +8,10 @@ retention period is shorter than that), one pass deletes:
   theirs;
 - messages older than ``message_retention_days``;
 - finished webhook deliveries (delivered, failed, dead) older than ``webhook_retention_days``,
-  with their attempts.
+  with their attempts;
+- media files (sent and received) stored more than ``media_retention_days`` ago, then the
+  oldest ones until all of them fit ``media_max_total_bytes`` (:mod:`watui.media.storage`);
+  their messages stay, and ``GET …/media`` answers ``404 MEDIA_NOT_FOUND``.
 
 **A pending webhook delivery is never pruned**, and neither is its event, which is what it
 sends (the outbox joins the event for its body): the events pass stops below the oldest event
@@ -43,6 +46,7 @@ from datetime import datetime, timedelta
 
 from watui.clock import Clock
 from watui.config import Settings
+from watui.media.storage import MediaStorage, clean_staging
 from watui.stores.base import StoreProtocol
 from watui.stores.dialects import sql_for
 
@@ -50,6 +54,9 @@ log = logging.getLogger(__name__)
 
 CHUNK = 5000
 """Rows per delete transaction."""
+STAGED_FOR = 86400.0
+"""Seconds a staged media file (a send or a download cut short by a crash) is left before
+retention deletes it."""
 MAX_INTERVAL = 3600.0
 MIN_INTERVAL = 1.0
 
@@ -62,22 +69,27 @@ class Pruned:
     """Finished deliveries deleted, with their events or for their age."""
     held: int = 0
     """Events past their retention kept for pending webhook deliveries (see the module doc)."""
+    media_files: int = 0
+    media_bytes: int = 0
 
 
 class Retention:
     """Prunes the store on a timer; :meth:`prune` is one pass."""
 
-    def __init__(self, store: StoreProtocol, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, store: StoreProtocol, settings: Settings, clock: Clock, *, media: MediaStorage | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.media = media
         self._task: asyncio.Task[None] | None = None
 
     @property
     def interval(self) -> float:
         """Seconds between passes: an hour, or a tenth of the shortest period if shorter."""
         shortest = min(self.settings.event_retention_days, self.settings.message_retention_days,
-                       self.settings.webhook_retention_days) * 86400
+                       self.settings.webhook_retention_days, self.settings.media_retention_days) * 86400
         return max(MIN_INTERVAL, min(MAX_INTERVAL, shortest / 10))
 
     def start(self) -> None:
@@ -97,6 +109,8 @@ class Retention:
                 if pruned.events or pruned.messages or pruned.deliveries:
                     log.info("retention pruned %d events, %d messages, %d webhook deliveries",
                              pruned.events, pruned.messages, pruned.deliveries)
+                if pruned.media_files:
+                    log.info("retention deleted %d media files (%d bytes)", pruned.media_files, pruned.media_bytes)
                 if pruned.held:
                     log.info("retention kept %d events past their retention for pending webhook"
                              " deliveries", pruned.held)
@@ -124,6 +138,12 @@ class Retention:
         pruned.events, pruned.deliveries, pruned.held = await self._prune_events()
         pruned.messages = await self._prune_messages()
         pruned.deliveries += await self._prune_deliveries()
+        if self.media is not None:
+            pruned.media_files, pruned.media_bytes = await self.media.prune(
+                before=self._cutoff(self.settings.media_retention_days),
+                max_total_bytes=self.settings.media_max_total_bytes,
+            )
+            await asyncio.to_thread(clean_staging, self.settings.data_dir, older_than=STAGED_FOR)
         return pruned
 
     async def _first_kept(self, table: str, cutoff: datetime) -> int | None:

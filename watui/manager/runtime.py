@@ -25,6 +25,7 @@ from watui.clock import Clock, TimerHandle
 from watui.config import Settings
 from watui.engines.base import Engine, EngineEvent, EngineSession
 from watui.errors import EngineFailure, InvalidTransition, LeaseLost, StoreUnavailable
+from watui.manager.engine_options import session_options
 from watui.manager.placement import LocalPlacement, Placement
 from watui.manager.registry import Registry
 from watui.models import MessageStatus, PairCode, Session
@@ -139,7 +140,8 @@ class Supervisor:
         """Open an engine session for ``session`` and start its task; it takes an active slot."""
         runtime = Runtime(session.id)
         runtime.engine_session = self.engine.session(
-            session.id, runtime.report, auth_path=self.settings.auth_path(session.id)
+            session.id, runtime.report, auth_path=self.settings.auth_path(session.id),
+            options=session_options(self.settings, session),
         )
         self.runtimes[session.id] = runtime
         self.registry.take_slot(session.owner, session.id)

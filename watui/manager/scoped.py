@@ -5,22 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watui.bus import BusSubscription
 from watui.errors import Forbidden, ValidationFailed
 from watui.machine import EventType, Status
+from watui.manager.media import media_content
 from watui.models import (
     MAX_STATS_DAYS,
     Caller,
     EngineHost,
     Event,
+    MediaContent,
     Message,
     MessagePage,
     MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
+    SendMessage,
     Session,
     SessionCreate,
     SessionPage,
@@ -110,6 +114,17 @@ class ScopedService:
 
     async def send_message(self, session_id: str, to: str, text: str) -> Message:
         return await self.manager.send_message(self.caller, session_id, to, text)
+
+    async def send(
+        self, session_id: str, request: SendMessage, *, upload: Path | None = None,
+        upload_type: str | None = None,
+    ) -> Message:
+        return await self.manager.commands.send(self.caller, session_id, request, upload=upload,
+                                                upload_type=upload_type)
+
+    async def message_media(self, session_id: str, message_id: str) -> MediaContent:
+        self.manager.visible(self.caller, session_id)
+        return await media_content(self.manager.journal.media, self.manager.store, session_id, message_id)
 
     async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> MessagePage:
         self.manager.visible(self.caller, session_id)

@@ -35,6 +35,7 @@ from watui.manager.restore import Restorer
 from watui.manager.retention import Retention
 from watui.manager.runtime import Supervisor
 from watui.manager.scoped import ScopedService
+from watui.media.storage import media_storage
 from watui.models import (
     Caller,
     Message,
@@ -64,6 +65,7 @@ class SessionManager:
         self.bus = EventBus(store, queue_size=settings.subscriber_queue_size)
         self.registry = Registry(settings.max_active_sessions_per_owner)
         self.journal = Journal(store, clock, self.registry)
+        self.journal.media = media_storage(store, settings.data_dir)
         self.supervisor = Supervisor(settings, engine, clock, self.registry)
         self.lifecycle = Lifecycle(settings, engine, clock, self.registry, self.journal, self.supervisor)
         self.supervisor.handler = self.lifecycle
@@ -158,7 +160,7 @@ class SessionManager:
         # Before anything is written: every event from here on is queued for its webhook.
         self.webhooks = WebhookDispatcher(store, self.settings, sessions=self.registry.sessions, clock=self.clock)
         self.webhooks.start()
-        self.retention = Retention(store, self.settings, self.clock)
+        self.retention = Retention(store, self.settings, self.clock, media=self.journal.media)
         self.retention.start()
 
     async def aclose(self) -> None:

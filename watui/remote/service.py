@@ -19,7 +19,9 @@ import contextlib
 import json
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from pydantic import ValidationError
@@ -30,12 +32,14 @@ from watui.machine import EventType, Status
 from watui.models import (
     EngineHost,
     Event,
+    MediaContent,
     Message,
     MessagePage,
     MessageStats,
     PairCode,
     QrCode,
     RestoreProgress,
+    SendMessage,
     Session,
     SessionCreate,
     SessionPage,
@@ -394,6 +398,50 @@ class RemoteService:
     async def send_message(self, session_id: str, to: str, text: str) -> Message:
         data = await self._json("POST", f"/sessions/{session_id}/messages", json={"to": to, "text": text})
         return Message.model_validate(data)
+
+    async def send(
+        self, session_id: str, request: SendMessage, *, upload: Path | None = None,
+        upload_type: str | None = None,
+    ) -> Message:
+        """JSON, or ``multipart/form-data`` when the file is a local ``upload`` (sent from
+        the file, then deleted: the service takes it over, as the local one does)."""
+        path = f"/sessions/{session_id}/messages"
+        if upload is None:
+            return Message.model_validate(await self._json(
+                "POST", path, json=request.model_dump(mode="json", exclude_none=True)))
+        media = request.media
+        fields = {"to": request.to, "type": request.type.value}
+        for name, value in (("caption", request.caption), ("mimetype", media.mimetype if media else None),
+                            ("filename", media.filename if media else None)):
+            if value:
+                fields[name] = value
+        try:
+            with upload.open("rb") as f:
+                name = (media.filename if media else None) or upload.name
+                data = await self._json("POST", path, data=fields,
+                                        files={"file": (name, f, upload_type or "application/octet-stream")})
+        finally:
+            await asyncio.to_thread(upload.unlink, True)
+        return Message.model_validate(data)
+
+    async def message_media(self, session_id: str, message_id: str) -> MediaContent:
+        """The file's type and size from a one-byte ranged read; ``read`` then asks for the
+        bytes it wants (``Range``), so a large file is never held whole."""
+        path = f"/sessions/{session_id}/messages/{message_id}/media"
+        async with self._exchange("GET", path, headers={"Range": "bytes=0-0"}) as response:
+            await response.aread()
+            total = response.headers.get("content-range", "").rpartition("/")[2]
+            size = int(total) if total.isdigit() else int(response.headers.get("content-length", "0"))
+            mimetype = response.headers.get("content-type", "application/octet-stream")
+            disposition = response.headers.get("content-disposition", "")
+        filename = unquote(disposition.partition("filename*=UTF-8''")[2]) or None
+
+        async def read(start: int, end: int) -> AsyncIterator[bytes]:
+            async with self._exchange("GET", path, headers={"Range": f"bytes={start}-{end}"}) as answer:
+                async for piece in answer.aiter_bytes():
+                    yield piece
+
+        return MediaContent(mimetype, size, filename, read)
 
     async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> MessagePage:
         messages: list[Message] = []

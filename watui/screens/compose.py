@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,6 +27,9 @@ class Draft:
 
     to: str
     text: str
+    file: str | None = None
+    """A file to attach (a path on this machine): the message goes as its type, ``text`` as
+    its caption."""
 
 
 class ComposeScreen(ModalScreen[Draft | None]):
@@ -58,6 +62,10 @@ class ComposeScreen(ModalScreen[Draft | None]):
             with Horizontal(classes="field"):
                 yield Label("Text", classes="field-label")
                 yield Input(placeholder="Hello from watui", id="compose-text", max_length=MAX_TEXT, compact=True)
+            with Horizontal(classes="field"):
+                yield Label("File", classes="field-label")
+                yield Input(placeholder="optional: a file to attach (text is its caption)", id="compose-file",
+                            compact=True)
             yield Static("", id="compose-error", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
@@ -86,6 +94,14 @@ class ComposeScreen(ModalScreen[Draft | None]):
         if number is None:
             return
         text = self.query_one("#compose-text", Input).value
+        file = self.query_one("#compose-file", Input).value.strip()
+        if file:
+            path = Path(file).expanduser()
+            if not path.is_file():
+                self._fail(f"File: no file at {file}", "#compose-file")
+                return
+            self.dismiss(Draft(number, text, str(path)))
+            return
         if not text.strip():
             self._fail("Text: write something to send", "#compose-text")
             return

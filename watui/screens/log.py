@@ -8,6 +8,10 @@ events and messages.
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -17,8 +21,9 @@ from textual.widgets import Input, Static
 from watui.console.requests import LogKind
 from watui.errors import WatuiError
 from watui.machine import EventType
-from watui.models import Event, Message, MessageStatus
+from watui.models import Event, MediaContent, Message, MessageStatus
 from watui.screens.common import WatuiScreen
+from watui.screens.save_media import SaveMediaScreen, SaveRequest
 from watui.widgets.detail_pane import describe_event, party
 from watui.widgets.footer import FittingFooter
 from watui.widgets.log_view import MAX_LINES, LogLine, LogView
@@ -44,6 +49,8 @@ class LogScreen(WatuiScreen):
         Binding("f", "follow", "Follow", id="log.follow", tooltip="Keep the newest line in view (toggle)"),
         Binding("m", "switch", "Events/messages", id="log.switch",
                 tooltip="Switch between the session's events and its messages"),
+        Binding("s", "save_file", "Save file", id="log.save",
+                tooltip="Save a media message's file to a path you give"),
     ]
 
     def __init__(self, session_id: str | None, kind: LogKind = LogKind.EVENTS) -> None:
@@ -57,6 +64,8 @@ class LogScreen(WatuiScreen):
         self._last_id = 0
         self._early: list[Event] = []
         self._seen: set[object] = set()
+        self._newest_file: str | None = None
+        """The newest message here with a stored file (offered by ``s``)."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-title", classes="link-title")
@@ -79,6 +88,8 @@ class LogScreen(WatuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "switch":
             return self.session_id is not None
+        if action == "save_file":
+            return self.kind == LogKind.MESSAGES and self.session_id is not None
         return True
 
     # -- title ------------------------------------------------------------------------
@@ -147,6 +158,8 @@ class LogScreen(WatuiScreen):
             if message.key in self._seen:
                 continue
             self._seen.add(message.key)
+            if message.has_file:
+                self._newest_file = message.message_id or (str(message.id) if message.id else self._newest_file)
             lines.append(self._message_line(message))
         self.view.extend(lines)
 
@@ -229,6 +242,31 @@ class LogScreen(WatuiScreen):
 
     # -- keys -------------------------------------------------------------------------
 
+    def action_save_file(self) -> None:
+        """``s``: save a media message's file (the newest one's, unless another is named)."""
+        session_id = self.session_id
+        if session_id is None:
+            return
+
+        def chosen(request: SaveRequest | None) -> None:
+            if request is not None:
+                self.run_worker(self._save(session_id, request), group="log-save", exit_on_error=False)
+
+        self.app.push_screen(SaveMediaScreen(self._newest_file or ""), chosen)
+
+    async def _save(self, session_id: str, request: SaveRequest) -> None:
+        try:
+            content = await self.wapp.service.message_media(session_id, request.message)
+            size = await save_media(content, request.path)
+        except WatuiError as exc:
+            self.notify(exc.message, title="File not saved", severity="error", timeout=8, markup=False)
+        except OSError as exc:
+            self.notify(f"{request.path}: {exc.strerror or exc}", title="File not saved", severity="error",
+                        timeout=8, markup=False)
+        else:
+            self.notify(f"{size:,} bytes ({content.mimetype}) to {request.path}", title="File saved",
+                        timeout=4, markup=False)
+
     def action_kind(self) -> None:
         """The next type that has lines here (with the text filter), then every line again."""
         present = self.view.kinds_present()
@@ -289,3 +327,22 @@ class LogScreen(WatuiScreen):
     @on(LogView.FollowChanged)
     def _follow_changed(self) -> None:
         self._draw_title()
+
+
+async def save_media(content: MediaContent, path: Path) -> int:
+    """Write ``content`` to ``path`` (0600, through a temporary file beside it, so a cut-short
+    save leaves no half file); the bytes written."""
+    partial = path.with_name(f".{path.name}.part")
+    fd = await asyncio.to_thread(os.open, partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    written = 0
+    try:
+        with open(fd, "wb") as out:  # noqa: ASYNC230 - pieces of at most 1 MiB
+            if content.size:
+                async for piece in content.read(0, content.size - 1):
+                    out.write(piece)
+                    written += len(piece)
+        await asyncio.to_thread(os.replace, partial, path)
+    except BaseException:
+        await asyncio.to_thread(partial.unlink, True)
+        raise
+    return written

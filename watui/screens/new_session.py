@@ -21,7 +21,8 @@ from watui.console import requests as ask
 from watui.models import LinkMethod, SessionCreate, SessionSettings
 from watui.widgets.footer import FittingFooter
 
-FIELDS = {"name": "name", "description": "description", "phone_number": "phone", "webhook_url": "webhook"}
+FIELDS = {"name": "name", "description": "description", "phone_number": "phone", "webhook_url": "webhook",
+          "proxy": "proxy"}
 """Where a problem with a request field is shown (the form's field ids, without ``new-``)."""
 
 
@@ -104,6 +105,11 @@ class NewSessionScreen(ModalScreen[None]):
                 yield Input(placeholder="optional: https://example.com/hooks/whatsapp", id="new-webhook",
                             compact=True)
             yield Static("", id="new-webhook-error", classes="field-error")
+            with Horizontal(classes="field"):
+                yield Label("Proxy", classes="field-label")
+                # The password is typed here, like a webhook URL's; the session shows it masked.
+                yield Input(placeholder="optional: socks5://user:pass@host:1080", id="new-proxy", compact=True)
+            yield Static("", id="new-proxy-error", classes="field-error")
             yield Static("", id="new-error", classes="form-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
@@ -138,6 +144,7 @@ class NewSessionScreen(ModalScreen[None]):
         settings = SessionSettings.model_validate({
             "auto_reconnect": self.query_one("#new-reconnect", Checkbox).value,
             "webhook_url": value("#new-webhook") or None,
+            "proxy": value("#new-proxy") or None,
         })
         return SessionCreate.model_validate({
             "name": value("#new-name"),
@@ -153,7 +160,7 @@ class NewSessionScreen(ModalScreen[None]):
     def show_errors(self, errors: dict[str, str]) -> None:
         """Each message under its field (``""``: under the form); the first bad field gets focus."""
         focus: Input | None = None
-        for field in ("name", "description", "phone", "webhook"):
+        for field in ("name", "description", "phone", "webhook", "proxy"):
             box = self.query_one(f"#new-{field}-error", Static)
             message = errors.get(field)
             box.display = message is not None

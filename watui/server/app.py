@@ -26,6 +26,7 @@ from watui.qr_drawings import drawings
 from watui.server.auth import caller_from_header
 from watui.server.errors import BodyLimit, install_error_handlers
 from watui.server.key_cache import KeyCache
+from watui.server.media_http import MEDIA_BODY_PATHS
 from watui.server.openapi import install as install_openapi
 from watui.server.routes_bulk import bulk_router
 from watui.server.routes_cluster import cluster_router
@@ -121,7 +122,8 @@ def create_app(
         forwarder = Forwarder(locator.node_id, settings.route_timeout, secret=lambda: locator.secret)
         app.add_middleware(RoutingMiddleware, locator=locator, forwarder=forwarder,
                            authenticate=caller_from_header)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, large_bytes=settings.media_max_body_bytes,
+                       large_paths=MEDIA_BODY_PATHS)
     if settings.cors_origins:
         # Added last = outermost: refusals (401, 413, …) carry the CORS headers too.
         app.add_middleware(

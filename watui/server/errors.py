@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pydantic
@@ -142,19 +143,45 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+def _counted(receive: Receive, limit: int) -> Receive:
+    """``receive``, ending the request (a disconnect) once its body grew past ``limit``."""
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                return {"type": "http.disconnect"}
+        return message
+
+    return counted
+
+
 class BodyLimit:
     """Read at most ``max_bytes`` of a request body, else answer ``413 PAYLOAD_TOO_LARGE``.
 
     The body is read up front (it is small by construction) and handed on in one piece;
     later ``receive`` calls pass through, so streams still notice a client going away.
+
+    ``large_paths`` (POSTs whose path matches: sends and simulates, which may carry a media
+    file) take up to ``large_bytes``, streamed through rather than read up front: a declared
+    length over it is refused at once, and a chunked body that grows past it ends the request
+    as if the client went away.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, *, large_bytes: int | None = None,
+        large_paths: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.large_bytes = large_bytes
+        self.large_paths = large_paths
 
-    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
-        body = json.dumps(error_body(code, message, {"max_body_bytes": self.max_bytes})).encode()
+    async def _refuse(self, send: Send, status: int, code: str, message: str, limit: int | None = None) -> None:
+        body = json.dumps(error_body(code, message, {"max_body_bytes": limit or self.max_bytes})).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
@@ -165,15 +192,21 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        large = (self.large_bytes is not None and self.large_paths is not None and scope["method"] == "POST"
+                 and self.large_paths.match(scope["path"]) is not None)
+        limit = self.large_bytes if large and self.large_bytes is not None else self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():
                     await self._refuse(send, 400, "BAD_REQUEST", "Content-Length is not a number")
                     return
-                if int(value) > self.max_bytes:
+                if int(value) > limit:
                     await self._refuse(send, 413, "PAYLOAD_TOO_LARGE",
-                                       f"The body is larger than {self.max_bytes} bytes")
+                                       f"The body is larger than {limit} bytes", limit)
                     return
+        if large:
+            await self.app(scope, _counted(receive, limit), send)
+            return
         chunks: list[bytes] = []
         size = 0
         more = True

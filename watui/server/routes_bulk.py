@@ -44,7 +44,7 @@ class BulkRead(Strict):
 
 
 def _line(session: Session) -> str:
-    if session.settings.webhook_secret:
+    if session.has_secrets:  # masked as every read masks them
         return json.dumps(session.public(), separators=(",", ":"), ensure_ascii=False)
     return session.model_dump_json()
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,6 @@ from watui.models import (
     MessagePage,
     PairCode,
     QrCode,
-    SendMessage,
     Session,
     SessionCreate,
     SessionUpdate,
@@ -27,6 +26,7 @@ from watui.models import (
 )
 from watui.qr import png_of_data_url
 from watui.server.deps import Service, SessionId, session_json, state_of, strict_json
+from watui.server.media_http import SEND_BODY, media_response, send_body
 from watui.server.schemas import (
     PairCodeRequest,
     SessionCreated,
@@ -69,7 +69,7 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         generated = spec.settings.webhook_secret is None and session.settings.webhook_secret is not None
         return JSONResponse(
             {"session_id": session.id, "stream_url": stream_url,
-             "session": session.public(reveal_secret=generated, reveal_url=True)},
+             "session": session.public(reveal_secret=generated, reveal_url=True, reveal_proxy=True)},
             status_code=201,
             headers={"Location": str(request.url_for("get_session", session_id=session.id))},
         )
@@ -102,7 +102,10 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         session_id: SessionId, patch: SessionUpdate, request: Request, service: Service
     ) -> JSONResponse:
         """Rename, describe, or change settings (only the fields given change; `null` for
-        `auto_reconnect` or `max_reconnect_attempts` leaves them as they are)."""
+        `auto_reconnect` or `max_reconnect_attempts` leaves them as they are). A session that
+        runs (or waits to reconnect) when its proxy changes restarts at once, through the new
+        proxy: the answer shows it starting again. The masked proxy sent back unchanged keeps
+        the stored one."""
         before = await service.get_session(session_id)
         if patch.settings is not None:
             await state_of(request).guard.check_url(_url(patch.settings.webhook_url))
@@ -111,7 +114,8 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         # shown in this response, once; so is a URL password set by this request.
         generated = after.settings.webhook_secret not in (None, before.settings.webhook_secret)
         url_set = patch.settings is not None and patch.settings.webhook_url is not None
-        return JSONResponse(after.public(reveal_secret=generated, reveal_url=url_set))
+        proxy_set = patch.settings is not None and patch.settings.proxy not in (None, after.public()["settings"]["proxy"])
+        return JSONResponse(after.public(reveal_secret=generated, reveal_url=url_set, reveal_proxy=proxy_set))
 
     @router.delete("/sessions/{session_id}", status_code=204, response_class=Response,
                    tags=["sessions"], responses=error_responses(404, 409))
@@ -186,12 +190,33 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         return JSONResponse(code.model_dump(mode="json"))
 
     @router.post("/sessions/{session_id}/messages", status_code=201, response_model=Message,
-                 tags=["messages"], responses=error_responses(404, 409, 502),
-                 dependencies=[strict_json(SendMessage)])
-    async def send_message(session_id: SessionId, body: SendMessage, service: Service) -> JSONResponse:
-        """Send a text message; the session must be connected."""
-        message = await service.send_message(session_id, body.to, body.text)
+                 tags=["messages"], responses=error_responses(404, 409, 413, 502), openapi_extra=SEND_BODY)
+    async def send_message(session_id: SessionId, request: Request, service: Service) -> JSONResponse:
+        """Send a message of any type; the session must be connected. JSON (a file as base64
+        ``media.data`` or a ``media.url`` to fetch), or ``multipart/form-data`` with the file
+        in a part named ``file`` (large files). The file is checked against its type (size
+        cap, sniffed content: ``422 MEDIA_TYPE_MISMATCH``) before it is sent."""
+        body, upload, upload_type = await send_body(request, state_of(request).settings)
+        message = await service.send(session_id, body, upload=upload, upload_type=upload_type)
         return JSONResponse(message.model_dump(mode="json"), status_code=201)
+
+    @router.get(
+        "/sessions/{session_id}/messages/{message_id}/media", tags=["messages"],
+        responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+                   206: {"description": "the range asked for"},
+                   416: {"description": "the range starts past the end"}, **error_responses(404)},
+        response_class=Response,
+    )
+    async def message_media(
+        session_id: SessionId, message_id: Annotated[str, Path(min_length=1, max_length=128)],
+        request: Request, service: Service,
+    ) -> Response:
+        """A media message's file (``message_id``: watui's ``id`` or WhatsApp's ``message_id``),
+        with ``Content-Type``, ``Content-Length`` and ``Range`` support. ``404
+        MEDIA_NOT_FOUND`` when the message has no stored file (not a media message,
+        ``download_media`` off, or pruned by media retention)."""
+        content = await service.message_media(session_id, message_id)
+        return media_response(content, request.headers.get("range"))
 
     @router.get("/sessions/{session_id}/messages", response_model=MessagePage, tags=["messages"],
                 responses=error_responses(404))

@@ -26,6 +26,9 @@ class SessionSettingsView(BaseModel):
     webhook_secret: str | None = Field(default=None, description="masked as `whsec_…`, except in the create/PATCH response that generated it")
     webhook_events: list[EventType] | None = Field(default=None, description="event types delivered; null = all")
     message_history: bool = Field(default=True, description="keep message bodies; false stores messages without text")
+    download_media: bool = Field(default=True, description="save received media's bytes so `GET …/messages/{id}/media` serves them")
+    proxy: str | None = Field(default=None, description="the session's own proxy, its password masked as "
+                              "`***` except in the create/PATCH response that set it; null: `WATUI_PROXY` or direct")
 
 
 # The view must list exactly the fields of the model it shows; a test checks it too.
@@ -89,6 +92,8 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "SESSION_NOT_FOUND": "no such session, or it belongs to another owner",
         "NOT_FOUND": "no such route (also /simulate with the real engine, /cluster on a server "
                      "that runs alone)",
+        "MEDIA_NOT_FOUND": "the message has no stored file (not a media message, download_media "
+                           "off, or pruned by media retention)",
     },
     405: {"METHOD_NOT_ALLOWED": "the route exists but not with this method"},
     406: {"NOT_ACCEPTABLE": "the Accept header asks for a type this route cannot give"},
@@ -107,6 +112,14 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "VALIDATION_ERROR": "malformed JSON, a wrong type, an unknown field or a bad value",
         "WEBHOOK_URL_FORBIDDEN": "the webhook URL points at a loopback, private, link-local or "
                                  "other non-public address",
+        "MEDIA_TYPE_MISMATCH": "the file's content is not what the message type or the declared "
+                               "mimetype says (a voice note must be ogg/opus)",
+        "MEDIA_TOO_LARGE": "the file is over its type's size cap",
+        "MEDIA_INVALID": "the file cannot be read (base64 that does not decode, an empty file)",
+        "MEDIA_URL_FORBIDDEN": "media.url points at a loopback, private, link-local or other "
+                               "non-public address",
+        "MEDIA_FETCH_FAILED": "media.url could not be downloaded (an HTTP error, a network error, "
+                              "a timeout)",
     },
     429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},

@@ -18,6 +18,7 @@ from watui.models import (
     MessageStats,
     MessageStatus,
     NewEvent,
+    stored_message_fields,
 )
 from watui.stores.group_commit import WriteResult
 from watui.stores.postgres_writer import MESSAGE_COLUMNS, PostgresWriter
@@ -25,8 +26,9 @@ from watui.stores.stats import assemble, day_keys
 
 
 def _message(r: Any) -> Message:
-    return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3], text=r[4],
-                   message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=r[8])
+    return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3],
+                   message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=r[8],
+                   **stored_message_fields(r[9], r[4], r[10]))
 
 
 class PostgresMessages(PostgresWriter):
@@ -64,11 +66,21 @@ class PostgresMessages(PostgresWriter):
             f" FROM messages WHERE {where + ' AND ' if where else ''}ts >= ${len(params) + 1} GROUP BY day",
             (*params, datetime.combine(first, time(), UTC)),
         )
+        by_type = await self.fetchall(
+            f"SELECT type, COUNT(*) FROM messages{' WHERE ' + where if where else ''} GROUP BY type", params,
+        )
         total, received, failed, last = totals[0]
         return assemble(
             int(total), int(received), int(failed), [(r[0].isoformat(), int(r[1]), int(r[2])) for r in by_day],
-            last, today=today, days=days,
+            last, today=today, days=days, by_type=[(r[0], int(r[1])) for r in by_type],
         )
+
+    async def get_message(self, session_id: str, id: int) -> Message | None:
+        """The session's message with watui's id ``id``, if stored."""
+        rows = await self.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND id = $2", (session_id, id),
+        )
+        return _message(rows[0]) if rows else None
 
     async def find_message(self, session_id: str, message_id: str) -> Message | None:
         """The session's newest message with WhatsApp's id ``message_id``, if stored."""

@@ -151,6 +151,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE nodes ADD COLUMN pid integer;
     ALTER TABLE leases ADD COLUMN instance text NOT NULL DEFAULT '';
     """,
+    # Messages of every type (issue 21): the type, and what goes with it beside the text (a
+    # media descriptor, a location, a contact) as JSON; statistics count by type. Media files
+    # live here too (watui/media/storage.py, docs/cluster.md "Media"): a row per file, its
+    # bytes in 1 MiB chunks stored uncompressed (media is compressed already).
+    """
+    ALTER TABLE messages ADD COLUMN type text NOT NULL DEFAULT 'text';
+    ALTER TABLE messages ADD COLUMN details text;
+    CREATE INDEX messages_type ON messages(session_id, type);
+    CREATE TABLE media (
+        id         text PRIMARY KEY,
+        session_id text NOT NULL,
+        size       bigint NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX media_session ON media(session_id);
+    CREATE INDEX media_created ON media(created_at);
+    CREATE TABLE media_chunks (
+        media_id text NOT NULL,
+        seq      integer NOT NULL,
+        data     bytea NOT NULL,
+        PRIMARY KEY (media_id, seq)
+    );
+    ALTER TABLE media_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+    """,
     # Which cluster this database is (watui/cluster/identity.py): its id namespaces Redis keys,
     # its secret signs node-to-node calls. And session names unique per owner in the database
     # (as watui.models.name_key compares them), so two nodes cannot both create one name:

@@ -83,7 +83,7 @@ SELECT last FROM seq
 """A batch's events in one statement: bump the counter (taking its row lock until commit) and
 insert the rows numbered up to its new value, in the order given."""
 
-MESSAGE_COLUMNS = "id, session_id, direction, chat, text, message_id, status, error, ts"
+MESSAGE_COLUMNS = "id, session_id, direction, chat, text, message_id, status, error, ts, type, details"
 
 _OUTAGES = OUTAGES
 
@@ -328,13 +328,11 @@ class PostgresWriter(GroupCommitWriter):
                     extra.extend(hook(event))
             messages: list[Message] = []
             for m in write.messages:
-                message = Message(id=message_ids.pop(0), session_id=m.session_id, direction=m.direction,
-                                  chat=m.chat, text=m.text, message_id=m.message_id, status=m.status,
-                                  error=m.error, timestamp=m.timestamp)
+                message = Message(id=message_ids.pop(0), **m.fields())
                 messages.append(message)
                 message_rows.append((message.id, m.session_id, m.direction.value, storable(m.chat),
                                      storable(m.text), storable(m.message_id), m.status.value,
-                                     storable(m.error), m.timestamp))
+                                     storable(m.error), m.timestamp, m.type.value, m.details))
             for session in write.sessions:
                 session_rows[session.id] = (session.id, session.owner, session.model_dump_json(),
                                             wants_node(session.status, session.autostart), name_key(session.name))
@@ -345,7 +343,7 @@ class PostgresWriter(GroupCommitWriter):
             results.append(WriteResult(events, messages))
         if message_rows:
             await conn.executemany(
-                f"INSERT INTO messages({MESSAGE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                f"INSERT INTO messages({MESSAGE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
                 message_rows)
         if session_rows:
             await conn.executemany(UPSERT_SESSIONS, list(session_rows.values()))

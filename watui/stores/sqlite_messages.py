@@ -17,17 +17,20 @@ from watui.models import (
     MessageStats,
     MessageStatus,
     NewEvent,
+    stored_message_fields,
 )
 from watui.stores.group_commit import GroupCommitWriter, WriteResult
 from watui.stores.sqlite_reads import SqliteReads, parse_ts
 from watui.stores.stats import assemble, day_keys
 
+_COLUMNS = "id, session_id, direction, chat, text, message_id, status, error, ts, type, details"
+
 
 def _message(r: Any) -> Message:
-    """A ``messages`` row (id, session_id, direction, chat, text, message_id, status, error, ts)
-    as a Message."""
-    return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3], text=r[4],
-                   message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=parse_ts(r[8]))
+    """A ``messages`` row (:data:`_COLUMNS`) as a Message."""
+    return Message(id=r[0], session_id=r[1], direction=MessageDirection(r[2]), chat=r[3],
+                   message_id=r[5], status=MessageStatus(r[6]), error=r[7], timestamp=parse_ts(r[8]),
+                   **stored_message_fields(r[9], r[4], r[10]))
 
 
 class SqliteMessages(SqliteReads, GroupCommitWriter):
@@ -36,8 +39,7 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
     async def list_messages(self, session_id: str, *, limit: int = 50, offset: int = 0) -> tuple[list[Message], int]:
         """A session's messages, newest first, and how many there are in all."""
         rows = await self._fetch(
-            "SELECT id, session_id, direction, chat, text, message_id, status, error, ts FROM messages"
-            " WHERE session_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (session_id, limit, offset),
         )
         total = await self._fetch(
@@ -66,17 +68,27 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
             f" WHERE {where + ' AND ' if where else ''}ts >= ? GROUP BY day",
             (*params, since),
         )
+        by_type = await self._fetch(
+            f"SELECT type, COUNT(*) FROM messages{' WHERE ' + where if where else ''} GROUP BY type", params,
+        )
         total, received, failed, last = totals[0]
         return assemble(
             int(total), int(received or 0), int(failed or 0), [(r[0], int(r[1]), int(r[2])) for r in by_day],
             parse_ts(last) if last else None, today=today, days=days,
+            by_type=[(r[0], int(r[1])) for r in by_type],
         )
+
+    async def get_message(self, session_id: str, id: int) -> Message | None:
+        """The session's message with watui's id ``id``, if stored."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE session_id = ? AND id = ?", (session_id, id),
+        )
+        return _message(rows[0]) if rows else None
 
     async def find_message(self, session_id: str, message_id: str) -> Message | None:
         """The session's newest message with WhatsApp's id ``message_id``, if stored."""
         rows = await self._fetch(
-            "SELECT id, session_id, direction, chat, text, message_id, status, error, ts FROM messages"
-            " WHERE session_id = ? AND message_id = ? ORDER BY id DESC LIMIT 1",
+            f"SELECT {_COLUMNS} FROM messages WHERE session_id = ? AND message_id = ? ORDER BY id DESC LIMIT 1",
             (session_id, message_id),
         )
         return _message(rows[0]) if rows else None

@@ -215,14 +215,10 @@ class PipelinedWriter(GroupCommitWriter):
     ) -> int:
         """Add the messages' rows and models, with ids from ``next_message``; the id after them."""
         for m in new_messages:
-            messages.append(Message(
-                id=next_message, session_id=m.session_id, direction=m.direction, chat=m.chat,
-                text=m.text, message_id=m.message_id, status=m.status, error=m.error,
-                timestamp=m.timestamp,
-            ))
+            messages.append(Message(id=next_message, **m.fields()))
             rows.messages.append(
                 (next_message, m.session_id, m.direction.value, m.chat, m.text, m.message_id,
-                 m.status.value, m.error, utc_text(m.timestamp))
+                 m.status.value, m.error, utc_text(m.timestamp), m.type.value, m.details)
             )
             next_message += 1
         return next_message

@@ -101,6 +101,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_stats ON messages(session_id, ts, direction, status);
     """,
+    # 5 -> 6: messages of every type (issue 21): the type, and what goes with it beside the
+    # text (a media descriptor, a location, a contact) as JSON; statistics count by type.
+    """
+    ALTER TABLE messages ADD COLUMN type TEXT NOT NULL DEFAULT 'text';
+    ALTER TABLE messages ADD COLUMN details TEXT;
+    CREATE INDEX messages_type ON messages(session_id, type);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -102,8 +102,8 @@ class TransactionRows:
             first, left = end, left - rows
         if self.messages:
             steps.append((
-                "INSERT INTO messages(id, session_id, direction, chat, text, message_id, status, error, ts)"
-                " VALUES (?,?,?,?,?,?,?,?,?)", self.messages, True,
+                "INSERT INTO messages(id, session_id, direction, chat, text, message_id, status, error, ts,"
+                " type, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)", self.messages, True,
             ))
         if self.sessions:
             steps.append((

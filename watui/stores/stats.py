@@ -6,8 +6,8 @@ since a date. :func:`assemble` turns their few rows into a :class:`watui.models.
 In both, ``received`` counts incoming messages that did not fail (none fails today) and
 ``failed`` every failed one, so ``sent`` (outgoing, not failed) is what is left.
 
-Messages are all text today, so ``by_type`` is ``{"text": total}``; once messages carry a
-type, the queries group by it too and :func:`assemble` takes its rows as they are.
+``by_type`` comes from a third query, a GROUP BY of the message type over the
+``messages_type`` index ``(session_id, type)``; only the types present are keys.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ def day_keys(today: date, days: int) -> list[str]:
 
 def assemble(
     total: int, received: int, failed: int, by_day: Iterable[DayRow], last: datetime | None,
-    *, today: date, days: int,
+    *, today: date, days: int, by_type: Iterable[tuple[str, int]] | None = None,
 ) -> MessageStats:
     """The statistics from the queries' answers: the counts of every message, of the incoming
     ones and of the failed ones, and each day's sent (outgoing, not failed) and received."""
     stats = MessageStats(
         total=total, sent=total - received - failed, received=received, failed=failed,
-        by_type={"text": total} if total else {},
+        by_type=({kind: n for kind, n in by_type if n} if by_type is not None
+                 else {"text": total} if total else {}),
         by_day={day: DayCounts() for day in day_keys(today, days)}, last_activity=last,
     )
     for day, sent, got in by_day:

@@ -98,6 +98,8 @@ def body_of(due: Due, qr_data: str | None = None) -> str:
     data = event.data()
     body: dict[str, Any] = {"id": event.id, "type": event.type.value}
     body.update((k, v) for k, v in data.items() if k not in body)
+    if event.type is EventType.MESSAGE and "type" in data:
+        body["message_type"] = data["type"]  # ``type`` is the event's here: the message's is beside it
     if qr_data is not None:
         body["qr_data"] = qr_data
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -130,6 +130,16 @@ class DetailSection(Static):
             self.update(self.render_session(ctx))
 
 
+def phone_and_platform(session: Session) -> Text:
+    """The number, and the phone's platform once the engine said it (``+1555… · android``):
+    on the number's line, so the pane stays as short at 80×24."""
+    number = Text(phone(session.phone_number), end="")
+    platform = session.connection.platform if session.connection is not None else None
+    if platform:
+        number.append(" · ").append(clean(platform), style="dim")
+    return number
+
+
 class FieldsSection(DetailSection):
     TITLE = "Session"
 
@@ -145,9 +155,11 @@ class FieldsSection(DetailSection):
             grid.add_row("Reason", plain(session.reason, style="bold red" if session.status == "failed" else ""))
         if session.node_id:
             grid.add_row("Node", plain(session.node_id))
-        grid.add_row("Phone", phone(session.phone_number))
+        grid.add_row("Phone", phone_and_platform(session))
         if session.push_name:
             grid.add_row("Push name", plain(session.push_name))
+        if session.connection is not None and session.connection.business_name:
+            grid.add_row("Business", plain(session.connection.business_name))
         grid.add_row("Linked", "yes" if session.linked else "no")
         grid.add_row("Link method", "QR code" if session.link_method == "qr" else "phone number")
         if session.status == "qr_ready":
@@ -186,6 +198,8 @@ class SettingsSection(DetailSection):
         if s.webhook_url:
             kinds = ", ".join(str(e) for e in s.webhook_events) if s.webhook_events else "all events"
             grid.add_row("Sends", kinds)
+        if s.proxy:
+            grid.add_row("Proxy", plain(mask_url(s.proxy)))
         if not s.message_history:
             # Shown only when off, the exception: the pane stays short at 80×24.
             grid.add_row("History", Text("off: message texts are not kept", style="yellow"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +87,10 @@ class LoggedMessage:
     timestamp: datetime
     message_id: str | None = None
     error: str | None = None
+    id: int | None = field(default=None, compare=False)
+    """watui's id of the stored message (None for a line heard as a live event)."""
+    has_file: bool = field(default=False, compare=False)
+    """A media message whose file is stored (the log can save it)."""
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -101,8 +105,12 @@ class LoggedMessage:
 
     @classmethod
     def from_message(cls, message: Message) -> LoggedMessage:
-        return cls(message.direction, message.chat, message.text, message.status, message.timestamp,
-                   message.message_id, message.error)
+        text = message.text
+        if message.type.value != "text":
+            text = describe(message.type.value, message.caption, message.model_dump(mode="json"))
+        return cls(message.direction, message.chat, text, message.status, message.timestamp,
+                   message.message_id, message.error, message.id,
+                   message.media is not None and message.media.id is not None)
 
     @classmethod
     def from_event(cls, event: Event) -> LoggedMessage | None:
@@ -116,8 +124,43 @@ class LoggedMessage:
                 MessageStatus.RECEIVED if direction == MessageDirection.IN else MessageStatus.SENT))
         except ValueError:
             return None
-        return cls(direction, str(p.get("chat") or ""), str(p.get("text") or ""), status, event.timestamp,
-                   p.get("message_id") or None, p.get("error") or None)
+        text = str(p.get("text") or "")
+        kind = str(p.get("type") or "text")
+        if kind != "text":
+            text = describe(kind, p.get("caption"), p)
+        media = p.get("media")
+        return cls(direction, str(p.get("chat") or ""), text, status, event.timestamp,
+                   p.get("message_id") or None, p.get("error") or None,
+                   has_file=isinstance(media, dict) and media.get("id") is not None)
+
+
+def human_size(size: int) -> str:
+    """``2.0 KB``, ``5.0 MB`` (decimal units, as WhatsApp shows them)."""
+    if size < 1000:
+        return f"{size} B"
+    if size < 1000 * 1000:
+        return f"{size / 1000:.1f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def describe(kind: str, caption: object, parts: dict[str, Any]) -> str:
+    """A message that is not text, as one log line: its type, its file's size (or what a
+    location or contact says) and its caption: ``(image 2.0 KB) the caption``."""
+    what = kind
+    media = parts.get("media")
+    if isinstance(media, dict) and isinstance(media.get("size"), int):
+        what += " " + human_size(media["size"])
+        if media.get("id") is None:
+            what += ", not kept"
+    location = parts.get("location")
+    if isinstance(location, dict):
+        what += f" {location.get('latitude')}, {location.get('longitude')}"
+        if location.get("name"):
+            what += f" {location['name']}"
+    contact = parts.get("contact")
+    if isinstance(contact, dict):
+        what += f" {contact.get('name')} +{contact.get('phone')}"
+    return f"({what}) {caption}" if caption else f"({what})"
 
 
 def _later(old: MessageStatus | None, new: MessageStatus) -> MessageStatus:

@@ -24,13 +24,16 @@ from watui.engines.base import (
     EngineEvent,
     EngineRefused,
     LoggedOut,
+    Outgoing,
     PhoneAction,
     Report,
     SessionConnected,
     SessionDisconnected,
     SessionError,
+    SessionOptions,
 )
 from watui.engines.hosts.supervisor import HostCrashed, HostProcess, Supervisor
+from watui.engines.hosts.wire import encode_options
 from watui.engines.spec import EngineSpec, build_inline
 
 if TYPE_CHECKING:
@@ -42,11 +45,15 @@ CRASH_REASON = "engine_crashed"
 class HostedSession:
     """One watui session's engine side, living in whichever host it is placed in."""
 
-    def __init__(self, engine: HostedEngine, session_id: str, report: Report, auth_path: Path) -> None:
+    def __init__(
+        self, engine: HostedEngine, session_id: str, report: Report, auth_path: Path,
+        options: SessionOptions | None = None,
+    ) -> None:
         self.engine = engine
         self.session_id = session_id
         self.report = report
         self.auth_path = auth_path
+        self.options = options
         self.host: HostProcess | None = None
         self._attempt = False  # a connect attempt is under way (or connected) in the host
         self._connected = False  # the attempt reported SessionConnected
@@ -98,7 +105,8 @@ class HostedSession:
                 await self._leave()
                 host = await supervisor.place(self)
                 self.host = host
-                await host.call("open", self.session_id, auth_path=str(self.auth_path))
+                await host.call("open", self.session_id, auth_path=str(self.auth_path),
+                                options=encode_options(self.options))
             supervisor.count_connect(host)
             self._attempt, self._connected = True, False
             await host.call("connect", self.session_id)
@@ -136,6 +144,11 @@ class HostedSession:
 
     async def send_text(self, to: str, text: str) -> str:
         return str(await self._live_host("send").call("send_text", self.session_id, to=to, text=text))
+
+    async def send(self, to: str, message: Outgoing) -> str:
+        # A file goes by its path (MediaFile), never as bytes in a frame.
+        return str(await self._live_host("send").call(
+            "send", self.session_id, to=to, message=dataclasses.asdict(message)))
 
     async def close(self) -> None:
         self._closed = True
@@ -194,8 +207,10 @@ class HostedEngine:
         )
         self._sessions: dict[str, HostedSession] = {}
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> HostedSession:
-        session = HostedSession(self, session_id, report, Path(auth_path))
+    def session(
+        self, session_id: str, report: Report, *, auth_path: Path, options: SessionOptions | None = None,
+    ) -> HostedSession:
+        session = HostedSession(self, session_id, report, Path(auth_path), options)
         self._sessions[session_id] = session
         return session
 

@@ -22,8 +22,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from watui.engines.base import EngineEvent, EngineRefused, EngineSession, PhoneAction
-from watui.engines.hosts.wire import SPEC_ENV, encode_event, frame, read_frame
+from watui.engines.base import EngineEvent, EngineRefused, EngineSession
+from watui.engines.hosts.wire import (
+    SPEC_ENV,
+    decode_action,
+    decode_options,
+    decode_outgoing,
+    encode_event,
+    frame,
+    read_frame,
+)
 from watui.engines.spec import EngineSpec, build_inline
 
 log = logging.getLogger("watui.engines.hosts.host")
@@ -82,7 +90,8 @@ class Host:
         args: dict[str, Any] = message.get("args") or {}
         if op == "open":
             self.sessions[session_id] = self.engine.session(
-                session_id, partial(self._emit, session_id), auth_path=Path(args["auth_path"])
+                session_id, partial(self._emit, session_id), auth_path=Path(args["auth_path"]),
+                options=decode_options(args.get("options")),
             )
             self._send({"t": "reply", "id": call_id, "ok": True, "value": None})
             return
@@ -113,7 +122,7 @@ class Host:
             await self.engine.remove_auth(session_id, Path(args["auth_path"]))
             return None
         if op == "play_phone":
-            await self.engine.play_phone(session_id, PhoneAction(**args))
+            await self.engine.play_phone(session_id, decode_action(args))
             return None
         session = closing if op == "close" else self.sessions.get(session_id)
         if session is None:
@@ -129,6 +138,8 @@ class Host:
                 return await session.pair_phone(str(args["phone_number"]))
             case "send_text":
                 return await session.send_text(str(args["to"]), str(args["text"]))
+            case "send":
+                return await session.send(str(args["to"]), decode_outgoing(args["message"]))
             case "close":
                 await session.close()
                 release = getattr(self.engine, "release", None)  # the simulated engine's registry

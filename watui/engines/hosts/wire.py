@@ -23,16 +23,23 @@ from datetime import datetime
 from typing import Any
 
 from watui.engines.base import (
+    Contact,
     EngineEvent,
     IncomingMessage,
+    Location,
     LoggedOut,
+    MediaFile,
     MessageReceipt,
+    Outgoing,
     PairingWindowClosed,
     PairSuccess,
+    PhoneAction,
     QrCodeIssued,
+    ReceivedMedia,
     SessionConnected,
     SessionDisconnected,
     SessionError,
+    SessionOptions,
 )
 
 SPEC_ENV = "WATUI_ENGINE_HOST_SPEC"
@@ -88,12 +95,52 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     return message
 
 
+def encode_options(options: SessionOptions | None) -> dict[str, Any] | None:
+    """A session's options as the ``open`` call carries them (None: the engine's defaults)."""
+    return None if options is None else dataclasses.asdict(options)
+
+
+def decode_options(data: dict[str, Any] | None) -> SessionOptions | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise WireError("session options must be a JSON object")
+    known = {f.name for f in dataclasses.fields(SessionOptions)}
+    return SessionOptions(**{k: v for k, v in data.items() if k in known})
+
+
 def encode_event(event: EngineEvent) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
-        data[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)  # a message's media, location or contact
+        data[f.name] = value
     return {"kind": type(event).__name__, "data": data}
+
+
+_NESTED: dict[str, type[Any]] = {"location": Location, "contact": Contact, "media": MediaFile}
+"""The dataclass fields of facts and calls, sent as JSON objects (files go by path: see
+:class:`watui.engines.base.MediaFile`); an incoming message's ``media`` is a ReceivedMedia."""
+
+
+def _nested(cls: type[Any], name: str, value: Any) -> Any:
+    if not isinstance(value, dict) or name not in _NESTED:
+        return value
+    kind = ReceivedMedia if (cls is IncomingMessage and name == "media") else _NESTED[name]
+    return kind(**value)
+
+
+def decode_outgoing(data: dict[str, Any]) -> Outgoing:
+    """A ``send`` call's message (sent as ``dataclasses.asdict``)."""
+    return Outgoing(**{name: _nested(Outgoing, name, value) for name, value in data.items()})
+
+
+def decode_action(data: dict[str, Any]) -> PhoneAction:
+    """A ``play_phone`` call's action (sent as ``dataclasses.asdict``)."""
+    return PhoneAction(**{name: _nested(PhoneAction, name, value) for name, value in data.items()})
 
 
 def decode_event(kind: str, data: dict[str, Any]) -> EngineEvent:
@@ -106,5 +153,7 @@ def decode_event(kind: str, data: dict[str, Any]) -> EngineEvent:
             values[name] = datetime.fromisoformat(value)
         elif isinstance(value, list):
             values[name] = tuple(value)
+        elif isinstance(value, dict):
+            values[name] = _nested(cls, name, value)
     event: EngineEvent = cls(**values)
     return event

@@ -7,13 +7,17 @@ Where each concern lives, from the top down:
 * :mod:`.session`: :class:`NeonizeSession`, one watui session as a series of connection
   attempts on one whatsmeow device (the protocol's ``EngineSession``).
 * :mod:`.client`: the calls made on a connected neonize client (log out, a pairing code,
-  send a text).
+  send a message of any type).
 * :mod:`.run`: one attempt, i.e. one blocking ``Neonize()`` call on a thread of its own: the
   events coming in, its watchdog, its safe teardown; and how neonize 0.5.2 behaves, which
   shapes all of it.
 * :mod:`.devices`: where a session's whatsmeow device is kept, an SQLite file of its own or
   (cluster mode) the cluster's PostgreSQL database.
 * :mod:`.mapping`: neonize's protobuf events → the engine protocol's facts.
+* :mod:`.media`: chat messages of every type both ways (image, video, audio, voice,
+  document, sticker, location, contact): what a received one says, where its downloaded bytes
+  go, and the proto an outgoing one is sent as (its upload kept apart, so it is testable).
+* :mod:`.relay`: each attempt's local proxy, chained to the session's own proxy (if any).
 * :mod:`.go`: the Go library (loaded lazily), blocking calls on daemon threads, the lock
   around neonize's unlocked Go maps.
 

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watui.engines.base import EngineRefused, PhoneAction, Report
+from watui.engines.base import EngineRefused, PhoneAction, Report, SessionOptions
 from watui.engines.neonize.devices import _Devices
 from watui.engines.neonize.run import _Options
 from watui.engines.neonize.session import NeonizeSession
@@ -34,7 +35,8 @@ class NeonizeEngine:
     begins: milliseconds; see :mod:`.run`). ``log_level``: whatsmeow's level (DEBUG, INFO,
     WARN, ERROR), logged through the ``whatsmeow.*`` loggers. ``device_name``: shown on the
     phone under linked devices. ``proxy``: ``socks5://``, ``http://`` or ``https://`` proxy URL
-    for the WhatsApp connection; without it ``HTTPS_PROXY`` applies (see :mod:`.relay`).
+    (``user:pass@`` honoured) for the WhatsApp connection of every session that has none of
+    its own (``SessionOptions.proxy``); without either, ``HTTPS_PROXY`` applies (see :mod:`.relay`).
     ``database_url``: cluster mode, every session's auth state in that PostgreSQL database
     (see :mod:`watui.engines.neonize.devices`) instead of a file per session.
     """
@@ -73,17 +75,38 @@ class NeonizeEngine:
         """Cluster mode: the whatsmeow store every session shares."""
         return self.devices.database
 
-    def session(self, session_id: str, report: Report, *, auth_path: Path) -> NeonizeSession:
+    def session(
+        self,
+        session_id: str,
+        report: Report,
+        *,
+        auth_path: Path,
+        options: SessionOptions | None = None,
+    ) -> NeonizeSession:
+        """One session's engine side. ``options``: its own proxy (over the engine's), and
+        whether received media is saved, and where; every attempt of the session uses them."""
         session = NeonizeSession(
             session_id,
             report,
             Path(auth_path),
-            options=self.options,
+            options=self.options_for(options),
             devices=self.devices,
             forget=self._forget,
         )
         self._sessions.add(session)
         return session
+
+    def options_for(self, options: SessionOptions | None) -> _Options:
+        """The engine's settings with a session's own over them: its proxy (else the
+        engine's ``proxy``, else ``HTTPS_PROXY``) and its media settings."""
+        if options is None:
+            return self.options
+        return replace(
+            self.options,
+            proxy=options.proxy or self.options.proxy,
+            download_media=options.download_media,
+            media_dir=options.media_dir,
+        )
 
     def _forget(self, session: NeonizeSession) -> None:
         self._sessions.discard(session)

@@ -37,10 +37,11 @@ from watui.engines.base import (
     SessionDisconnected,
     SessionError,
 )
+from watui.engines.neonize.media import incoming_content
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message as ProtoMessage
-    from neonize.proto.Neonize_pb2 import JID, Device, MessageSource
+    from neonize.proto.Neonize_pb2 import JID, Device, MessageSource, PairStatus
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as E2EMessage
 
 log = logging.getLogger(__name__)
@@ -141,15 +142,10 @@ def message_sender(source: MessageSource) -> str:
 
 
 def message_text(msg: Any) -> str:
-    """The human text of a (whatsmeow-unwrapped) E2E message, or "" for media without caption."""
-    if msg.conversation:
-        return str(msg.conversation)
-    if msg.HasField("extendedTextMessage"):
-        return str(msg.extendedTextMessage.text)
-    for field in ("imageMessage", "videoMessage", "documentMessage"):
-        if msg.HasField(field):
-            return str(getattr(msg, field).caption)
-    return ""
+    """The human text of an E2E message: a text's body, a media message's caption ("" if
+    none, or for a type without text)."""
+    content = incoming_content(msg)
+    return content[1] if content is not None else ""
 
 
 def timestamp(value: int) -> datetime:
@@ -180,11 +176,15 @@ def outgoing_text(text: str) -> E2EMessage:
 # --------------------------------------------------------------------------- events
 
 
-def map_event(event: ProtoMessage, me: Device | None = None) -> EngineEvent | None:
+def map_event(
+    event: ProtoMessage, me: Device | None = None, paired: PairStatus | None = None
+) -> EngineEvent | None:
     """Translate one neonize event into the engine protocol (``None``: not a session fact).
 
     ``me`` is the device neonize announced for this client (its event 0): ``Connected`` itself
-    carries no identity. Mapping choices:
+    carries no identity. ``paired``: the ``PairStatus`` of a link made in this attempt, whose
+    platform and business name stand in for the device's while its store has none yet.
+    Mapping choices:
 
     * ``StreamReplaced`` (another client connected with the same keys) is a disconnect with
       reason ``stream_replaced``, not a logout: the credentials are still valid. The manager
@@ -213,11 +213,7 @@ def map_event(event: ProtoMessage, me: Device | None = None) -> EngineEvent | No
             jid=jid_str(event.ID), phone_number=event.ID.User, platform=event.Platform
         )
     if isinstance(event, pb.Connected):
-        if me is None or not me.HasField("JID"):
-            return SessionConnected(jid="", phone_number="", push_name=me.PushName if me else "")
-        return SessionConnected(
-            jid=jid_str(me.JID), phone_number=me.JID.User, push_name=me.PushName
-        )
+        return _connected(me, paired)
     if isinstance(event, pb.Disconnected):
         return SessionDisconnected(reason="connection_lost")
     if isinstance(event, pb.LoggedOut):
@@ -248,13 +244,41 @@ def map_event(event: ProtoMessage, me: Device | None = None) -> EngineEvent | No
     return None
 
 
+def _connected(me: Device | None, paired: PairStatus | None) -> SessionConnected:
+    """The account's details on ``Connected``: the JID and push name of our device (event 0),
+    the phone's platform (``android``, ``iphone``, ``smba``…) and a business account's
+    verified name, from the device store or else from this attempt's pairing."""
+    platform = me.Platform if me is not None else ""
+    business = me.BussinessName if me is not None else ""  # sic: neonize's field name
+    if paired is not None:
+        platform = platform or paired.Platform
+        business = business or paired.BusinessName
+    push_name = me.PushName if me is not None else ""
+    if me is None or not me.HasField("JID") or not me.JID.User:
+        return SessionConnected(
+            jid="", phone_number="", push_name=push_name, platform=platform, business_name=business
+        )
+    return SessionConnected(
+        jid=jid_str(me.JID),
+        phone_number=me.JID.User,
+        push_name=push_name,
+        platform=platform,
+        business_name=business,
+    )
+
+
 def _map_message(event: Any) -> IncomingMessage | None:
+    """A chat message of one of watui's types (see :mod:`.media`); its media is described,
+    not downloaded (the run does that: :meth:`.run._Run.download`)."""
     info = event.Info
     source = info.MessageSource
     if chat_id(source.Chat) == STATUS_BROADCAST:
         return None  # a status update, not a conversation
-    text = message_text(event.Message)
-    if not text:
+    content = incoming_content(event.Message)
+    if content is None:
+        return None
+    kind, text, media, location, contact = content
+    if kind == "text" and not text:
         return None
     extra = {"push_name": info.Pushname} if info.Pushname else {}
     return IncomingMessage(
@@ -265,6 +289,10 @@ def _map_message(event: Any) -> IncomingMessage | None:
         sender=message_sender(source),
         from_me=source.IsFromMe,
         extra=extra,
+        type=kind,
+        media=media,
+        location=location,
+        contact=contact,
     )
 
 
@@ -332,12 +360,15 @@ _DIAL_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (_PROXY + r" (?P<addr>[^\s>-]+:\d+)\S*: .*connection refused",
          "connection refused by the proxy at {addr}"),
         (r"dial tcp (?P<addr>\S+): connect: connection refused", "connection refused by {addr}"),
-        (r"Proxy Authentication Required", "the proxy asks for credentials (407 Proxy Authentication Required)"),
+        (r"Proxy Authentication Required", "{proxy} asks for credentials (407 Proxy Authentication Required)"),
+        (r"username/password authentication failed", "{proxy} refused the username or password"),
+        (r"socks connect tcp \S+: (?:unknown error )?(?P<why>[a-zA-Z][^:]*)$",
+         "{proxy} would not connect to WhatsApp ({why})"),
         (r"network is unreachable|no route to host", "no network route to WhatsApp"),
         (_PROXY + r".*(?:i/o timeout|deadline exceeded)", "connection timed out through the proxy"),
         (r"i/o timeout|deadline exceeded|Client\.Timeout", "connection timed out"),
         (r"failed to send handshake request: Get \"[^\"]+\": (?P<status>[A-Z][A-Za-z -]+)$",
-         "the proxy refused the tunnel ({status})"),
+         "{proxy} refused the tunnel ({status})"),
         (_PROXY + r".*(?:EOF|connection reset by peer)", "the proxy closed the connection before WhatsApp answered"),
         (r"EOF|connection reset by peer", "the connection closed before WhatsApp answered"),
         (r"x509: |tls: ", "the secure connection to WhatsApp failed (is something intercepting TLS?)"),
@@ -346,24 +377,28 @@ _DIAL_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def dial_error_words(raw: str) -> str | None:
+def dial_error_words(raw: str, proxy: str | None = None) -> str | None:
     """Go's text of a failed dial in words (``the name web.whatsapp.com does not resolve``),
-    or None if ``raw`` is not a dial error this knows (a database error, say)."""
+    or None if ``raw`` is not a dial error this knows (a database error, say). ``proxy``: the
+    proxy in words (``the proxy at host:port``) where Go's text names only the relay."""
     for pattern, words in _DIAL_ERRORS:
         found = pattern.search(raw)
         if found is not None:
-            return words.format(**found.groupdict())
+            return words.format(proxy=proxy or "the proxy", **found.groupdict())
     return None
 
 
-def connect_error(raw: str, *, seen: str | None = None, seen_raw: str | None = None) -> SessionError:
+def connect_error(
+    raw: str, *, seen: str | None = None, seen_raw: str | None = None, proxy: str | None = None
+) -> SessionError:
     """The fact for an attempt whose ``Neonize()`` call returned the error ``raw``.
 
     ``seen``/``seen_raw``: what the attempt's relay saw (:mod:`.relay`), which says it more
-    exactly than Go can (Go only sees the relay). The message says what happened in words;
+    exactly than Go can (Go only sees the relay). ``proxy``: the session's proxy in words
+    (its address, never its credentials). The message says what happened in words;
     ``details`` keeps the engine's own text (and the relay's).
     """
-    words = seen or dial_error_words(raw)
+    words = seen or dial_error_words(raw, proxy)
     if words is None:
         return SessionError(message=raw, code="connect_failed")
     details = f"{raw} (relay: {seen_raw})" if seen_raw else raw

@@ -13,11 +13,16 @@ listener on 127.0.0.1 in this process:
 * it sees what went wrong, in words: a name that does not resolve, a connection refused, a
   proxy that accepted the connection and never answered (:class:`_Failure`, :meth:`_Relay.silence`).
 
-Where it leads (:func:`route_for`). With no proxy (neither the engine's ``proxy`` option nor
+Where it leads (:func:`route_for`). With no proxy (neither the session's ``proxy`` setting,
+the engine's ``proxy`` option, nor
 ``HTTPS_PROXY``/``https_proxy``, read as Go reads them, ``NO_PROXY`` included), the relay is an
 HTTP CONNECT proxy that connects to WhatsApp itself. With an ``http://`` or ``socks5://`` proxy
 it is a plain TCP pipe to that proxy: Go still speaks the proxy's protocol, credentials
-included, end to end; only the address it dials is the relay's. An ``https://`` proxy (TLS to
+included, end to end (SOCKS5 username/password authentication, RFC 1929, for a
+``socks5://user:pass@…`` proxy; a ``Proxy-Authorization: Basic`` header on the CONNECT for an
+``http://user:pass@…`` one); only the address it dials is the relay's. The proxy is chosen
+per session (``SessionOptions.proxy``, applied before the attempt dials), so each number can
+go out through an address of its own; a password is never logged (:func:`mask_proxy`). An ``https://`` proxy (TLS to
 the proxy, whose certificate names the proxy's own host) is handed to Go as it is: those
 attempts have no relay, so the start gate falls back to its grace and a dial cannot be cut.
 
@@ -39,7 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +93,31 @@ class _Route:
             return f"http://127.0.0.1:{port}"
         parts = urlsplit(self.proxy)
         userinfo, at, _ = parts.netloc.rpartition("@")
+        if at:
+            # Go's URL parser refuses a raw "@" (or "/", " "…) in the credentials: give them
+            # to it percent-encoded, whichever way they came (decoding an encoded one first).
+            user, colon, password = userinfo.partition(":")
+            userinfo = quote(unquote(user), safe="")
+            if colon:
+                userinfo += ":" + quote(unquote(password), safe="")
         # whatsmeow knows "socks5" only; Go's SOCKS5 dialer sends the name to the proxy anyway.
         scheme = "socks5" if parts.scheme == "socks5h" else parts.scheme
         return urlunsplit((scheme, f"{userinfo}{at}127.0.0.1:{port}", parts.path, "", ""))
+
+
+def mask_proxy(proxy: str) -> str:
+    """A proxy URL fit for a log: its password (if any) replaced by ``***``
+    (``socks5://ann:***@10.0.0.1:1080``)."""
+    try:
+        parts = urlsplit(proxy)
+    except ValueError:
+        return "(unreadable proxy address)"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return proxy
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else user
+    return urlunsplit((parts.scheme, f"{masked}@{hostport}", parts.path, "", ""))
 
 
 def route_for(proxy: str | None, environ: Mapping[str, str] | None = None) -> _Route:

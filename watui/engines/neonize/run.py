@@ -40,6 +40,10 @@ How neonize 0.5.2 behaves, and why a run is built the way it is:
   sign when it starts to dial and cannot call a dial off (``Disconnect`` waits for the dial to
   end; through a proxy that never answers that is a minute); the relay sees the dial begin,
   cuts it when the session is closed, and says in words why a dial failed.
+* Received media is downloaded in the event callback itself (``download_any``, when the
+  session keeps media: :meth:`_Run.download`), so a session's messages are reported in the
+  order they came; whatsmeow queues the events behind it while its socket goes on reading. A
+  failed download is reported on the message (``media.error``), never instead of it.
 * Attempts queue on that lock. An attempt closed while it queues leaves the queue without
   ever calling ``Neonize()`` (so it never dials: no zombie connection that would later resume
   on the same auth database and replace the live one), and its ``connect_timeout`` watchdog
@@ -67,14 +71,16 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import threading
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from watui.engines.base import (
     EngineEvent,
+    IncomingMessage,
     PairSuccess,
     QrCodeIssued,
     Report,
@@ -89,11 +95,12 @@ from watui.engines.neonize.mapping import (
     map_event,
     map_login_status,
 )
-from watui.engines.neonize.relay import _Relay, route_for
+from watui.engines.neonize.media import save_media, unwrap
+from watui.engines.neonize.relay import _Relay, mask_proxy, route_for
 
 if TYPE_CHECKING:
     from neonize.client import NewClient
-    from neonize.proto.Neonize_pb2 import Device
+    from neonize.proto.Neonize_pb2 import Device, PairStatus
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ T = TypeVar("T")
 # delivers it after the QR loop has ended, i.e. stale; live codes come through the QR callback.
 _SUBSCRIBED_EVENTS = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 17, 18)
 _DEVICE_EVENT = 0
+_PAIR_STATUS_EVENT = 2
 
 
 class NeonizeEngineError(RuntimeError):
@@ -115,13 +123,17 @@ class NeonizeEngineError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class _Options:
-    """The engine's settings every attempt runs with (see :class:`.NeonizeEngine`)."""
+    """The settings an attempt runs with: the engine's (see :class:`.NeonizeEngine`), with the
+    session's own ``proxy`` and media settings over them (``SessionOptions``)."""
 
     connect_timeout: float
     start_grace: float
     log_level: str
     device_name: str
     proxy: str | None
+    download_media: bool = False
+    """Save received media's bytes under ``media_dir`` (both needed)."""
+    media_dir: str | None = None
 
 
 class _RunOwner(Protocol):
@@ -173,6 +185,7 @@ class _Run:
         self._remember = session.remember_jid
         self.abandoned = False
         self.me: Device | None = None
+        self.paired: PairStatus | None = None  # this attempt's link (platform, business name)
         self.first_qr = asyncio.Event()
         self.started_at: float | None = None  # loop time the Go call began (after the gate)
         self.called = False  # Neonize() was (or is about to be) called: the attempt may dial
@@ -236,6 +249,11 @@ class _Run:
                 self.finished.set()
                 return
             address = self.relay.open()  # Go dials through the attempt's relay (see .relay)
+            if self.relay.route.proxy:
+                log.info(
+                    "session %s dials through the proxy %s",
+                    self.session_id, mask_proxy(self.relay.route.proxy),
+                )
             proxy = ProxySettings(proxy_address=address)._to_c_struct() if address else None
             if not self._begin():
                 log.debug("neonize run %s closed before it started", self.uuid.decode())
@@ -274,10 +292,11 @@ class _Run:
         self.relay.cut()  # its connections are over (a connected run returns once Stop-ped)
         if err:
             seen = self.relay.failure
+            proxy = self.relay.route.where or None
             if seen is None:
-                self.emit(connect_error(err))
+                self.emit(connect_error(err, proxy=proxy))
             else:
-                self.emit(connect_error(err, seen=seen.words, seen_raw=seen.raw))
+                self.emit(connect_error(err, seen=seen.words, seen_raw=seen.raw, proxy=proxy))
         else:
             log.debug("neonize run %s ended", self.uuid.decode())
         self._stop()  # drop the Go client from neonize's maps (safe: the call returned)
@@ -362,9 +381,15 @@ class _Run:
                 if self.abandoned:
                     self._reap_soon()
                 return
-            event = map_event(message, self.me)
+            if code == _PAIR_STATUS_EVENT:
+                self.paired = message  # type: ignore[assignment]
+            event = map_event(message, self.me, self.paired)
             if event is None:
                 return
+            if isinstance(event, IncomingMessage) and event.media is not None:
+                # In the callback, so messages are reported in order (whatsmeow queues the
+                # events behind it; the socket goes on reading).
+                event = self.download(message, event)
             if isinstance(event, PairSuccess) and self._remember is not None:
                 # Cluster mode: whatsmeow committed the device; commit which one is ours
                 # before anyone hears of the link (this thread waits; later events queue).
@@ -381,6 +406,37 @@ class _Run:
                 self._reap_soon()
         except Exception:
             log.exception("neonize event callback failed (code %s)", code)
+
+    def download(self, message: Any, event: IncomingMessage) -> IncomingMessage:
+        """``event`` with its media's bytes saved (``media.path``) when the session keeps
+        media (run thread: a blocking Go call). A failed download is said on the message
+        (``media.error``), which is reported all the same."""
+        media = event.media
+        if media is None or not self.options.download_media or not self.options.media_dir:
+            return event
+        if self.abandoned:  # nobody will hear of it: fetch nothing
+            return event
+        media_dir = self.options.media_dir
+        inner = unwrap(message.Message)
+        try:
+            data = self.call("download media", lambda api: api.download_any(inner))
+            if not isinstance(data, bytes | bytearray):
+                raise NeonizeEngineError("the download returned no bytes")
+            path = save_media(
+                bytes(data), media_dir, message_id=event.message_id, mimetype=media.mimetype
+            )
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            log.warning(
+                "session %s: downloading the %s of message %s failed: %s",
+                self.session_id, event.type, event.message_id, reason,
+            )
+            return replace(event, media=replace(media, error=f"download failed: {reason}"))
+        if self.abandoned:  # closed while it downloaded: the message will not be reported
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return event
+        return replace(event, media=replace(media, path=path, size=len(data)))
 
     def emit(self, event: EngineEvent) -> None:
         if self.abandoned:

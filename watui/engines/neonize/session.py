@@ -11,8 +11,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from watui.engines.base import Report
-from watui.engines.neonize.client import log_out, request_pair_code, send_text_message
+from watui.engines.base import Outgoing, Report
+from watui.engines.neonize.client import (
+    log_out,
+    request_pair_code,
+    send_message,
+    send_text_message,
+)
 from watui.engines.neonize.devices import _Devices
 from watui.engines.neonize.go import _go, _in_thread
 from watui.engines.neonize.run import NeonizeEngineError, _Options, _Run
@@ -94,6 +99,10 @@ class NeonizeSession:
     async def send_text(self, to: str, text: str) -> str:
         """Send ``text`` to the phone number ``to``; returns WhatsApp's message id."""
         return await send_text_message(self._run, to, text)
+
+    async def send(self, to: str, message: Outgoing) -> str:
+        """Send a message of any type (a media file is uploaded first); returns its id."""
+        return await send_message(self._run, to, message)
 
     async def close(self) -> None:
         """Drop the connection and refuse further use. Idempotent."""
