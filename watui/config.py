@@ -134,8 +134,9 @@ class Settings(BaseSettings):
     starts answer ``503 OVERLOADED``. Unset: :data:`NODE_CAPACITY` for the engine."""
     node_url: str | None = None
     """The URL other nodes reach this node's API at (default ``http://<host>:<port>``)."""
-    lease_ttl: float = Field(10, gt=0, le=10)
-    """Seconds a node's hold on a session lasts unless renewed (renewed every third of it)."""
+    lease_ttl: float = Field(4, gt=0, le=10)
+    """Seconds a node's hold on a session lasts unless renewed (renewed every second, or every
+    third of it if shorter): how long a dead node's sessions wait before another takes them."""
     rebalance_rate: float = Field(5, ge=0)
     """Sessions a second a node hands over (as a drain does) while it runs more than its share
     and another node has room, e.g. one that just joined; 0 turns rebalancing off."""

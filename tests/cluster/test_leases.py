@@ -340,3 +340,28 @@ async def test_a_node_paused_in_the_middle_of_a_commit_does_not_stop_the_others(
         with contextlib.suppress(Exception):
             await tx.rollback()
         await a.pool.release(paused)
+
+
+async def test_a_process_that_woke_past_its_lease_acts_for_no_session_until_it_renews(
+    open_nodes: OpenNodes,
+) -> None:
+    """Paused past the TTL (its clock says so when it wakes), a node calls no engine for the
+    session, whoever holds it now, until a renewal tells it the lease is still its own."""
+    from watui.errors import NodeUnavailable
+    from watui.manager.placement import LeasePlacement
+
+    (a,) = await open_nodes(1)
+    leases = Leases(a.pool, "A", TTL)
+    placement = LeasePlacement(leases, max_active_per_owner=10, capacity=10)
+    s = session()
+    await a.write(sessions=[s])
+    await leases.claim(s.id, s.owner)
+    assert leases.holds(s.id)
+    placement.check(s.id)
+    await lapse()  # the pause: nobody claimed it, but this process cannot know that yet
+    assert not leases.holds(s.id) and s.id in leases.tokens
+    with pytest.raises(NodeUnavailable):
+        placement.check(s.id)
+    assert await leases.renew() == set()  # still its own: renewed, and it may act again
+    assert leases.holds(s.id)
+    placement.check(s.id)

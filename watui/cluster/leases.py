@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 import asyncpg
 
@@ -146,6 +147,22 @@ class Leases:
         self.ttl = ttl
         self.tokens: dict[str, int] = {}
         """The sessions this node holds, and its fencing token for each."""
+        self.valid_until: dict[str, float] = {}
+        """Monotonic time until which this process knows its lease on each session holds:
+        the start of the statement that last claimed or renewed it, plus the TTL. A process
+        that was paused (SIGSTOP, a long GC) finds it passed when it wakes, before its next
+        renewal tells it whether another node took the session meanwhile."""
+
+    def holds(self, session_id: str) -> bool:
+        """This process holds the lease on ``session_id`` now, by its own clock: it may act
+        for the session (call its engine). A lapsed hold may still be renewed, but until then
+        nothing is done that cannot be taken back."""
+        return session_id in self.tokens and time.monotonic() < self.valid_until.get(session_id, 0.0)
+
+    def _held(self, claimed: dict[str, int], since: float) -> None:
+        self.tokens.update(claimed)
+        for session_id in claimed:
+            self.valid_until[session_id] = since + self.ttl
 
     def token(self, session_id: str) -> int | None:
         """This node's fencing token for ``session_id`` (the store's :class:`Fence` question)."""
@@ -170,19 +187,22 @@ class Leases:
                         f"Owner {owner!r} already has {limit} active sessions (the limit); stop one first",
                         details={"owner": owner, "limit": limit},
                     )
+            since = time.monotonic()
             token = await conn.fetchval(CLAIM, session_id, owner, self.node_id, self.ttl, self.instance)
             if token is None:
                 holder = await conn.fetchval(
                     f"SELECT node_id FROM leases WHERE session_id = $1 AND {LIVE}", session_id)
         if token is None:
             self.tokens.pop(session_id, None)
+            self.valid_until.pop(session_id, None)
             raise LeaseHeld(session_id, holder)
-        self.tokens[session_id] = int(token)
+        self._held({session_id: int(token)}, since)
         return int(token)
 
     async def release(self, session_id: str) -> None:
         """Give the session's lease up now (it stops running here); its token is never reused."""
         token = self.tokens.pop(session_id, None)
+        self.valid_until.pop(session_id, None)
         await self.pool.execute(
             f"UPDATE leases SET expires_at = {RELEASED}"
             " WHERE session_id = $1 AND node_id = $2 AND instance = $4 AND ($3::bigint IS NULL OR token = $3)",
@@ -192,6 +212,7 @@ class Leases:
         """Give up every lease this instance holds (a drain or shutdown hands them all over);
         never another process's, even one started with the same node id."""
         held, self.tokens = self.tokens, {}
+        self.valid_until = {}
         await self.pool.execute(
             f"UPDATE leases SET expires_at = {RELEASED}"
             f" WHERE node_id = $1 AND instance = $2 AND expires_at > {RELEASED}",
@@ -205,12 +226,18 @@ class Leases:
         held = dict(self.tokens)
         if not held:
             return set()
+        since = time.monotonic()
         rows = await self.pool.fetch(
             RENEW, self.node_id, self.ttl, list(held), list(held.values()), self.instance)
-        lost = set(held) - {row[0] for row in rows}
+        renewed = {row[0] for row in rows}
+        for session_id in renewed:
+            if self.tokens.get(session_id) == held[session_id]:
+                self.valid_until[session_id] = since + self.ttl
+        lost = set(held) - renewed
         for session_id in lost:
             if self.tokens.get(session_id) == held[session_id]:  # not re-claimed meanwhile
                 del self.tokens[session_id]
+                self.valid_until.pop(session_id, None)
         if lost:
             log.warning("lost the leases of %d sessions: %s", len(lost), sorted(lost))
         return lost
@@ -224,9 +251,10 @@ class Leases:
             return {}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(ADD_MISSING)
+            since = time.monotonic()
             rows = await conn.fetch(CLAIM_ORPHANS, self.node_id, self.ttl, limit, self.instance, stranded)
         claimed = {row[0]: int(row[1]) for row in rows}
-        self.tokens.update(claimed)
+        self._held(claimed, since)
         return claimed
 
     async def count_orphans(self) -> int:
@@ -237,9 +265,10 @@ class Leases:
         """Take over, with new tokens, the live leases other instances of this node id hold
         (call it only once :meth:`watui.cluster.nodes.Nodes.join` found them dead). Returns
         session id -> token."""
+        since = time.monotonic()
         rows = await self.pool.fetch(ADOPT, self.node_id, self.instance, self.ttl)
         adopted = {row[0]: int(row[1]) for row in rows}
-        self.tokens.update(adopted)
+        self._held(adopted, since)
         return adopted
 
     async def holder(self, session_id: str) -> Holder | None:

@@ -4,8 +4,8 @@ The process joins as a new *instance* of its node id (:meth:`ClusterNode.join`, 
 loads or claims anything): if another instance of the same node id is alive, it stops there
 (:class:`~watui.cluster.nodes.NodeIdInUse`, exit status 2); if that instance is dead (its
 heartbeat went stale), it adopts that instance's live leases at once and resumes them. Then it
-heartbeats every :data:`~watui.cluster.nodes.HEARTBEAT_INTERVAL`, and every ``lease_ttl / 3``
-seconds renews the leases of the sessions it runs (a lease it finds taken by another node
+heartbeats every :data:`~watui.cluster.nodes.HEARTBEAT_INTERVAL`, and every second (a third of
+the TTL, if that is shorter) renews the leases of the sessions it runs, in one statement (a lease it finds taken by another node
 means it was paused or cut off for longer than the TTL: it drops that session without
 writing). Every second it also looks for *orphans*, sessions that want a node (running, or
 parked to resume) with no live lease, because their node died or handed them over on
@@ -40,8 +40,13 @@ from watui.stores.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
 
-SCAN_INTERVAL = 1.0
-"""Seconds between two looks for orphaned sessions."""
+SCAN_INTERVAL = 0.5
+"""Seconds between two looks for orphaned sessions (a dead node's sessions are taken over at most
+this long after its leases lapse)."""
+RENEW_INTERVAL = 1.0
+"""Seconds between two renewals (one statement for all of a node's leases): with the default
+TTL of 4 s a dead node's leases lapse 3 to 4 s after its death, and its sessions run elsewhere
+about a second later."""
 TAKEOVER_BATCH = 100
 """Sessions claimed at most per look (the rest on the next ones, or by other nodes)."""
 
@@ -192,7 +197,7 @@ class ClusterNode:
     # ---------------------------------------------------------------- the loop
 
     async def _run(self) -> None:
-        renew_every = self.lease_ttl / 3
+        renew_every = min(RENEW_INTERVAL, self.lease_ttl / 3)
         next_renew = 0.0
         while not self._closing:
             try:
@@ -334,12 +339,14 @@ class ClusterNode:
     # ---------------------------------------------------------------- the Locator
 
     async def locate(self, session_id: str) -> Holder | None:
-        if session_id in self.leases.tokens:
+        if self.leases.holds(session_id):
             return None
+        # Not held, or held by a lease this process no longer knows to be good (it woke from a
+        # pause): the database says whether another node took it meanwhile.
         return await self.leases.holder(session_id)
 
     async def runs_nowhere(self, session_id: str) -> bool:
-        if session_id in self.leases.tokens:
+        if self.leases.holds(session_id):
             return False
         return await self.leases.runs_nowhere(session_id)
 

@@ -313,6 +313,7 @@ class Commands:
                 runtime.pair_phone = phone
                 runtime.pair_waiters.append(waiter)
             else:  # qr_ready: the socket is up, ask now
+                self.supervisor.placement.check(session_id)
                 runtime.pair_waiters.append(waiter)
                 await self.lifecycle.issue_pair_code(runtime, session, phone)
         try:
@@ -395,6 +396,7 @@ class Commands:
                     f"Session {session.name!r} is {session.status.value}, not connected",
                     details={"status": session.status.value},
                 )
+            self.supervisor.placement.check(session_id)  # nothing leaves unless the lease holds
             return runtime.engine_session
 
     async def _send_staged(
@@ -463,6 +465,7 @@ class Commands:
         runtime = self.supervisor.runtimes.get(session_id)
         if runtime is None or runtime.engine_session is None:
             raise InvalidTransition(session.status.value, f"simulate {request.action}")
+        self.supervisor.placement.check(session_id)
         staged: Staged | None = None
         if request.media is not None:  # the phone's file, checked as a send's is
             staged = await stage(self.settings, request.type.value, request.media)

@@ -35,6 +35,11 @@ class Placement(Protocol):
         """The session was lost to another node: drop it without writing anything."""
         ...
 
+    def check(self, session_id: str) -> None:
+        """Before anything the engine does for the session that cannot be taken back (a send,
+        a pairing code, the phone's play): raise unless this node may act for it now."""
+        ...
+
 
 class LocalPlacement:
     """One process: the registry's limit check (made before) is all there is."""
@@ -48,6 +53,9 @@ class LocalPlacement:
         return None
 
     def forget(self, session_id: str) -> None:
+        return None
+
+    def check(self, session_id: str) -> None:
         return None
 
 
@@ -77,3 +85,15 @@ class LeasePlacement:
 
     def forget(self, session_id: str) -> None:
         self.leases.tokens.pop(session_id, None)
+        self.leases.valid_until.pop(session_id, None)
+
+    def check(self, session_id: str) -> None:
+        """Refuse (``503 NODE_UNAVAILABLE``) while this node does not know its lease to hold:
+        it woke from a pause past the lease's end, and until its next renewal another node may
+        run the session. A send refused here never left; the caller retries."""
+        if not self.leases.holds(session_id):
+            raise NodeUnavailable(
+                f"Node {self.node_id!r} cannot act for session {session_id!r} right now: its lease"
+                " on it is not known to hold (the node was paused); nothing was done. Retry.",
+                details={"session_id": session_id, "node_id": self.node_id},
+            )

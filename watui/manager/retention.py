@@ -46,6 +46,7 @@ from datetime import datetime, timedelta
 
 from watui.clock import Clock
 from watui.config import Settings
+from watui.manager.sent_keys import KEPT
 from watui.media.storage import MediaStorage, clean_staging
 from watui.stores.base import StoreProtocol
 from watui.stores.dialects import sql_for
@@ -138,6 +139,9 @@ class Retention:
         pruned.events, pruned.deliveries, pruned.held = await self._prune_events()
         pruned.messages = await self._prune_messages()
         pruned.deliveries += await self._prune_deliveries()
+        d = sql_for(self.store)
+        await self.store.write(statements=[(  # idempotency keys of sends are kept a day
+            d.sql("DELETE FROM sent_keys WHERE created_at < ?"), (d.ts(self.clock.now() - KEPT),))])
         if self.media is not None:
             pruned.media_files, pruned.media_bytes = await self.media.prune(
                 before=self._cutoff(self.settings.media_retention_days),

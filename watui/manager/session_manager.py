@@ -35,6 +35,7 @@ from watui.manager.restore import Restorer
 from watui.manager.retention import Retention
 from watui.manager.runtime import Supervisor
 from watui.manager.scoped import ScopedService
+from watui.manager.sent_keys import SentKeys
 from watui.media.storage import media_storage
 from watui.models import (
     Caller,
@@ -65,6 +66,8 @@ class SessionManager:
         self.bus = EventBus(store, queue_size=settings.subscriber_queue_size)
         self.registry = Registry(settings.max_active_sessions_per_owner)
         self.journal = Journal(store, clock, self.registry)
+        self.sent_keys = SentKeys(store, clock)
+        """Idempotency keys of sends (``Idempotency-Key``)."""
         self.journal.media = media_storage(store, settings.data_dir)
         self.supervisor = Supervisor(settings, engine, clock, self.registry)
         self.lifecycle = Lifecycle(settings, engine, clock, self.registry, self.journal, self.supervisor)

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 from watui.errors import EngineFailure, InvalidTransition
 from watui.machine import Status, Trigger
+from watui.manager.media import discard
+from watui.manager.sent_keys import check_key
 from watui.models import (
     Message,
     MessagePage,
@@ -35,6 +37,9 @@ from watui.server.schemas import (
     error_responses,
 )
 from watui.service import MAX_PAGE, SessionService, SortKey
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+"""Sends that carry it are made once (watui/manager/sent_keys.py)."""
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +200,30 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         """Send a message of any type; the session must be connected. JSON (a file as base64
         ``media.data`` or a ``media.url`` to fetch), or ``multipart/form-data`` with the file
         in a part named ``file`` (large files). The file is checked against its type (size
-        cap, sniffed content: ``422 MEDIA_TYPE_MISMATCH``) before it is sent."""
+        cap, sniffed content: ``422 MEDIA_TYPE_MISMATCH``) before it is sent.
+
+        With an ``Idempotency-Key`` header (1 to 255 printable characters) a retry never sends
+        twice, on any node: a key already used answers the message it sent (``201``,
+        ``Idempotent-Replayed: true``), or ``409 CONFLICT`` while that send is under way or its
+        outcome is unknown. Keys are kept 24 hours; a failed send gives its key back."""
+        key = request.headers.get(IDEMPOTENCY_KEY)
+        if key is not None:
+            check_key(key)
         body, upload, upload_type = await send_body(request, state_of(request).settings)
-        message = await service.send(session_id, body, upload=upload, upload_type=upload_type)
-        return JSONResponse(message.model_dump(mode="json"), status_code=201)
+        if key is None:
+            message = await service.send(session_id, body, upload=upload, upload_type=upload_type)
+            return JSONResponse(message.model_dump(mode="json"), status_code=201)
+        try:
+            await service.get_session(session_id)  # 404 unless the caller sees it, replay or not
+        except BaseException:
+            await discard(upload)
+            raise
+        message, replayed = await state_of(request).manager.sent_keys.send_once(
+            session_id, key, lambda: service.send(session_id, body, upload=upload, upload_type=upload_type))
+        if replayed:
+            await discard(upload)  # the earlier send's file was kept; this copy is not needed
+        return JSONResponse(message.model_dump(mode="json"), status_code=201,
+                            headers={"Idempotent-Replayed": "true"} if replayed else None)
 
     @router.get(
         "/sessions/{session_id}/messages/{message_id}/media", tags=["messages"],

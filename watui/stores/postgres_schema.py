@@ -196,6 +196,18 @@ MIGRATIONS: list[str] = [
     ) k WHERE s.id = k.id AND k.n = 1;
     CREATE UNIQUE INDEX sessions_owner_name ON sessions(owner, name_key);
     """,
+    # Idempotency keys of sends (watui/manager/sent_keys.py), shared by every node: a retry
+    # with the same key never sends twice, whichever node it reaches.
+    """
+    CREATE TABLE sent_keys (
+        session_id  text NOT NULL,
+        key         text NOT NULL,
+        message_row bigint,
+        created_at  timestamptz NOT NULL,
+        PRIMARY KEY (session_id, key)
+    );
+    CREATE INDEX sent_keys_created ON sent_keys(created_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

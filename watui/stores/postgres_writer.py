@@ -352,6 +352,7 @@ class PostgresWriter(GroupCommitWriter):
             for sql in PURGE_DELETED_SESSION:
                 await conn.executemany(sql, deleted)
             await conn.executemany("DELETE FROM messages WHERE session_id = $1", [(d[0],) for d in deleted])
+            await conn.executemany("DELETE FROM sent_keys WHERE session_id = $1", [(d[0],) for d in deleted])
         for sql, params in extra:
             await conn.execute(sql, *[storable(p) for p in params])
         return results

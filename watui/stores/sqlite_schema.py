@@ -108,6 +108,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN details TEXT;
     CREATE INDEX messages_type ON messages(session_id, type);
     """,
+    # 6 -> 7: idempotency keys of sends (watui/manager/sent_keys.py): a retry with the same
+    # key never sends twice; message_row is the message it sent (null while it is sending).
+    """
+    CREATE TABLE sent_keys (
+        session_id  TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        message_row INTEGER,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (session_id, key)
+    );
+    CREATE INDEX sent_keys_created ON sent_keys(created_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -66,6 +66,7 @@ PURGE_DELETED_SESSION = [
     f" (SELECT id FROM events WHERE session_id = ?1 AND type IN {_MESSAGE_EVENTS})",
     f"DELETE FROM events WHERE session_id = ? AND type IN {_MESSAGE_EVENTS}",
     "DELETE FROM messages WHERE session_id = ?",
+    "DELETE FROM sent_keys WHERE session_id = ?",
 ]
 """Run (with the session id) in the transaction that deletes a session."""
 
