@@ -1,19 +1,25 @@
-"""Cluster mode (issue 9): one node against three, and failover, on this machine.
+"""Cluster mode (issues 9 and 20) on this machine: one node against three, routing, failover.
 
-    .venv/bin/python -m bench.bench_cluster [--sessions 300] [--kills 10]
+    .venv/bin/python -m bench.bench_cluster [--only PART ...] [--sessions 300] [--kills 10] …
 
 Real ``watui serve`` subprocesses (simulated engine) over a fresh PostgreSQL database (on the
-server ``WATUI_TEST_PG`` names, as in the tests) and a private ``redis-server``, driven over HTTP, as in tests/cluster/test_multinode.py:
+server ``WATUI_TEST_PG`` names, as in the tests) and a private ``redis-server``, driven over HTTP,
+as in tests/cluster/test_multinode.py. Four parts, each alone with ``--only`` (all by default):
 
-1. **Sessions created/s**: ``--sessions`` creates (each starts its session: a lease claim, a
-   ``created`` + ``status`` write, then QR codes), 24 in flight, spread round-robin over the
-   nodes. One node is the baseline; the same load on three nodes, same run.
-2. **Events/s**: events committed to the shared log during that burst (the log's ids tell).
-3. **Failover**: ``--kills`` times, link 5 sessions on one node, ``kill -9`` it, time until
-   every one of them is connected on another node, then start a replacement. p50/p99 over
-   the kills, with ``--lease-ttl`` (default 4 s, the setting's default; takeover waits for
-   the dead node's leases to expire, so it is about the TTL plus a second), after the same
-   rounds with ``--baseline-ttl`` (10 s, the default before) as the baseline.
+1. ``burst`` (bench/bench_cluster_failover.py): **sessions created/s** for ``--sessions``
+   creates, 24 in flight, round-robin over the nodes, and the **events/s** committed meanwhile;
+   one node is the baseline, the same load on three nodes, same run.
+2. ``efficiency`` (bench/bench_cluster_efficiency.py): **work per CPU-second** with three nodes
+   over one (goal ≥ 0.8), for sessions created and linked (``--eff-sessions``) and messages
+   sent and received (``--eff-messages``); CPU of the nodes, their PostgreSQL backends and Redis.
+3. ``routing`` (bench/bench_cluster_routing.py): p50/p99 of a send answered by the node that
+   runs the session against the same send through another node, ``--route-calls`` of each.
+4. ``failover`` (bench/bench_cluster_failover.py): ``--kills`` times, link 5 sessions on one
+   node, ``kill -9`` it, time until every one of them is connected on another node, then start a
+   replacement. p50/p99 over the kills, with ``--lease-ttl`` (default 4 s, the setting's
+   default; takeover waits for the dead node's leases to expire, so it is about the TTL plus a
+   second), after the same rounds with ``--baseline-ttl`` (10 s, the default before) as the
+   baseline. ``--skip-burst`` (as before) runs this part alone.
 
 A 2-core machine runs three nodes, PostgreSQL and Redis on the same two cores, so three nodes
 cannot be faster here than one; the figures show what the cluster costs, not what it scales to.
@@ -22,119 +28,31 @@ cannot be faster here than one; the figures show what the cluster costs, not wha
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import bench_cluster_efficiency as eff
+from bench import bench_cluster_routing as route
 from bench._util import Figure, load_average, percentile, print_table
+from bench.bench_cluster_failover import bursts, failover
 from watui.config import Settings
 
-# The multi-node tests' harness (nodes as subprocesses, a private redis-server, a fresh
-# database) is the benchmark's too; tests/ is a directory of modules, not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from cluster.cluster_helpers import (
-    LEASE_TTL,
-    Cluster,
-    RedisServer,
-    create_key,
-    fresh_database,
-    wait_until,
-)
-
-
-def start_cluster(root: Path, nodes: int, lease_ttl: float = LEASE_TTL) -> tuple[Cluster, object]:
-    dsn, drop = fresh_database()
-    redis = RedisServer().start()
-    cluster = Cluster(dsn, redis, root, env={"WATUI_MAX_ACTIVE_SESSIONS_PER_OWNER": "100000",
-                                             "WATUI_LEASE_TTL": str(lease_ttl)})
-    cluster.admin_key = create_key(dsn, "admin", admin=True)
-    for i in range(nodes):
-        cluster.add(f"n{i + 1}")
-    return cluster, drop
-
-
-def stop_cluster(cluster: Cluster, drop: object) -> None:
-    cluster.stop()
-    cluster.redis.stop()
-    drop()  # type: ignore[operator]
-
-
-def last_event_id(cluster: Cluster) -> int:
-    via = next(iter(n for n, p in cluster.nodes.items() if p.proc and p.proc.poll() is None))
-    with cluster.client(via) as client:
-        after = 0
-        while True:
-            events = client.get("/v1/events/log", params={"after_id": after, "limit": 500}).json()["events"]
-            if not events:
-                return after
-            after = events[-1]["id"]
-
-
-def burst(cluster: Cluster, sessions: int) -> tuple[float, float]:
-    """Sessions created/s and events/s for ``sessions`` creates spread over the nodes."""
-    names = list(cluster.nodes)
-    clients = {n: cluster.client(n) for n in names}
-    first = last_event_id(cluster)
-
-    def create(i: int) -> int:
-        r = clients[names[i % len(names)]].post("/v1/sessions", json={"name": f"b{i}", "start": True})
-        return r.status_code
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(24) as pool:
-        codes = list(pool.map(create, range(sessions)))
-    seconds = time.perf_counter() - started
-    assert codes.count(201) == sessions, {c: codes.count(c) for c in set(codes)}
-    events = last_event_id(cluster) - first
-    for c in clients.values():
-        c.close()
-    return sessions / seconds, events / seconds
-
-
-def one_kill(cluster: Cluster, victim: str, round_: int) -> float:
-    """Link 5 sessions on ``victim``, kill -9 it, and time until all run elsewhere."""
-    survivor = next(n for n in cluster.nodes if n != victim)
-    ids: list[str] = []
-    with cluster.client(victim) as client:
-        for i in range(5):
-            r = client.post("/v1/sessions", json={"name": f"f{round_}-{i}", "start": True})
-            ids.append(r.json()["session_id"])
-        for i in ids:
-            wait_until(lambda i=i: cluster.session(victim, i)["status"] == "qr_ready", "qr")
-            client.post(f"/v1/sessions/{i}/simulate", json={"action": "scan"})
-        for i in ids:
-            wait_until(lambda i=i: cluster.session(victim, i)["status"] == "connected", "linked")
-
-    def moved() -> bool:
-        sessions = [cluster.session(survivor, i) for i in ids]
-        return all(s["status"] == "connected" and s["node_id"] not in (None, victim) for s in sessions)
-
-    killed = time.perf_counter()
-    cluster.nodes[victim].kill()
-    wait_until(moved, "takeover", timeout=60, every=0.05)
-    return time.perf_counter() - killed
-
-
-def failover(root: Path, kills: int, lease_ttl: float) -> list[float]:
-    cluster, drop = start_cluster(root, 3, lease_ttl)
-    times: list[float] = []
-    try:
-        for k in range(kills):
-            victim = next(iter(cluster.nodes))
-            times.append(one_kill(cluster, victim, k))
-            print(f"  kill {k + 1}: {times[-1]:.2f} s", flush=True)
-            del cluster.nodes[victim]
-            cluster.add(f"r{k + 1}")  # a replacement node
-    finally:
-        stop_cluster(cluster, drop)
-    return times
+PARTS = ("burst", "efficiency", "routing", "failover")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--only", action="append", choices=PARTS,
+                        help="run this part (repeat for several) [all of them]")
+    parser.add_argument("--sessions", type=int, default=300, help="creates in the burst [300]")
+    parser.add_argument("--eff-sessions", type=int, default=200,
+                        help="sessions created and linked per cluster size [200]")
+    parser.add_argument("--eff-messages", type=int, default=1500,
+                        help="messages per cluster size, half sent and half received [1500]")
+    parser.add_argument("--eff-workers", type=int, default=16, help="calls in flight [16]")
+    parser.add_argument("--eff-rounds", type=int, default=1,
+                        help="measure 1 and 3 nodes this many times (1, 3, then 3, 1, …) [1]")
+    parser.add_argument("--route-calls", type=int, default=300, help="timed sends of each kind [300]")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--lease-ttl", type=float, default=Settings.model_fields["lease_ttl"].default,
                         help="lease TTL for the failover rounds [the setting's default]")
@@ -143,27 +61,41 @@ def main() -> None:
                              " [10 s, the default before issue 20]")
     parser.add_argument("--skip-burst", action="store_true", help="only the failover rounds")
     args = parser.parse_args()
-    print(f"load average before: {load_average()}")
+    parts = set(args.only or PARTS)
+    if args.skip_burst:
+        parts = {"failover"}
+    print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        rates = {}
-        for nodes in () if args.skip_burst else (1, 3):
-            cluster, drop = start_cluster(Path(tmp) / f"c{nodes}", nodes)
-            try:
-                rates[nodes] = burst(cluster, args.sessions)
-            finally:
-                stop_cluster(cluster, drop)
-            print(f"  {nodes} node(s): {rates[nodes][0]:.0f} sessions/s, {rates[nodes][1]:.0f} events/s", flush=True)
-        baseline = failover(Path(tmp) / "baseline", args.kills, args.baseline_ttl) if args.baseline_ttl else []
-        kills = failover(Path(tmp) / "failover", args.kills, args.lease_ttl)
+        root = Path(tmp)
+        if "burst" in parts:
+            rates = bursts(root / "burst", args.sessions)
+            (s1, e1), (s3, e3) = rates[1], rates[3]
+            print_table(f"cluster: one node vs three (same run; load average {load_average()})", [
+                Figure("sessions created/s, 1 node (baseline)", s1, "/s"),
+                Figure("sessions created/s, 3 nodes", s3, "/s", note=f"{s3 / s1:.2f}x of one node"),
+                Figure("events/s, 1 node (baseline)", e1, "/s"),
+                Figure("events/s, 3 nodes", e3, "/s", note=f"{e3 / e1:.2f}x of one node"),
+            ])
+        if "efficiency" in parts:
+            runs = eff.efficiency(root / "efficiency", args.eff_sessions, args.eff_messages, args.eff_workers,
+                                  args.eff_rounds)
+            figures, breakdown = eff.figures(runs)
+            print("\nCPU-seconds by process kind (nodes, their PostgreSQL backends, redis-server)")
+            print("\n".join(breakdown))
+            print_table(f"cluster efficiency: work per CPU-second, 3 nodes / 1 (load average {load_average()})",
+                        figures)
+        if "routing" in parts:
+            latencies = route.routing(root / "routing", args.route_calls)
+            print_table(f"cluster routing: a routed send against a local one (load average {latencies.load})",
+                        route.figures(latencies))
+        if "failover" in parts:
+            failover_part(root, args)
+
+
+def failover_part(root: Path, args: argparse.Namespace) -> None:
+    baseline = failover(root / "baseline", args.kills, args.baseline_ttl) if args.baseline_ttl else []
+    kills = failover(root / "failover", args.kills, args.lease_ttl)
     figures = []
-    if rates:
-        (s1, e1), (s3, e3) = rates[1], rates[3]
-        figures += [
-            Figure("sessions created/s, 1 node (baseline)", s1, "/s"),
-            Figure("sessions created/s, 3 nodes", s3, "/s", note=f"{s3 / s1:.2f}x of one node"),
-            Figure("events/s, 1 node (baseline)", e1, "/s"),
-            Figure("events/s, 3 nodes", e3, "/s", note=f"{e3 / e1:.2f}x of one node"),
-        ]
     if baseline:
         figures += [
             Figure(f"failover p50, lease TTL {args.baseline_ttl:g} s (baseline)", percentile(baseline, 50),
@@ -177,7 +109,7 @@ def main() -> None:
                "s", goal=15, digits=2, note=ratio(50)),
         Figure("failover p99", percentile(kills, 99), "s", goal=6, digits=2, note=ratio(99)),
     ]
-    print_table("cluster: one node vs three (same run)", figures)
+    print_table(f"cluster failover (load average {load_average()})", figures)
 
 
 if __name__ == "__main__":
