@@ -5,6 +5,7 @@ without touching the machine's shared one)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import signal
@@ -145,6 +146,24 @@ def fresh_database() -> tuple[str, Callable[[], None]]:
     name = "watui_cluster_" + secrets.token_hex(5)
     admin_sql(f'CREATE DATABASE "{name}"')
     return SERVER.rsplit("/", 1)[0] + "/" + name, lambda: admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, nodes: tuple[str, ...] = (), *, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A cluster of its own (a fresh database, a private redis-server, an admin key) with
+    ``nodes`` started; everything stopped and dropped afterwards."""
+    dsn, drop = fresh_database()
+    redis = RedisServer().start()
+    c = Cluster(dsn, redis, root, env=dict(env or {}))
+    try:
+        c.admin_key = create_key(dsn, "admin", admin=True)
+        for name in nodes:
+            c.add(name)
+        yield c
+    finally:
+        c.stop()
+        redis.stop()
+        drop()
 
 
 def signal_node(node: ServerProcess, sig: signal.Signals) -> None:

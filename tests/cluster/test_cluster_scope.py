@@ -14,7 +14,14 @@ import redis
 from watui.cluster.identity import load_identity
 from watui.stores.postgres import PostgresStore
 
-from .cluster_helpers import Cluster, RedisServer, create_key, fresh_database, wait_until
+from .cluster_helpers import (
+    Cluster,
+    RedisServer,
+    create_key,
+    fresh_database,
+    running_cluster,
+    wait_until,
+)
 from .test_multinode import create, link
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -73,13 +80,7 @@ def test_two_clusters_on_one_redis_keep_to_themselves(tmp_path: Path) -> None:
 
 
 def test_one_name_created_on_three_nodes_at_once_is_created_once(tmp_path: Path) -> None:
-    dsn, drop = fresh_database()
-    redis_server = RedisServer().start()
-    c = Cluster(dsn, redis_server, tmp_path)
-    try:
-        c.admin_key = create_key(dsn, "admin", admin=True)
-        for name in ("n1", "n2", "n3"):
-            c.add(name)
+    with running_cluster(tmp_path, ("n1", "n2", "n3")) as c:
 
         def attempt(i: int) -> int:
             # The same name in three Unicode/case forms: one name as watui compares them.
@@ -96,10 +97,6 @@ def test_one_name_created_on_three_nodes_at_once_is_created_once(tmp_path: Path)
                 assert len(listed) == 1, listed
                 assert client.delete(f"/v1/sessions/{listed[0]['id']}").status_code in (200, 204)
             wait_until(lambda: all(not _listed(c, n) for n in ("n1", "n2", "n3")), "the delete to be seen")
-    finally:
-        c.stop()
-        redis_server.stop()
-        drop()
 
 
 def _listed(c: Cluster, node: str) -> list[dict[str, object]]:

@@ -11,9 +11,7 @@ import pytest
 
 from .cluster_helpers import (
     Cluster,
-    RedisServer,
-    create_key,
-    fresh_database,
+    running_cluster,
     signal_node,
     wait_until,
 )
@@ -26,18 +24,8 @@ TO = "+14155550123"
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Cluster]:
-    dsn, drop = fresh_database()
-    redis = RedisServer().start()
-    c = Cluster(dsn, redis, tmp_path)
-    try:
-        c.admin_key = create_key(dsn, "admin", admin=True)
-        for name in ("n1", "n2"):
-            c.add(name)
+    with running_cluster(tmp_path, ("n1", "n2")) as c:
         yield c
-    finally:
-        c.stop()
-        redis.stop()
-        drop()
 
 
 def test_a_retry_on_the_node_that_took_over_answers_the_first_send(pair: Cluster) -> None:

@@ -21,9 +21,8 @@ from httpx_sse import connect_sse
 from .cluster_helpers import (
     LEASE_TTL,
     Cluster,
-    RedisServer,
     create_key,
-    fresh_database,
+    running_cluster,
     signal_node,
     wait_until,
 )
@@ -32,18 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    dsn, drop = fresh_database()
-    redis = RedisServer().start()
-    c = Cluster(dsn, redis, tmp_path)
-    try:
-        c.admin_key = create_key(dsn, "admin", admin=True)
-        for name in ("n1", "n2", "n3"):
-            c.add(name)
+    with running_cluster(tmp_path, ("n1", "n2", "n3")) as c:
         yield c
-    finally:
-        c.stop()
-        redis.stop()
-        drop()
 
 
 def create(c: Cluster, via: str, name: str, key: str | None = None) -> str:

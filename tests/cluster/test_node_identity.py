@@ -19,7 +19,7 @@ import pytest
 
 from watui.cluster.nodes import STALE_AFTER
 
-from .cluster_helpers import Cluster, RedisServer, create_key, free_port, fresh_database, wait_until
+from .cluster_helpers import Cluster, free_port, running_cluster, wait_until
 from .test_multinode import create, link, log, metric
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -31,18 +31,8 @@ that long; one that sees its old instance dead takes about :data:`STALE_AFTER`."
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    dsn, drop = fresh_database()
-    redis = RedisServer().start()
-    c = Cluster(dsn, redis, tmp_path, env={"WATUI_LEASE_TTL": str(TTL)})
-    try:
-        c.admin_key = create_key(dsn, "admin", admin=True)
-        for name in ("n1", "n2"):
-            c.add(name)
+    with running_cluster(tmp_path, ("n1", "n2"), env={"WATUI_LEASE_TTL": str(TTL)}) as c:
         yield c
-    finally:
-        c.stop()
-        redis.stop()
-        drop()
 
 
 def leases(dsn: str) -> dict[str, tuple[str, str, int, bool]]:

@@ -16,9 +16,7 @@ import pytest
 
 from .cluster_helpers import (
     Cluster,
-    RedisServer,
-    create_key,
-    fresh_database,
+    running_cluster,
     signal_node,
     wait_until,
 )
@@ -29,16 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 @pytest.fixture
 def empty_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    dsn, drop = fresh_database()
-    redis = RedisServer().start()
-    c = Cluster(dsn, redis, tmp_path)
-    try:
-        c.admin_key = create_key(dsn, "admin", admin=True)
+    with running_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.stop()
-        redis.stop()
-        drop()
 
 
 def sessions(c: Cluster, via: str) -> list[dict[str, Any]]:
