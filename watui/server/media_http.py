@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from watui.config import Settings
 from watui.media.intake import staged_path
-from watui.models import MediaContent, SendMessage
+from watui.models import NO_NUL, MediaContent, SendMessage
 from watui.server.openapi import PHONE_PATTERN
 
 MEDIA_BODY_PATHS = re.compile(r"^/v1/sessions/[^/]+/(messages|simulate)$")
@@ -30,12 +30,12 @@ def _multipart(kinds: list[str], *, caption: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "to": {"type": "string", "description": "the recipient's phone number", "pattern": PHONE_PATTERN},
         "type": {"type": "string", "enum": kinds},
-        "mimetype": {"type": "string", "maxLength": 255},
-        "filename": {"type": "string", "maxLength": 255},
+        "mimetype": {"type": "string", "maxLength": 255, "pattern": NO_NUL},
+        "filename": {"type": "string", "maxLength": 255, "pattern": NO_NUL},
         "file": {"type": "string", "format": "binary"},
     }
     if caption:
-        properties["caption"] = {"type": "string", "maxLength": 1024}
+        properties["caption"] = {"type": "string", "maxLength": 1024, "pattern": NO_NUL}
     return {"type": "object", "required": ["to", "type", "file"], "properties": properties,
             "additionalProperties": False}
 
