@@ -37,8 +37,10 @@ lint: $(VENV)/.test
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# Two workers, a test file each at a time (its module fixtures set up once): CI has two cores.
+TEST_WORKERS ?= 2
 test: $(VENV)/.test lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.test
 	$(BIN)/python -m bench

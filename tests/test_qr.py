@@ -50,6 +50,9 @@ PAYLOADS = [
     "https://wa.me/settings/linked_devices#" + whatsapp_payload(),
     "x",
 ]
+PAYLOAD_IDS = ["whatsapp", "wa.me", "x"]
+"""Names for the parametrised tests: the payloads are random, and pytest-xdist's workers must
+collect the same test ids."""
 
 
 def decode(image: Image.Image) -> list[str]:
@@ -101,7 +104,7 @@ def draw_text(text: Text) -> tuple[list[list[bool]], Image.Image]:
     return rows, image
 
 
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS, ids=PAYLOAD_IDS)
 def test_png_decodes_to_payload(payload: str) -> None:
     image = Image.open(io.BytesIO(qr_drawings.png_bytes(payload)))
     assert image.format == "PNG"
@@ -110,7 +113,7 @@ def test_png_decodes_to_payload(payload: str) -> None:
     assert decode(image) == [payload]
 
 
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS, ids=PAYLOAD_IDS)
 def test_half_block_text_decodes_to_payload(payload: str) -> None:
     text = half_block_text(payload)
     matrix = qr.qr_matrix(payload)
@@ -212,7 +215,7 @@ def styled_cells(text: Text) -> list[list[Cell]]:
 
 
 @pytest.mark.parametrize("mode", [QUADRANT, SEXTANT], ids=["quadrants", "sextants"])
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS, ids=PAYLOAD_IDS)
 def test_block_text_decodes_to_payload(payload: str, mode: BlockMode) -> None:
     text = block_text(payload, mode)
     cells = styled_cells(text)
@@ -258,7 +261,7 @@ def test_terminal_size_realistic_payload() -> None:
     assert [qr.terminal_size("x" * 250, mode) for mode in qr.BLOCK_MODES] == [(65, 33), (33, 33), (33, 22)]
 
 
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS, ids=PAYLOAD_IDS)
 def test_quiet_zone_is_light(payload: str) -> None:
     matrix = qr.qr_matrix(payload)
     q = qr.QUIET_ZONE
@@ -347,7 +350,7 @@ def test_too_long_payload_and_bad_scale() -> None:
         qr_drawings.png_bytes("x", scale=0)
 
 
-@pytest.mark.parametrize("payload", PAYLOADS[:2])
+@pytest.mark.parametrize("payload", PAYLOADS[:2], ids=PAYLOAD_IDS[:2])
 def test_rich_svg_screenshot_scans(payload: str) -> None:
     """What a phone sees: rich renders the Text, cairosvg rasterises it, zxing reads it."""
     columns, _ = qr.terminal_size(payload)

@@ -165,7 +165,7 @@ def test_multipart_send_of_a_large_file(media_server: BackgroundServer, client: 
     ("sticker", PNG, None, "image/png"),
     ("document", PDF, "application/msword", "application/pdf"),
     ("audio", OPUS, "audio/mpeg", "audio/ogg"),
-])
+], ids=["pdf-as-image", "jpeg-as-png", "mp3-as-voice", "png-as-sticker", "pdf-as-word", "opus-as-mp3"])
 def test_content_that_is_not_what_is_declared_is_422(
     kind: str, data: bytes, declared: str | None, why: str, media_server: BackgroundServer,
     client: httpx.Client,
