@@ -23,6 +23,13 @@ from watui.models import Caller
 # set it themselves.
 os.environ.setdefault("WATUI_OVERLOAD_LAG_MS", "0")
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment. Textual and
+# rich take those over the terminal's own size, so a console the tests start on a 120x40
+# pseudo-terminal (or a rich console drawing a QR code) would be 80x24. The size is the
+# terminal's, as in a real login.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 @pytest.fixture
 def clock() -> FakeClock:
