@@ -478,3 +478,36 @@ def test_webhooks_describe_files_but_never_carry_them(media_server: BackgroundSe
         ("in", "voice", len(OPUS)), ("out", "document", len(big))]
     assert all(len(json.dumps(b)) < 1500 for b in bodies)  # the descriptor, not the bytes
     assert b64(OPUS)[:40] not in json.dumps(bodies)
+
+
+def test_a_chunked_upload_past_the_cap_is_413_and_leaves_nothing(
+    start_server: Callable[..., BackgroundServer],
+) -> None:
+    """No Content-Length (chunked), so the cap is found while the body streams in: the
+    answer is still 413 PAYLOAD_TOO_LARGE, and no staged file is left behind."""
+    server = start_server(media_max_body_bytes=64 * 1024)
+    boundary = "b0undary"
+
+    def body(size: int) -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\n{TO}\r\n"
+               f"--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\ndocument\r\n"
+               f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n"
+               "Content-Type: application/pdf\r\n\r\n").encode()
+        yield PDF[:4096]
+        for _ in range(size // 4096):
+            yield b"\0" * 4096
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with api_client(server.base_url, server.admin_key) as client:
+        session_id = linked_session(client, "chunky")
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        for route in ("messages", "simulate"):
+            answer = client.post(f"/v1/sessions/{session_id}/{route}", content=body(200 * 1024), headers=headers)
+            assert answer.status_code == 413, (route, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "PAYLOAD_TOO_LARGE" and error["details"]["max_body_bytes"] == 64 * 1024
+        # Under the cap the same upload goes.
+        answer = client.post(f"/v1/sessions/{session_id}/messages", content=body(8 * 1024), headers=headers)
+        assert answer.status_code == 201, answer.text
+        assert client.get("/v1/health").json()["status"] == "ok"
+    assert not list((server.settings.data_dir / "media" / ".staging").glob("in_*"))

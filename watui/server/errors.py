@@ -91,6 +91,8 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, PayloadTooLarge):  # FastAPI read the body, and wrapped this
+        return refusal(exc.__cause__)
     if exc.status_code == 400 and request.method in ("POST", "PATCH", "PUT"):
         # FastAPI's only 400: a body that is not JSON at all (bad UTF-8, nesting too deep).
         # To a client that is the same mistake as malformed JSON.
@@ -143,8 +145,20 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+class PayloadTooLarge(WatuiError):
+    """A streamed body (no ``Content-Length``: chunked) grew past its cap while the route was
+    reading it; raised out of ``receive`` so the route's reading stops and this is the answer
+    (FastAPI's own body reading wraps it in a 400, which :func:`_http_error` unwraps)."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}  # the rest of the body is never read
+
+
 def _counted(receive: Receive, limit: int) -> Receive:
-    """``receive``, ending the request (a disconnect) once its body grew past ``limit``."""
+    """``receive``, refusing the request (``413``) once its body grew past ``limit``."""
     size = 0
 
     async def counted() -> Message:
@@ -153,7 +167,7 @@ def _counted(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             size += len(message.get("body", b""))
             if size > limit:
-                return {"type": "http.disconnect"}
+                raise PayloadTooLarge(f"The body is larger than {limit} bytes", details={"max_body_bytes": limit})
         return message
 
     return counted
@@ -167,8 +181,8 @@ class BodyLimit:
 
     ``large_paths`` (POSTs whose path matches: sends and simulates, which may carry a media
     file) take up to ``large_bytes``, streamed through rather than read up front: a declared
-    length over it is refused at once, and a chunked body that grows past it ends the request
-    as if the client went away.
+    length over it is refused at once, and a chunked body that grows past it is refused as
+    soon as it does (:class:`PayloadTooLarge`, out of the route's reading).
     """
 
     def __init__(
