@@ -155,6 +155,7 @@ async def test_5_logged_out_has_its_own_badge_and_words(make_app: AppFactory, cl
         assert isinstance(app.screen, HelpScreen)
         legend = plain(app.screen.query_one("#help-text"))
         assert "logged out — link again" in legend and "link kept, connection down" in legend
+        assert "⇄ after a name" in legend and "a proxy of its own" in legend
 
 
 # 6 -------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from watui.clock import FakeClock
 from watui.engines.simulated import SimulatedEngine
+from watui.models import SessionCreate
 from watui.screens.main import MainScreen
 from watui.screens.new_session import NewSessionScreen
 from watui.widgets.detail_pane import DetailPane
+from watui.widgets.sessions_table import SessionsTable
 
 from .conftest import AppFactory, act, find, plain, sync, wait_until
 
@@ -41,6 +43,16 @@ async def test_a_proxy_typed_in_the_form_reaches_the_engine_and_shows_masked(
         await sync(pilot, clock, 1.0)
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "the QR screen closes when linked")
         await wait_until(pilot, lambda: find(app, "proxied").connection is not None, "the connection details")
+
+        # The table marks the sessions that have a proxy of their own, and only those.
+        await app.service.create_session(SessionCreate(name="direct", start=False))
+        await wait_until(pilot, lambda: any(s.name == "direct" for s in app.state.sessions.values()),
+                         "the second session is listed")
+        table = app.screen.query_one(SessionsTable)
+        rows = {s.name: i for i, s in enumerate(table.rows)}
+        lines = {name: "".join(seg.text for seg in table.render_line(i + 1)) for name, i in rows.items()}
+        assert "proxied ⇄" in lines["proxied"] and "⇄" not in lines["direct"], lines
+        assert "s3cret-Pw" not in "".join(lines.values())
 
         pane = app.screen.query_one(DetailPane)
         assert pane.session_id == session.id

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from watui.widgets.footer import FittingFooter
-from watui.widgets.status_badge import LEGEND, look_badge
+from watui.widgets.status_badge import LEGEND, PROXY_MARK, look_badge
 
 
 def _bindings(source: Iterable[BindingType]) -> list[Binding]:
@@ -52,6 +52,7 @@ def legend() -> Table:
     table.add_column()
     for _key, look in LEGEND:
         table.add_row(look_badge(look), look.meaning)
+    table.add_row(f" {PROXY_MARK.strip()} after a name", "the session connects through a proxy of its own")
     return table
 
 

@@ -29,7 +29,14 @@ from textual.strip import Strip
 
 from watui.models import Session
 from watui.remote.link import LinkStatus
-from watui.widgets.status_badge import BADGE_WIDTH, ago, phone, session_badge, session_look
+from watui.widgets.status_badge import (
+    BADGE_WIDTH,
+    PROXY_MARK,
+    ago,
+    phone,
+    session_badge,
+    session_look,
+)
 from watui.widgets.text import clean, fit
 
 
@@ -65,7 +72,7 @@ CLUSTER_COLUMNS = frozenset({"node"})
 
 def cell_text(column: str, session: Session, now: datetime) -> str:
     if column == "name":
-        return clean(session.name)
+        return clean(session.name) + (PROXY_MARK if session.settings.proxy else "")
     if column == "phone":
         return phone(session.phone_number) if session.phone_number else "—"
     if column == "activity":

@@ -37,6 +37,9 @@ STATUS_LOOKS: dict[Status, StatusLook] = {
 
 LOGGED_OUT_REASON = "logged_out"
 
+PROXY_MARK = " ⇄"
+"""After the name of a session that has a proxy of its own (``settings.proxy``), in the table."""
+
 LOGGED_OUT = StatusLook("logged out", "⊘", "#6a1b9a", "#ffffff", "logged out — link again (start it for a new QR code)")
 """Not a status of its own (``disconnected`` with reason ``logged_out``), but not a drop
 either: the link is gone and will not come back by itself, so it looks and reads apart."""
