@@ -8,7 +8,7 @@ import time
 
 SUITES = ["bench_engine", "bench_console", "bench_qr", "bench_qr_server", "bench_sse", "bench_webhooks",
           "bench_hosts", "bench_hardening", "bench_connections", "bench_store", "bench_pg_store", "bench_cluster", "bench_stats",
-          "bench_media", "bench_scale"]
+          "bench_media", "bench_pacing", "bench_scale"]
 
 
 def main() -> None:

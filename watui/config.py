@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     media_fetch_timeout: float = Field(30, gt=0)
     """Seconds a send's ``media.url`` has to download (connect, and the whole body)."""
 
+    # Pacing (watui/manager/pacing.py)
+    send_queue_limit: int = Field(1000, ge=1, le=1_000_000)
+    """Pacing (``settings.send_rate``): the most sends one session's queue holds; one more is
+    ``429 SEND_QUEUE_FULL``."""
+
     _proxy_format = field_validator("proxy")(check_proxy_setting)
 
     @model_validator(mode="after")

@@ -128,6 +128,24 @@ class NodeUnavailable(WatuiError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class SendQueueFull(WatuiError):
+    """Pacing (``settings.send_rate``): the session's queue of sends waiting their turn is full
+    (``WATUI_SEND_QUEUE_LIMIT``). Nothing was queued; a slot frees with each message sent, in
+    about ``retry_after`` seconds. ``details``: ``queued``, ``limit``, ``send_rate`` (now, with
+    any warm-up), ``retry_after``."""
+
+    code = "SEND_QUEUE_FULL"
+    status = 429
+
+    @property
+    def retry_after(self) -> int:
+        value = self.details.get("retry_after")
+        return value if isinstance(value, int) and value > 0 else 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class Overloaded(WatuiError):
     """This node takes on no more running sessions now: it runs as many as its capacity
     (``WATUI_NODE_CAPACITY``), or its event loop is falling behind. Nothing was changed; the

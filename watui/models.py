@@ -275,6 +275,25 @@ class LinkMethod(StrEnum):
     PHONE = "phone"
 
 
+MAX_SEND_RATE = 600
+"""The fastest ``send_rate`` a session may have, in messages a minute (one every 0.1 s)."""
+
+SEND_RATE_RULES = (
+    "Pacing: at most this many messages a minute leave the session, spaced with ±30 % jitter"
+    " (the average holds). Sends past it wait in the session's queue in order, answered"
+    " `202` with status `pending`; a full queue is `429 SEND_QUEUE_FULL` with `Retry-After`."
+    " null: no pacing (the default), every send goes at once."
+)
+
+
+class Warmup(Strict):
+    """A ramp for a new number: the session's rate climbs from ``start_rate`` on the day it was
+    created to ``send_rate`` after ``days`` days, in a straight line."""
+
+    days: int = Field(..., ge=1, le=90, description="days from the session's creation to the full rate")
+    start_rate: int = Field(1, ge=1, le=MAX_SEND_RATE, description="messages a minute on the first day")
+
+
 class SessionSettings(Strict):
     auto_reconnect: bool = True
     max_reconnect_attempts: int = Field(10, ge=0, le=1000)
@@ -290,6 +309,8 @@ class SessionSettings(Strict):
     )
     proxy: str | None = Field(None, max_length=2048, description=PROXY_RULES,
                               json_schema_extra={"pattern": PROXY_PATTERN})
+    send_rate: int | None = Field(None, ge=1, le=MAX_SEND_RATE, description=SEND_RATE_RULES)
+    warmup: Warmup | None = Field(None, description="with send_rate: a ramp up to it for a new number")
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
     _proxy_format = field_validator("proxy")(_check_proxy_field)
@@ -306,6 +327,10 @@ class SettingsPatch(Strict):
     proxy: str | None = Field(None, max_length=2048, description=PROXY_RULES + " In a PATCH, null removes "
                               "the session's own proxy; a running session reconnects through the new one at once.",
                               json_schema_extra={"pattern": PROXY_PATTERN})
+    send_rate: int | None = Field(None, ge=1, le=MAX_SEND_RATE,
+                                  description=SEND_RATE_RULES + " In a PATCH, null turns pacing off; "
+                                  "messages already queued then go at once, in order.")
+    warmup: Warmup | None = Field(None, description="null: no ramp")
 
     _secret_format = field_validator("webhook_secret")(_check_secret)
     _proxy_format = field_validator("proxy")(_check_proxy_field)
@@ -652,9 +677,10 @@ class MessageStats(BaseModel):
     ``by_type`` counts messages by type (:class:`MessageType`), the types present only."""
 
     total: int = 0
-    sent: int = Field(0, description="outgoing messages that did not fail")
+    sent: int = Field(0, description="outgoing messages sent (not failed, not pending)")
     received: int = 0
     failed: int = Field(0, description="outgoing messages whose send failed")
+    pending: int = Field(0, description="outgoing messages waiting in the session's pacing queue")
     by_type: dict[str, int] = Field(default_factory=dict)
     by_day: dict[str, DayCounts] = Field(default_factory=dict, description='"YYYY-MM-DD" (UTC) → counts')
     last_activity: datetime | None = Field(None, description="the newest message's time")

@@ -119,7 +119,7 @@ def test_days_out_of_range_is_a_validation_error(client: httpx.Client) -> None:
         assert client.get(path, params={"days": 366}).status_code == 200
     assert client.get("/v1/sessions/ses_missing/stats").json()["error"]["code"] == "SESSION_NOT_FOUND"
     assert client.get("/v1/stats").json() == {
-        "total": 0, "sent": 0, "received": 0, "failed": 0, "by_type": {},
+        "total": 0, "sent": 0, "received": 0, "failed": 0, "pending": 0, "by_type": {},
         "by_day": client.get("/v1/stats").json()["by_day"], "last_activity": None,
     }
 

@@ -307,3 +307,59 @@ async def test_media_storage_keeps_serves_ranges_and_prunes(store: StoreProtocol
     assert await storage.size("ses_n", "med_2") == 5000
     assert await storage.prune(before=datetime.now(UTC) + timedelta(seconds=5), max_total_bytes=None) == (1, 5000)
     assert await storage.size("ses_n", "med_2") is None
+
+
+async def test_pending_sends_are_found_and_settle_once(store: StoreProtocol) -> None:
+    """Pacing's rows: queued sends are ``pending`` until settled, once, with the time they went;
+    without ``keep_body`` (history off) the text and details go; statistics count them apart."""
+    session = Session(id="ses_p", owner="alice", name="p", created_at=T0, updated_at=T0)
+    details = message_details(MediaInfo(id="med_1", mimetype="image/jpeg", size=3, sha256="ab"), None, None)
+    queued = await store.write(sessions=[session], messages=[
+        NewMessage("ses_p", MessageDirection.OUT, "1555", "first", None, MessageStatus.PENDING, timestamp=T0),
+        NewMessage("ses_p", MessageDirection.OUT, "1555", "a caption", None, MessageStatus.PENDING,
+                   timestamp=T0, type=MessageType.IMAGE, details=details),
+        NewMessage("ses_q", MessageDirection.OUT, "1555", "other", None, MessageStatus.PENDING, timestamp=T0),
+    ])
+    await store.write(messages=[message("ses_p", "done already", "W0")])
+    first, second, other = queued.messages
+    assert sorted(await store.pending_sessions()) == ["ses_p", "ses_q"]
+    assert [m.id for m in await store.pending_messages("ses_p")] == [first.id, second.id]
+    stats = await store.message_stats(["ses_p"], today=T0.date(), days=1)
+    assert (stats.total, stats.sent, stats.pending) == (3, 1, 2)
+    assert stats.by_day[T0.date().isoformat()].sent == 1  # pending is not sent yet
+
+    went = T0 + timedelta(days=1, seconds=5)
+    bumped = session.model_copy(update={"messages_sent": 1})
+    result = await store.settle_message(
+        "ses_p", first.id, status=MessageStatus.SENT, message_id="W1", error=None, timestamp=went,
+        keep_body=True, events=[event(1, session="ses_p", kind=EventType.MESSAGE_STATUS)], sessions=[bumped])
+    assert [e.type for e in result.events] == [EventType.MESSAGE_STATUS]
+    # Settling again changes nothing: the row left pending once.
+    await store.settle_message("ses_p", first.id, status=MessageStatus.FAILED, message_id=None, error="late",
+                               timestamp=went, keep_body=False)
+    sent = await store.find_message("ses_p", "W1")
+    assert sent is not None and sent.id == first.id and sent.status is MessageStatus.SENT
+    assert sent.text == "first" and sent.timestamp == went and sent.error is None
+    assert [s.messages_sent for s in await store.load_sessions() if s.id == "ses_p"] == [1]
+
+    await store.settle_message("ses_p", second.id, status=MessageStatus.FAILED, message_id=None,
+                               error="engine said no", timestamp=went, keep_body=False)
+    failed = await store.get_message("ses_p", second.id)
+    assert failed is not None and failed.status is MessageStatus.FAILED and failed.error == "engine said no"
+    assert failed.type is MessageType.IMAGE and failed.caption is None and failed.media is None
+    assert await store.pending_messages("ses_p") == []
+    assert await store.pending_sessions() == ["ses_q"]
+    assert [m.id for m in await store.pending_messages("ses_q")] == [other.id]
+
+
+async def test_media_storage_deletes_one_file(store: StoreProtocol, tmp_path: Path) -> None:
+    storage = media_storage(store, tmp_path)
+    for n in range(2):
+        source = staging_dir(tmp_path) / f"in_{n}"
+        source.write_bytes(b"x" * (n + 1))
+        await storage.put("ses_d", f"med_{n}", source)
+    await storage.delete("ses_e", "med_0")  # another session's: nothing happens
+    assert await storage.size("ses_d", "med_0") == 1
+    await storage.delete("ses_d", "med_0")
+    await storage.delete("ses_d", "med_0")  # gone already: nothing happens
+    assert await storage.size("ses_d", "med_0") is None and await storage.size("ses_d", "med_1") == 2

@@ -34,6 +34,7 @@ from watui.manager.admission import Admission
 from watui.manager.engine_options import effective_proxy
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
+from watui.manager.pacing import Pacer, pending_message
 from watui.manager.registry import Registry
 from watui.manager.runtime import ENGINE_CALL_TIMEOUT, Supervisor, TimerKind
 from watui.media.intake import Staged, stage
@@ -72,7 +73,7 @@ def new_webhook_secret() -> str:
 class Commands:
     def __init__(
         self, settings: Settings, engine: Engine, clock: Clock, registry: Registry,
-        journal: Journal, supervisor: Supervisor, lifecycle: Lifecycle, admission: Admission,
+        journal: Journal, supervisor: Supervisor, lifecycle: Lifecycle, admission: Admission, pacer: Pacer,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -82,6 +83,7 @@ class Commands:
         self.supervisor = supervisor
         self.lifecycle = lifecycle
         self.admission = admission
+        self.pacer = pacer
 
     # ================================================================ start, stop, logout (locked)
 
@@ -371,6 +373,9 @@ class Commands:
         chat = request.to
         try:
             await self._connected_engine(caller, session_id)
+            paced = self.pacer.paces(self.registry.sessions[session_id])
+            if paced:
+                self.pacer.check_room(self.registry.sessions[session_id])
         except BaseException:
             await media.discard(upload)
             raise
@@ -381,10 +386,44 @@ class Commands:
         else:
             await media.discard(upload)
         try:
+            if paced:
+                return await self._queue(caller, session_id, chat, request, staged)
             return await self._send_staged(caller, session_id, chat, request, staged)
         finally:
             if staged is not None:
                 await media.discard(staged.path)  # not kept (failed, history off) or moved already
+
+    async def _queue(
+        self, caller: Caller, session_id: str, chat: str, request: SendMessage, staged: Staged | None,
+    ) -> Message:
+        """A paced send (watui/manager/pacing.py): stored pending, its file kept until it goes."""
+        text = (request.text if request.type is MessageType.TEXT else request.caption) or ""
+        message = media.outgoing(request, staged)
+        kept = None
+        if staged is not None:
+            kept = await media.keep(self.journal.media, session_id, staged.path)
+            if kept is None:
+                raise EngineFailure("Sending failed: the file could not be kept for its turn in the queue")
+        info = media.media_info(kept, staged) if staged is not None else None
+        details, extra = media.details_of(info, message.location, message.contact)
+        try:
+            await self._connected_engine(caller, session_id)  # still, now that the file is kept
+            async with self.registry.lock(session_id):
+                session = self.registry.visible(caller, session_id)
+                self.pacer.check_room(session)
+                payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": None,
+                                           "status": MessageStatus.PENDING.value, "type": request.type.value,
+                                           **extra}
+                if request.type is not MessageType.TEXT:
+                    payload["text"] = ""
+                    if text:
+                        payload["caption"] = text
+                return await self.pacer.enqueue(
+                    session, pending_message(session, chat, request.type, text, details, self.clock.now()), payload)
+        except BaseException:
+            if kept is not None and self.journal.media is not None:
+                await self.journal.media.delete(session_id, kept)
+            raise
 
     async def _connected_engine(self, caller: Caller, session_id: str) -> EngineSession:
         self.registry.visible(caller, session_id)
@@ -405,15 +444,8 @@ class Commands:
         text = (request.text if request.type is MessageType.TEXT else request.caption) or ""
         engine_session = await self._connected_engine(caller, session_id)
         # Sending happens outside the lock so a slow send cannot hold up the session's events.
-        error: str | None = None
-        message_id: str | None = None
         message = media.outgoing(request, staged)
-        try:
-            sending = (engine_session.send_text(chat, text) if request.type is MessageType.TEXT
-                       else engine_session.send(chat, message))
-            message_id = await asyncio.wait_for(sending, ENGINE_CALL_TIMEOUT)
-        except Exception as exc:
-            error = str(exc) or type(exc).__name__
+        message_id, error = await messaging.deliver(engine_session, chat, message)
         history = self.registry.sessions[session_id].settings.message_history \
             if session_id in self.registry.sessions else True
         info = None

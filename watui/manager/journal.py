@@ -8,7 +8,7 @@ snapshot that was written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from watui.clock import Clock
@@ -99,10 +99,16 @@ class Journal:
         A write that fails puts ``old`` back. A cancelled write is not undone: it may still
         commit.
         """
+        return await self.write_with(old, new, lambda: self.store.write(
+            events=events or (), sessions=[new], messages=messages or ()))
+
+    async def write_with(self, old: Session, new: Session, write: Callable[[], Awaitable[WriteResult]]) -> WriteResult:
+        """:meth:`write_snapshot` through a store call of the caller's that writes ``new``
+        together with its own rows (a paced send settled: watui/manager/pacing.py)."""
         sessions = self.registry.sessions
         sessions[new.id] = new
         try:
-            result = await self.store.write(events=events or (), sessions=[new], messages=messages or ())
+            result = await write()
         except Exception:
             if sessions.get(new.id) is new:
                 sessions[new.id] = old

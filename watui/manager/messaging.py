@@ -7,13 +7,15 @@ was stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from watui.engines.base import IncomingMessage, MessageReceipt
+from watui.engines.base import EngineSession, IncomingMessage, MessageReceipt, Outgoing
 from watui.machine import EventType
 from watui.manager import media
+from watui.manager.runtime import ENGINE_CALL_TIMEOUT
 from watui.models import (
     OUTGOING_PROGRESS,
     Message,
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
     from watui.manager.journal import Journal
 
 log = logging.getLogger(__name__)
+
+async def deliver(engine: EngineSession, chat: str, message: Outgoing) -> tuple[str | None, str | None]:
+    """Hand one message to the engine: (WhatsApp's message id, None), or (None, the error)."""
+    try:
+        sending = engine.send_text(chat, message.text) if message.type == "text" else engine.send(chat, message)
+        return await asyncio.wait_for(sending, ENGINE_CALL_TIMEOUT), None
+    except Exception as exc:
+        return None, str(exc) or type(exc).__name__
 
 
 async def on_message(journal: Journal, session: Session, event: IncomingMessage) -> None:

@@ -24,11 +24,13 @@ from watui.config import Settings
 from watui.engines.base import Engine
 from watui.engines.factory import build_engine
 from watui.machine import RUNNING, Status, Trigger
+from watui.manager import messaging
 from watui.manager.admission import Admission
 from watui.manager.commands import Commands
 from watui.manager.handover import Handover
 from watui.manager.journal import Journal, cleared_link_state
 from watui.manager.lifecycle import Lifecycle
+from watui.manager.pacing import Pacer
 from watui.manager.placement import LeasePlacement
 from watui.manager.registry import Registry
 from watui.manager.restore import Restorer
@@ -75,8 +77,12 @@ class SessionManager:
         self.admission = Admission(settings.node_capacity, settings.overload_lag_ms / 1000, self.supervisor.runtimes)
         """Whether this node takes on one more running session (capacity, loop lag); the
         server gives it its lag probe (watui/server/metrics.py)."""
+        self.pacer = Pacer(settings, clock, self.registry, self.journal, self.supervisor, messaging.deliver)
+        """Paced sends' queues (``settings.send_rate``)."""
+        self.journal.on_change.append(self.pacer.on_change)
         self.commands = Commands(
-            settings, engine, clock, self.registry, self.journal, self.supervisor, self.lifecycle, self.admission
+            settings, engine, clock, self.registry, self.journal, self.supervisor, self.lifecycle, self.admission,
+            self.pacer,
         )
         self.on_session_change: list[Callable[[Session], None]] = self.journal.on_change
         """Called with each snapshot that was written (the same list as the journal's)."""
@@ -160,6 +166,8 @@ class SessionManager:
 
     async def _load_and_start_services(self, store: StoreProtocol) -> None:
         self.registry.load(await store.load_sessions())
+        self.pacer.shared_store = self.cluster is not None
+        await self.pacer.open()  # which sessions have paced sends queued from before
         # Before anything is written: every event from here on is queued for its webhook.
         self.webhooks = WebhookDispatcher(store, self.settings, sessions=self.registry.sessions, clock=self.clock)
         self.webhooks.start()
@@ -172,6 +180,7 @@ class SessionManager:
             return
         self._closing = True
         await self._restorer.aclose()
+        await self.pacer.close()  # what is queued stays stored, pending
         if self.cluster is not None:
             await self.cluster.stop_taking_over()
         ids = list(self.supervisor.runtimes)
@@ -270,8 +279,10 @@ class SessionManager:
         await self.supervisor.drain(session_id)
 
     async def drain_all(self) -> None:
-        """Wait until no runtime has anything left to handle (tests and benchmarks)."""
+        """Wait until no runtime has anything left to handle, and no pacing queue is busy
+        sending (tests and benchmarks)."""
         await self.supervisor.drain_all(lambda: bool(self._restorer.busy))
+        await self.pacer.quiet()
 
     async def create(self, caller: Caller, spec: SessionCreate) -> Session:
         return await self.commands.create(caller, spec)

@@ -17,6 +17,7 @@ takes them over (moves or copies, then removes the staged file).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -60,6 +61,9 @@ class MediaStorage(Protocol):
 
     def read(self, session_id: str, media_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` (inclusive) of a stored file, in pieces."""
+
+    async def delete(self, session_id: str, media_id: str) -> None:
+        """One file (none: nothing happens)."""
 
     async def delete_session(self, session_id: str) -> None:
         """Every file of ``session_id``."""
@@ -110,6 +114,10 @@ class FileMediaStorage:
                     return
                 left -= len(piece)
                 yield piece
+
+    async def delete(self, session_id: str, media_id: str) -> None:
+        with contextlib.suppress(ValueError):
+            await asyncio.to_thread(self._path(session_id, media_id).unlink, True)
 
     async def delete_session(self, session_id: str) -> None:
         if "/" in session_id or not session_id:
@@ -197,6 +205,11 @@ class PgMediaStorage:
                 if lo < hi:
                     yield data[lo:hi]
             seq = upto + 1
+
+    async def delete(self, session_id: str, media_id: str) -> None:
+        await self.store.fetchall(
+            "WITH gone AS (DELETE FROM media WHERE id = $1 AND session_id = $2 RETURNING id)"
+            " DELETE FROM media_chunks WHERE media_id IN (SELECT id FROM gone)", (media_id, session_id))
 
     async def delete_session(self, session_id: str) -> None:
         await self.store.fetchall(

@@ -19,6 +19,7 @@ from watui.manager.sent_keys import check_key
 from watui.models import (
     Message,
     MessagePage,
+    MessageStatus,
     PairCode,
     QrCode,
     Session,
@@ -195,7 +196,10 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         return JSONResponse(code.model_dump(mode="json"))
 
     @router.post("/sessions/{session_id}/messages", status_code=201, response_model=Message,
-                 tags=["messages"], responses=error_responses(404, 409, 413, 502), openapi_extra=SEND_BODY)
+                 tags=["messages"], openapi_extra=SEND_BODY,
+                 responses={202: {"model": Message, "description": "paced (`settings.send_rate`): queued, "
+                                  "status `pending`; a `message_status` event with its `id` says when it went"},
+                            **error_responses(404, 409, 413, 429, 502)})
     async def send_message(session_id: SessionId, request: Request, service: Service) -> JSONResponse:
         """Send a message of any type; the session must be connected. JSON (a file as base64
         ``media.data`` or a ``media.url`` to fetch), or ``multipart/form-data`` with the file
@@ -205,14 +209,18 @@ def sessions_router(*, simulated: bool) -> APIRouter:
         With an ``Idempotency-Key`` header (1 to 255 printable characters) a retry never sends
         twice, on any node: a key already used answers the message it sent (``201``,
         ``Idempotent-Replayed: true``), or ``409 CONFLICT`` while that send is under way or its
-        outcome is unknown. Keys are kept 24 hours; a failed send gives its key back."""
+        outcome is unknown. Keys are kept 24 hours; a failed send gives its key back.
+
+        A paced session (``settings.send_rate``) queues the message in order and answers
+        ``202`` with status ``pending``; past the queue's cap it answers ``429 SEND_QUEUE_FULL``
+        with ``Retry-After``."""
         key = request.headers.get(IDEMPOTENCY_KEY)
         if key is not None:
             check_key(key)
         body, upload, upload_type = await send_body(request, state_of(request).settings)
         if key is None:
             message = await service.send(session_id, body, upload=upload, upload_type=upload_type)
-            return JSONResponse(message.model_dump(mode="json"), status_code=201)
+            return JSONResponse(message.model_dump(mode="json"), status_code=sent_status(message))
         try:
             await service.get_session(session_id)  # 404 unless the caller sees it, replay or not
         except BaseException:
@@ -222,7 +230,7 @@ def sessions_router(*, simulated: bool) -> APIRouter:
             session_id, key, lambda: service.send(session_id, body, upload=upload, upload_type=upload_type))
         if replayed:
             await discard(upload)  # the earlier send's file was kept; this copy is not needed
-        return JSONResponse(message.model_dump(mode="json"), status_code=201,
+        return JSONResponse(message.model_dump(mode="json"), status_code=sent_status(message),
                             headers={"Idempotent-Replayed": "true"} if replayed else None)
 
     @router.get(
@@ -275,3 +283,8 @@ def _late_pair_code(asked: asyncio.Future[PairCode]) -> None:
     """Collect the outcome of a pairing-code request nobody waits for any more."""
     if not asked.cancelled() and (exc := asked.exception()) is not None:
         log.debug("a pairing-code request ended with %s: %s", type(exc).__name__, exc)
+
+
+def sent_status(message: Message) -> int:
+    """A send's answer: ``201`` sent (or failed and recorded), ``202`` queued by pacing."""
+    return 202 if message.status is MessageStatus.PENDING else 201

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from watui.machine import EventType
-from watui.models import PhoneNumber, RestoreProgress, Session, SessionSettings, Strict
+from watui.models import PhoneNumber, RestoreProgress, Session, SessionSettings, Strict, Warmup
 
 
 class SessionSettingsView(BaseModel):
@@ -29,6 +29,8 @@ class SessionSettingsView(BaseModel):
     download_media: bool = Field(default=True, description="save received media's bytes so `GET …/messages/{id}/media` serves them")
     proxy: str | None = Field(default=None, description="the session's own proxy, its password masked as "
                               "`***` except in the create/PATCH response that set it; null: `WATUI_PROXY` or direct")
+    send_rate: int | None = Field(default=None, description="pacing: messages a minute at most; null: not paced")
+    warmup: Warmup | None = Field(default=None, description="pacing: the ramp up to send_rate for a new number")
 
 
 # The view must list exactly the fields of the model it shows; a test checks it too.
@@ -121,7 +123,11 @@ ERROR_CODES: dict[int, dict[str, str]] = {
         "MEDIA_FETCH_FAILED": "media.url could not be downloaded (an HTTP error, a network error, "
                               "a timeout)",
     },
-    429: {"TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams"},
+    429: {
+        "TOO_MANY_STREAMS": "the key (or the server) already holds its maximum of open streams",
+        "SEND_QUEUE_FULL": "pacing: the session's queue of sends is full (`WATUI_SEND_QUEUE_LIMIT`);"
+                           " nothing was queued, retry after `Retry-After` seconds",
+    },
     500: {"INTERNAL_ERROR": "a bug; the message carries no trace"},
     502: {"ENGINE_ERROR": "the WhatsApp engine refused or failed the operation"},
     503: {

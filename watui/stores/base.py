@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from watui.machine import EventType
@@ -105,6 +105,14 @@ class StoreProtocol(Protocol):
     ) -> MessageStats: ...
     async def update_message_status(
         self, session_id: str, message_id: str, status: MessageStatus, *, events: Sequence[NewEvent] = ()
+    ) -> WriteResult: ...
+    # Pacing: sends waiting in a session's queue are stored as pending (watui/manager/pacing.py)
+    async def pending_messages(self, session_id: str) -> list[Message]: ...
+    async def pending_sessions(self) -> list[str]: ...
+    async def settle_message(
+        self, session_id: str, id: int, *, status: MessageStatus, message_id: str | None,
+        error: str | None, timestamp: datetime, keep_body: bool, events: Sequence[NewEvent] = (),
+        sessions: Sequence[Session] = (),
     ) -> WriteResult: ...
 
     # API keys

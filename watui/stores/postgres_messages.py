@@ -18,6 +18,7 @@ from watui.models import (
     MessageStats,
     MessageStatus,
     NewEvent,
+    Session,
     stored_message_fields,
 )
 from watui.stores.group_commit import WriteResult
@@ -56,12 +57,12 @@ class PostgresMessages(PostgresWriter):
         first = date.fromisoformat(day_keys(today, days)[0])
         totals = await self.fetchall(
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE direction = 'in' AND status <> 'failed'),"
-            " COUNT(*) FILTER (WHERE status = 'failed'), MAX(ts)"
+            " COUNT(*) FILTER (WHERE status = 'failed'), COUNT(*) FILTER (WHERE status = 'pending'), MAX(ts)"
             f" FROM messages{' WHERE ' + where if where else ''}", params,
         )
         by_day = await self.fetchall(
             "SELECT (ts AT TIME ZONE 'UTC')::date AS day,"
-            " COUNT(*) FILTER (WHERE direction = 'out' AND status <> 'failed'),"
+            " COUNT(*) FILTER (WHERE direction = 'out' AND status NOT IN ('failed', 'pending')),"
             " COUNT(*) FILTER (WHERE direction = 'in' AND status <> 'failed')"
             f" FROM messages WHERE {where + ' AND ' if where else ''}ts >= ${len(params) + 1} GROUP BY day",
             (*params, datetime.combine(first, time(), UTC)),
@@ -69,10 +70,10 @@ class PostgresMessages(PostgresWriter):
         by_type = await self.fetchall(
             f"SELECT type, COUNT(*) FROM messages{' WHERE ' + where if where else ''} GROUP BY type", params,
         )
-        total, received, failed, last = totals[0]
+        total, received, failed, pending, last = totals[0]
         return assemble(
             int(total), int(received), int(failed), [(r[0].isoformat(), int(r[1]), int(r[2])) for r in by_day],
-            last, today=today, days=days, by_type=[(r[0], int(r[1])) for r in by_type],
+            last, today=today, days=days, by_type=[(r[0], int(r[1])) for r in by_type], pending=int(pending),
         )
 
     async def get_message(self, session_id: str, id: int) -> Message | None:
@@ -107,5 +108,35 @@ class PostgresMessages(PostgresWriter):
                 "UPDATE messages SET status = $1 WHERE session_id = $2 AND message_id = $3"
                 " AND direction = 'out' AND status = ANY($4::text[])",
                 (status.value, session_id, message_id, earlier),
+            )],
+        )
+
+    async def pending_messages(self, session_id: str) -> list[Message]:
+        """The session's sends still waiting in its pacing queue, oldest first."""
+        rows = await self.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND status = 'pending' ORDER BY id",
+            (session_id,),
+        )
+        return [_message(r) for r in rows]
+
+    async def pending_sessions(self) -> list[str]:
+        """The sessions that have a send waiting in their pacing queue."""
+        rows = await self.fetchall("SELECT DISTINCT session_id FROM messages WHERE status = 'pending'", ())
+        return [r[0] for r in rows]
+
+    async def settle_message(
+        self, session_id: str, id: int, *, status: MessageStatus, message_id: str | None,
+        error: str | None, timestamp: datetime, keep_body: bool, events: Sequence[NewEvent] = (),
+        sessions: Sequence[Session] = (),
+    ) -> WriteResult:
+        """A queued send that went or failed (see the SQLite store's): the row leaves
+        ``pending`` once, takes the time it went, and loses its body without ``keep_body``."""
+        return await self.write(
+            events=events, sessions=sessions,
+            statements=[(
+                "UPDATE messages SET status = $1, message_id = $2, error = $3, ts = $4,"
+                " text = CASE WHEN $5 THEN text ELSE '' END, details = CASE WHEN $5 THEN details END"
+                " WHERE session_id = $6 AND id = $7 AND status = 'pending'",
+                (status.value, message_id, error, timestamp, keep_body, session_id, id),
             )],
         )

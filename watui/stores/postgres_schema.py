@@ -208,6 +208,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sent_keys_created ON sent_keys(created_at);
     """,
+    # pacing (watui/manager/pacing.py): the sends still waiting in a session's queue, found
+    # at start-up and on a takeover without reading every message.
+    """
+    CREATE INDEX messages_pending ON messages(session_id, id) WHERE status = 'pending';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from watui.models import (
@@ -17,8 +17,10 @@ from watui.models import (
     MessageStats,
     MessageStatus,
     NewEvent,
+    Session,
     stored_message_fields,
 )
+from watui.stores.encoding import utc_text
 from watui.stores.group_commit import GroupCommitWriter, WriteResult
 from watui.stores.sqlite_reads import SqliteReads, parse_ts
 from watui.stores.stats import assemble, day_keys
@@ -59,11 +61,12 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
                 where, params = "session_id IN (SELECT value FROM json_each(?))", (json.dumps(list(session_ids)),)
         since = day_keys(today, days)[0]
         totals = await self._fetch(
-            "SELECT COUNT(*), SUM(direction = 'in' AND status != 'failed'), SUM(status = 'failed'), MAX(ts)"
+            "SELECT COUNT(*), SUM(direction = 'in' AND status != 'failed'), SUM(status = 'failed'),"
+            " SUM(status = 'pending'), MAX(ts)"
             f" FROM messages{' WHERE ' + where if where else ''}", params,
         )
         by_day = await self._fetch(
-            "SELECT substr(ts, 1, 10) AS day, SUM(direction = 'out' AND status != 'failed'),"
+            "SELECT substr(ts, 1, 10) AS day, SUM(direction = 'out' AND status NOT IN ('failed', 'pending')),"
             " SUM(direction = 'in' AND status != 'failed') FROM messages"
             f" WHERE {where + ' AND ' if where else ''}ts >= ? GROUP BY day",
             (*params, since),
@@ -71,11 +74,11 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
         by_type = await self._fetch(
             f"SELECT type, COUNT(*) FROM messages{' WHERE ' + where if where else ''} GROUP BY type", params,
         )
-        total, received, failed, last = totals[0]
+        total, received, failed, pending, last = totals[0]
         return assemble(
             int(total), int(received or 0), int(failed or 0), [(r[0], int(r[1]), int(r[2])) for r in by_day],
             parse_ts(last) if last else None, today=today, days=days,
-            by_type=[(r[0], int(r[1])) for r in by_type],
+            by_type=[(r[0], int(r[1])) for r in by_type], pending=int(pending or 0),
         )
 
     async def get_message(self, session_id: str, id: int) -> Message | None:
@@ -114,5 +117,36 @@ class SqliteMessages(SqliteReads, GroupCommitWriter):
                 "UPDATE messages SET status = ? WHERE session_id = ? AND message_id = ?"
                 f" AND direction = 'out' AND status IN ({marks})",
                 (status.value, session_id, message_id, *earlier),
+            )],
+        )
+
+    async def pending_messages(self, session_id: str) -> list[Message]:
+        """The session's sends still waiting in its pacing queue, oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE session_id = ? AND status = 'pending' ORDER BY id",
+            (session_id,),
+        )
+        return [_message(r) for r in rows]
+
+    async def pending_sessions(self) -> list[str]:
+        """The sessions that have a send waiting in their pacing queue."""
+        rows = await self._fetch("SELECT DISTINCT session_id FROM messages WHERE status = 'pending'", ())
+        return [r[0] for r in rows]
+
+    async def settle_message(
+        self, session_id: str, id: int, *, status: MessageStatus, message_id: str | None,
+        error: str | None, timestamp: datetime, keep_body: bool, events: Sequence[NewEvent] = (),
+        sessions: Sequence[Session] = (),
+    ) -> WriteResult:
+        """A queued send that went (``sent``, with WhatsApp's ``message_id``) or failed: the
+        row leaves ``pending`` once (the guard is in the UPDATE) and takes the time it went;
+        without ``keep_body`` (``message_history`` off) its text and details are cleared."""
+        return await self.write(
+            events=events, sessions=sessions,
+            statements=[(
+                "UPDATE messages SET status = ?, message_id = ?, error = ?, ts = ?,"
+                " text = CASE WHEN ? THEN text ELSE '' END, details = CASE WHEN ? THEN details END"
+                " WHERE session_id = ? AND id = ? AND status = 'pending'",
+                (status.value, message_id, error, utc_text(timestamp), keep_body, keep_body, session_id, id),
             )],
         )

@@ -120,6 +120,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sent_keys_created ON sent_keys(created_at);
     """,
+    # 7 -> 8: pacing (watui/manager/pacing.py): the sends still waiting in a session's queue,
+    # found at start-up without reading every message.
+    """
+    CREATE INDEX messages_pending ON messages(session_id, id) WHERE status = 'pending';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

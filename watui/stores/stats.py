@@ -4,7 +4,8 @@ totals (conditional counts in one pass, no GROUP BY to sort) and a GROUP BY of t
 since a date. :func:`assemble` turns their few rows into a :class:`watui.models.MessageStats`.
 
 In both, ``received`` counts incoming messages that did not fail (none fails today) and
-``failed`` every failed one, so ``sent`` (outgoing, not failed) is what is left.
+``failed`` every failed one, ``pending`` the sends still in a pacing queue, so ``sent``
+(outgoing, neither failed nor pending) is what is left.
 
 ``by_type`` comes from a third query, a GROUP BY of the message type over the
 ``messages_type`` index ``(session_id, type)``; only the types present are keys.
@@ -28,12 +29,13 @@ def day_keys(today: date, days: int) -> list[str]:
 
 def assemble(
     total: int, received: int, failed: int, by_day: Iterable[DayRow], last: datetime | None,
-    *, today: date, days: int, by_type: Iterable[tuple[str, int]] | None = None,
+    *, today: date, days: int, by_type: Iterable[tuple[str, int]] | None = None, pending: int = 0,
 ) -> MessageStats:
     """The statistics from the queries' answers: the counts of every message, of the incoming
     ones and of the failed ones, and each day's sent (outgoing, not failed) and received."""
     stats = MessageStats(
-        total=total, sent=total - received - failed, received=received, failed=failed,
+        total=total, sent=total - received - failed - pending, received=received, failed=failed,
+        pending=pending,
         by_type=({kind: n for kind, n in by_type if n} if by_type is not None
                  else {"text": total} if total else {}),
         by_day={day: DayCounts() for day in day_keys(today, days)}, last_activity=last,
