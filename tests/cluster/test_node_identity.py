@@ -128,6 +128,11 @@ def test_a_node_restarted_at_once_after_kill_9_resumes_its_sessions_well_before_
     assert took < TTL - 3, f"{took:.1f} s: waited for the old leases"
     new = leases(cluster.dsn)
     assert all(new[i][2] > old[i][2] for i in ids), "adopted with new tokens"
+    # The cluster view names the process that runs n1 now: the instance on its leases.
+    with cluster.client("n2") as admin:
+        nodes = {n["node_id"]: n for n in admin.get("/v1/cluster").json()["nodes"]}
+    assert nodes["n1"]["instance"] == new[ids[0]][1] != old[ids[0]][1]
+    assert nodes["n2"]["instance"] and nodes["n2"]["instance"] != nodes["n1"]["instance"]
     assert metric(cluster, "n2", "watui_cluster_takeovers_total") == 0, "n2 handled none of them"
     assert metric(cluster, "n1", "watui_cluster_takeovers_total") == len(ids)
     for i in ids:

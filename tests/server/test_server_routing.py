@@ -318,7 +318,7 @@ def test_an_owner_that_never_answers_gives_503_after_the_route_timeout(
 def test_cluster_view_lists_the_nodes_for_admins_only(start_server: Callable[..., BackgroundServer]) -> None:
     started, beat = utcnow(), utcnow()
     locator = MapLocator("node-a", lease_ttl=9.0, known_nodes=[
-        NodeInfo("node-a", "http://10.0.0.1:8080", started, beat, 3, 1000),
+        NodeInfo("node-a", "http://10.0.0.1:8080", started, beat, 3, 1000, "i-1"),
         NodeInfo("node-b", "http://10.0.0.2:8080", started, beat, 0, 500),
     ])
     front = start_server(node_id="node-a", locator=locator)
@@ -329,7 +329,8 @@ def test_cluster_view_lists_the_nodes_for_admins_only(start_server: Callable[...
     body = answer.json()
     assert body["lease_ttl"] == 9.0
     assert [n["node_id"] for n in body["nodes"]] == ["node-a", "node-b"]
-    assert set(body["nodes"][0]) == {"node_id", "url", "started_at", "heartbeat_at", "sessions", "capacity"}
+    assert set(body["nodes"][0]) == {"node_id", "url", "started_at", "heartbeat_at", "sessions", "capacity", "instance"}
+    assert body["nodes"][0]["instance"] == "i-1" and body["nodes"][1]["instance"] is None
     assert body["nodes"][0]["sessions"] == 3 and body["nodes"][1]["capacity"] == 500
     assert body["nodes"][1]["url"] == "http://10.0.0.2:8080"
     assert body["nodes"][0]["heartbeat_at"].startswith(beat.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -10,7 +10,7 @@ import dataclasses
 import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +174,32 @@ async def test_a_node_that_closes_gives_its_claims_back(
     finally:
         await node_b.aclose()
     assert {r.webhook_id for r in receiver.requests[3:]} == {r.webhook_id for r in receiver.requests[:3]}
+
+
+async def test_claims_belong_to_an_instance_not_to_its_node_id(
+    nodes: Callable[[], Any], tmp_path: Path,
+) -> None:
+    """Two processes with one node id (a restart after kill -9, or a twin refused at join)
+    are two claimants: one's closing never gives back rows the other is sending, and its pick
+    never takes them while their claim is live."""
+    store = await nodes()
+    events = await store.append([new_event("ses_a", i) for i in range(3)])
+    await store.write(statements=[
+        outbox.enqueue(store, e.id, "ses_a", "https://hooks.example/x", new_secret(), e.timestamp) for e in events
+    ])
+    old, new = outbox.Claim("node-a/old", lease=60), outbox.Claim("node-a/new", lease=60)
+    now = datetime.now(UTC)
+    picked = await outbox.pick(store, now, skip_ids=[], skip_sessions=[], skip_urls=[], skip_owners=[],
+                               limit=10, claim=old)
+    assert sorted(d.id for d in picked) == sorted(e.id for e in events)
+    assert await outbox.pick(store, now, skip_ids=[], skip_sessions=[], skip_urls=[], skip_owners=[],
+                             limit=10, claim=new) == []
+    await outbox.release_all(store, new)  # the other instance closes: nothing of old's is freed
+    assert await outbox.pick(store, now, skip_ids=[], skip_sessions=[], skip_urls=[], skip_owners=[],
+                             limit=10, claim=new) == []
+    claimed = await store.fetchall("SELECT DISTINCT claimed_by FROM webhook_deliveries WHERE claimed_by IS NOT NULL")
+    assert [r[0] for r in claimed] == ["node-a/old"]
+    await outbox.release_all(store, old)
+    assert await outbox.pick(store, now, skip_ids=[], skip_sessions=[], skip_urls=[], skip_owners=[],
+                             limit=10, claim=new)
+

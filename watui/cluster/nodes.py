@@ -41,7 +41,7 @@ the point: a node restarted after a crash does not wait out its own old leases."
 WATCH_EVERY = 0.2
 """Seconds between two looks at another instance's heartbeat while deciding if it is alive."""
 
-_COLUMNS = "node_id, url, started_at, heartbeat_at, sessions, capacity"
+_COLUMNS = "node_id, url, started_at, heartbeat_at, sessions, capacity, instance"
 
 HEARTBEAT = """
 INSERT INTO nodes AS n (node_id, instance, url, host, pid, started_at, heartbeat_at, capacity, sessions)
@@ -170,7 +170,7 @@ class Nodes:
             " ORDER BY started_at, node_id",
             within)
         return [NodeInfo(node_id=r[0], url=r[1], started_at=r[2], heartbeat_at=r[3], sessions=r[4],
-                         capacity=r[5]) for r in rows]
+                         capacity=r[5], instance=r[6]) for r in rows]
 
     async def url_of(self, node_id: str) -> str | None:
         """Where ``node_id`` answers, if it has a row."""

@@ -21,6 +21,8 @@ class NodeInfo:
     sessions: int
     """Sessions the node runs (leases it holds), as of its last heartbeat."""
     capacity: int
+    instance: str | None = None
+    """The process that runs the node id now (a new one each start)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,11 @@ class SessionManager:
         self.pacer.shared_store = self.cluster is not None
         await self.pacer.open()  # which sessions have paced sends queued from before
         # Before anything is written: every event from here on is queued for its webhook.
-        self.webhooks = WebhookDispatcher(store, self.settings, sessions=self.registry.sessions, clock=self.clock)
+        cluster = self.cluster
+        self.webhooks = WebhookDispatcher(
+            store, self.settings, sessions=self.registry.sessions, clock=self.clock,
+            claimant=f"{cluster.node_id}/{cluster.instance}" if cluster is not None else None,
+        )
         self.webhooks.start()
         self.retention = Retention(store, self.settings, self.clock, media=self.journal.media)
         self.retention.start()

@@ -27,6 +27,8 @@ class NodeView(BaseModel):
     heartbeat_at: datetime = Field(..., description="the node's last heartbeat")
     sessions: int = Field(..., description="sessions the node runs, as of its last heartbeat")
     capacity: int = Field(..., description="sessions the node runs at most")
+    instance: str | None = Field(None, description="the process running the node id now (new at each start): "
+                                 "a change means the node restarted")
 
 
 class ClusterView(BaseModel):
@@ -48,7 +50,7 @@ async def cluster(request: Request, caller: CurrentCaller) -> JSONResponse:
         raise NotFound("This server is not part of a cluster (it runs alone: no WATUI_DATABASE_URL)")
     nodes = [
         NodeView(node_id=n.node_id, url=n.url, started_at=n.started_at, heartbeat_at=n.heartbeat_at,
-                 sessions=n.sessions, capacity=n.capacity)
+                 sessions=n.sessions, capacity=n.capacity, instance=n.instance)
         for n in await locator.nodes()
     ]
     return JSONResponse(ClusterView(nodes=nodes, lease_ttl=locator.lease_ttl).model_dump(mode="json"))

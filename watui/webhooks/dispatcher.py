@@ -66,9 +66,14 @@ class WebhookDispatcher:
         clock: Clock,
         options: WebhookOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        claimant: str | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.claimant = claimant or settings.node_id
+        """Who claims the rows this dispatcher sends (PostgreSQL): in a cluster this process's
+        instance of its node id, so a second process with the same node id (refused at join,
+        but still alive for a moment) never records or releases what this one sends."""
         self.options = options or WebhookOptions()
         self.guard = WebhookGuard.from_settings(settings)
         self._sessions = sessions
@@ -277,7 +282,7 @@ class WebhookDispatcher:
     @property
     def _claim(self) -> outbox.Claim:
         """This node's claims on rows it sends (PostgreSQL): they outlast one request."""
-        return outbox.Claim(self.settings.node_id, lease=self._timeout + self.options.claim_margin)
+        return outbox.Claim(self.claimant, lease=self._timeout + self.options.claim_margin)
 
     # ---------------------------------------------------------------- one attempt
 

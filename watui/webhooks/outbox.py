@@ -10,7 +10,7 @@ Every statement is written once, with ``?`` placeholders, and put in the store's
 **Claims (PostgreSQL: a cluster).** On SQLite one process owns the outbox and its dispatcher
 keeps the rows it is sending out of its picks. On PostgreSQL several nodes share it, so a pick
 *claims* the due rows it returns: one ``UPDATE`` over rows chosen ``FOR UPDATE SKIP LOCKED``
-sets ``claimed_by`` (the node) and ``claimed_until`` (a lease a little longer than one
+sets ``claimed_by`` (the node's instance, ``node/instance``) and ``claimed_until`` (a lease a little longer than one
 request). Another node's pick skips rows under a live claim, so a row is sent by one node at a
 time; the outcome is recorded only while the claim is still the node's own, and clears it.
 A node that dies leaves its claims to expire, then another node claims the rows and sends them
@@ -39,7 +39,8 @@ from watui.webhooks.models import (
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Who picks (PostgreSQL only): this node, and how long its claim on a row lasts."""
+    """Who picks (PostgreSQL only): this node (in a cluster, its instance: ``node/instance``),
+    and how long its claim on a row lasts."""
 
     node_id: str
     lease: float
