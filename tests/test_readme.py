@@ -80,4 +80,5 @@ def test_the_headless_commands_run_as_written(tmp_path: Path) -> None:
     assert '"text":"Hello from watui"' in out and '"status":"sent"' in out, out
     assert '"type":"image","caption":"A pixel"' in out and '"mimetype":"image/png","size":70' in out, out
     assert "200 image/png 70 bytes\n" in out, out  # the received image, downloaded
+    assert '"text":"Paced hello"' in out and '"status":"pending"' in out and "} 202\n" in out, out
     assert "id: 1\n" in out  # the replay of the whole log
