@@ -34,7 +34,7 @@ from cluster.cluster_helpers import (
 from pg_server import SERVER
 
 __all__ = ["LEASE_TTL", "TO", "Cluster", "CpuMeter", "EventWatch", "Running", "clients_for", "cluster_roots",
-           "feed_counts", "link_sessions", "start_cluster", "transactions", "wait_until"]
+           "database_counters", "feed_counts", "link_sessions", "start_cluster", "transactions", "wait_until"]
 
 TO = "+14155550123"
 """The number the benchmarks' messages go to and come from."""
@@ -190,12 +190,19 @@ def transactions(database: str) -> int:
     """Transactions PostgreSQL has counted for ``database`` (``pg_stat_database.xact_commit``,
     read-only ones too). Backends report them when idle, at most once a second: read it a
     second or so after the work stops."""
+    return database_counters(database)[0]
 
-    async def read() -> int:
+
+def database_counters(database: str) -> tuple[int, int]:
+    """(transactions, rows updated) PostgreSQL has counted for ``database``
+    (``pg_stat_database``'s ``xact_commit`` and ``tup_updated``), as :func:`transactions`."""
+
+    async def read() -> tuple[int, int]:
         conn = await asyncpg.connect(SERVER)
         try:
-            return int(await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
-                                            database))
+            row = await conn.fetchrow("SELECT xact_commit, tup_updated FROM pg_stat_database WHERE datname = $1",
+                                      database)
+            return int(row[0]), int(row[1])
         finally:
             await conn.close()
 

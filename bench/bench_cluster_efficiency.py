@@ -36,10 +36,10 @@ from bench._cluster import (
     EventWatch,
     clients_for,
     cluster_roots,
+    database_counters,
     feed_counts,
     link_sessions,
     start_cluster,
-    transactions,
 )
 from bench._util import Figure, load_average
 from watui.config import Settings
@@ -51,6 +51,9 @@ IDLE = 4.0
 STATS_DELAY = 1.5
 """Seconds after a phase before reading PostgreSQL's transaction count (backends report it
 when idle, at most once a second)."""
+LINKED_IDLE = "idle, linked"
+"""Each cluster idles again once its sessions are linked: PostgreSQL's transactions a second
+then are what holding that many sessions costs (lease renewals, heartbeats, scans)."""
 ONE_NODE = "messages, n1 only"
 """The diagnostic phase (three nodes only): the messages all on n1's sessions, so the CPU of n2
 and n3 is what following another node's commits costs (not counted in the efficiency)."""
@@ -83,7 +86,7 @@ class Run:
 
 def timed(meter: CpuMeter, clients: dict[str, httpx.Client], work: int, action: Callable[[], object]) -> Phase:
     before = feed_counts(clients)
-    xacts = transactions(meter.database)
+    xacts, updated = database_counters(meter.database)
     meter.start()
     started = time.perf_counter()
     action()
@@ -91,7 +94,8 @@ def timed(meter: CpuMeter, clients: dict[str, httpx.Client], work: int, action: 
     cpu = meter.stop()
     after = feed_counts(clients)
     time.sleep(STATS_DELAY)
-    after["xacts"] = transactions(meter.database) - xacts
+    now_xacts, now_updated = database_counters(meter.database)
+    after["xacts"], after["rows updated"] = now_xacts - xacts, now_updated - updated
     return Phase(work, wall, cpu, load_average(), {k: v - before.get(k, 0.0) for k, v in after.items()})
 
 
@@ -112,6 +116,7 @@ def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int) 
                 link_sessions(watch, clients, range(sessions), "s", workers)))
             run.phases["messages"] = timed(meter, clients, messages,
                                            lambda: send_all(clients, watch, linked, messages, workers))
+            run.phases[LINKED_IDLE] = timed(meter, clients, 0, lambda: time.sleep(IDLE))
             if nodes > 1:
                 on_n1 = [pair for pair in linked if pair[0] == "n1"]
                 run.phases[ONE_NODE] = timed(meter, clients, messages,
@@ -173,6 +178,18 @@ def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
                          f"{phase.work / phase.total if phase.work else 0:>10.1f} {phase.counts.get('xacts', 0):>8.0f}  {by_node:<20} {feed:<21}  "
                          f"{phase.load}")
     out: list[Figure] = []
+    for run in runs:
+        idle, held = run.phases.get(f"idle ({IDLE:g} s)"), run.phases.get(LINKED_IDLE)
+        linked = run.phases["sessions linked"].work + WARM_UP * run.nodes
+        if idle is not None and held is not None:
+            out.append(Figure(
+                f"PostgreSQL transactions a second, {run.nodes} node(s), {linked} sessions held",
+                held.counts.get("xacts", 0) / held.wall, "/s",
+                note=f"with {WARM_UP * run.nodes} sessions: {idle.counts.get('xacts', 0) / idle.wall:.1f}/s"))
+            out.append(Figure(
+                f"PostgreSQL rows updated a second, {run.nodes} node(s), {linked} sessions held",
+                held.counts.get("rows updated", 0) / held.wall, "/s",
+                note=f"with {WARM_UP * run.nodes} sessions: {idle.counts.get('rows updated', 0) / idle.wall:.1f}/s"))
     for name in ("sessions linked", "messages"):
         rate = {n: sum(r.phases[name].work for r in runs if r.nodes == n)
                 / sum(r.phases[name].total for r in runs if r.nodes == n) for n in (1, 3)}

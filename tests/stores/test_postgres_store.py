@@ -7,12 +7,14 @@ import secrets
 
 import asyncpg
 import pytest
+from sql_helpers import eventually
 
 from watui.errors import StoreUnavailable
 from watui.machine import EventType
 from watui.models import NewEvent
 from watui.stores.postgres import PostgresStore
 from watui.stores.postgres_schema import SCHEMA_VERSION
+from watui.stores.postgres_writer import _alive
 
 
 def event(i: int) -> NewEvent:
@@ -47,22 +49,45 @@ async def test_newer_schema_is_refused(pg_database: str) -> None:
         await PostgresStore.open(pg_database, schema=schema)
 
 
-async def test_a_lost_connection_refuses_the_write_then_the_store_recovers(pg_database: str) -> None:
-    store = await PostgresStore.open(pg_database, schema="t_" + secrets.token_hex(6))
+async def test_a_connection_lost_mid_commit_refuses_that_write_and_one_lost_idle_is_replaced(
+    pg_database: str,
+) -> None:
+    """The writer's connection killed while a commit waits on it: that write is refused
+    (``StoreUnavailable``, nothing half-written) and the next one succeeds on a new
+    connection. Killed while idle: the next write simply takes a new connection."""
+    schema = "t_" + secrets.token_hex(6)
+    store = await PostgresStore.open(pg_database, schema=schema)
+    admin = await asyncpg.connect(pg_database, server_settings={"search_path": schema})
     try:
         first = await store.append([event(1)])
         assert store._writer is not None
+        # A commit takes the event counter's row lock first: hold it, so the next one waits
+        # there, then end the writer's backend under it (pg_terminate_backend with a timeout
+        # returns once the backend is gone).
+        holder = admin.transaction()
+        await holder.start()
+        await admin.execute("UPDATE event_seq SET last = last")
         pid = store._writer.get_server_pid()
-        admin = await asyncpg.connect(pg_database)
-        try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
+        waiting = asyncio.ensure_future(store.append([event(2)]))
+        await eventually(lambda: admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", pid),
+            what="the commit to wait on the counter's lock")
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid)
         with pytest.raises(StoreUnavailable):
-            await store.append([event(2)])
+            await waiting
         assert store.failing is not None
+        await holder.rollback()
         again = await store.append([event(3)])
         assert store.failing is None
         assert await store.read_events() == first + again
+
+        # Lost while idle: no write is refused.
+        pid = store._writer.get_server_pid()
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid)
+        await eventually(lambda: not _alive(store._writer), what="the client to see its connection end")
+        later = await store.append([event(4)])
+        assert store.failing is None and store._writer.get_server_pid() != pid
+        assert await store.read_events() == first + again + later
     finally:
+        await admin.close()
         await store.close()
