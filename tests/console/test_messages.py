@@ -266,3 +266,30 @@ def test_message_log_fits_the_narrow_pane() -> None:
     assert error == "✖ recipient 14155550199 is not on WhatsApp"
     assert lines[-2].startswith("← +14155550100 received") and lines[-2].rstrip().endswith("3m ago")
     assert lines[-1].startswith("  a question that is much too long") and lines[-1].rstrip().endswith("…")
+
+
+async def test_a_paced_session_queues_the_message_and_says_so(make_app: AppFactory, clock: FakeClock) -> None:
+    """``settings.send_rate``: the send is queued (status pending), the toast says it goes in its
+    turn, and the log shows it sent once the clock reaches its turn."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        alpha = await link(pilot, clock, "alpha", settings={"send_rate": 2})
+        await compose(pilot, "+1 415 555 0100", "first")
+        await wait_until(pilot, lambda: any(t[0] == "Message queued" for t in toasts(app)), "the queued toast")
+        assert ("Message queued", "From 'alpha' to +14155550100: it goes in its turn (2 a minute)",
+                "information") in toasts(app)
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "the box closes")
+        await pilot.press("m")  # the box starts from the last number, on the text
+        assert isinstance(app.screen, ComposeScreen)
+        await pilot.press(*"second", "enter")
+        await wait_until(pilot, lambda: sum(t[0] == "Message queued" for t in toasts(app)) == 2, "a second toast")
+
+        async def statuses() -> list[str]:
+            return [m.status.value for m in (await app.service.list_messages(alpha.id)).messages]
+
+        await sync(pilot, clock, 0)
+        newest, oldest = await statuses()
+        assert newest == "pending" and oldest != "pending"  # the first went at once, the second waits
+        await sync(pilot, clock, 40.0)  # a gap at 2 a minute is 21-39 s
+        assert "pending" not in await statuses()
+        assert not any(t[0] == "Message sent" for t in toasts(app))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from watui.errors import EngineFailure, ValidationFailed, WatuiError
 from watui.machine import Status
 from watui.media.sniff import HEAD_BYTES, kind_for
-from watui.models import Message, SendMessage
+from watui.models import Message, MessageStatus, SendMessage
 from watui.screens.compose import ComposeScreen, Draft
 from watui.widgets.status_badge import phone, session_look
 from watui.widgets.text import clean
@@ -72,8 +72,14 @@ class Sending:
             self.app.notify(f"{type(exc).__name__}: {exc}", title="Message not sent", severity="error",
                             timeout=8, markup=False)
         else:
-            self.app.notify(f"From {name!r} to {clean(phone(message.chat))}", title="Message sent",
-                            timeout=3, markup=False)
+            if message.status is MessageStatus.PENDING:  # pacing: it waits its turn
+                rate = session.settings.send_rate if session else None
+                pace = f" ({rate} a minute)" if rate else ""
+                self.app.notify(f"From {name!r} to {clean(phone(message.chat))}: it goes in its turn{pace}",
+                                title="Message queued", timeout=4, markup=False)
+            else:
+                self.app.notify(f"From {name!r} to {clean(phone(message.chat))}", title="Message sent",
+                                timeout=3, markup=False)
         finally:
             self.app.actions.pending -= 1
 
