@@ -256,3 +256,58 @@ async def test_what_is_queued_is_sent_after_a_restart(tmp_path: Path) -> None:
         await live.aclose()
     finally:
         await manager.aclose()
+
+
+@pytest.mark.parametrize("keep_pace", [True, False], ids=["paced", "pacing-off"])
+async def test_after_a_restart_older_queued_sends_go_before_new_ones(tmp_path: Path, keep_pace: bool) -> None:
+    """After a restart the sends still stored pending go first, in order, and a send made once
+    the session is back never overtakes them: paced still, or with pacing turned off (then the
+    old ones go at once)."""
+    settings = Settings(data_dir=tmp_path / "data", engine="simulated")
+    clock = FakeClock()
+    manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
+    admin = manager.service(Caller.local_admin())
+    session_id = await paced(admin, clock, rate=1)
+    queued = [await admin.send(session_id, text(f"old {i}")) for i in range(4)]
+    await clock.advance(0)
+    await manager.aclose()
+    assert len(await _pending_after_close(settings, session_id)) >= 3
+
+    clock = FakeClock(clock.now())
+    manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
+    try:
+        admin = manager.service(Caller.local_admin())
+        if not keep_pace:
+            await admin.update_session(session_id, SessionUpdate(settings=SettingsPatch(send_rate=None)))
+        for _ in range(200):  # until the restore has reconnected it
+            if (await admin.get_session(session_id)).status is Status.CONNECTED:
+                break
+            await clock.advance(0.5)
+        new = await admin.send(session_id, text("new"))
+        if keep_pace:
+            assert new.status is MessageStatus.PENDING
+            for _ in range(10):
+                await clock.advance(80)  # a gap at 1 a minute is 42-78 s
+        await manager.drain_all()
+        rows = await manager.store.read_events(session_id=session_id,
+                                               types=[EventType.MESSAGE, EventType.MESSAGE_STATUS])
+        went = [e.payload["id"] for e in rows if e.type is EventType.MESSAGE_STATUS and "id" in e.payload]
+        direct = [e.id for e in rows if e.type is EventType.MESSAGE and e.payload.get("status") == "sent"
+                  and e.payload["text"] == "new"]
+        if new.status is MessageStatus.PENDING:  # queued behind the old ones
+            assert went[-1] == new.id and went[:-1] == [m.id for m in queued][-len(went) + 1:]
+        else:  # the old ones had all gone already
+            assert direct and all(e.id < direct[0] for e in rows if e.type is EventType.MESSAGE_STATUS)
+        assert (await admin.message_stats(session_id)).pending == 0
+    finally:
+        await manager.aclose()
+
+
+async def _pending_after_close(settings: Settings, session_id: str) -> list[int]:
+    from watui.stores.sqlite import Store
+
+    store = await Store.open(settings.db_path)
+    try:
+        return [m.id for m in await store.pending_messages(session_id)]
+    finally:
+        await store.close()

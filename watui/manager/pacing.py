@@ -109,6 +109,9 @@ class Pacer:
         self.shared_store = False
         """Cluster mode: other nodes queue too, so a session taken over is looked up once."""
         self._looked_up: set[str] = set()
+        self._loading: set[str] = set()
+        """Sessions whose older pending rows are being read: nothing of theirs goes meanwhile,
+        so a send made now cannot overtake them."""
         self._busy: set[str] = set()
         """Sessions whose queue is sending or recording now (not waiting for its turn)."""
         self._quiet = asyncio.Event()
@@ -122,7 +125,9 @@ class Pacer:
 
     def paces(self, session: Session) -> bool:
         """Whether a send to ``session`` goes through its queue (paced, or queue not empty)."""
-        return session.settings.send_rate is not None or bool(self.queues.get(session.id))
+        sid = session.id
+        return (session.settings.send_rate is not None or bool(self.queues.get(sid))
+                or sid in self.stored or sid in self._loading)
 
     def queued(self, session_id: str) -> int:
         return len(self.queues.get(session_id, ()))
@@ -139,6 +144,7 @@ class Pacer:
                                         and sid in self.supervisor.runtimes):
                 self.stored.discard(sid)
                 self._looked_up.add(sid)
+                self._loading.add(sid)
                 self.supervisor.in_background(self._load(sid))
         elif not session.linked and (self.queues.get(sid) or sid in self.stored):
             self.stored.discard(sid)
@@ -154,13 +160,19 @@ class Pacer:
             task.cancel()  # it sleeps until a turn that no longer applies
 
     async def _load(self, session_id: str) -> None:
-        rows = await self.journal.store.pending_messages(session_id)
-        if not rows:
-            return
+        """Queue a session's pending rows from before (a restart, a takeover) ahead of any
+        send made since, then let the queue go."""
+        try:
+            rows = await self.journal.store.pending_messages(session_id)
+        finally:
+            self._loading.discard(session_id)
         queue = self.queues.setdefault(session_id, deque())
         known = set(queue)
         queue.extendleft(reversed([m.id for m in rows if m.id not in known]))
-        self._kick(session_id)
+        if queue:
+            self._kick(session_id)
+        else:
+            self.queues.pop(session_id, None)
 
     async def close(self) -> None:
         """Stop every queue's task (the queued rows stay stored, pending)."""
@@ -237,6 +249,8 @@ class Pacer:
                 runtime = self.supervisor.runtimes.get(session_id)
                 if session.status is not Status.CONNECTED or runtime is None or runtime.engine_session is None:
                     return  # goes on when the session is connected again (on_change)
+                if session_id in self._loading:
+                    return  # older rows first: the load lets the queue go
                 wait = self.next_at.get(session_id, 0.0) - clock.monotonic()
                 if wait > 0:
                     self._mark(session_id, False)
