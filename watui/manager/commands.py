@@ -411,13 +411,7 @@ class Commands:
             async with self.registry.lock(session_id):
                 session = self.registry.visible(caller, session_id)
                 self.pacer.check_room(session)
-                payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": None,
-                                           "status": MessageStatus.PENDING.value, "type": request.type.value,
-                                           **extra}
-                if request.type is not MessageType.TEXT:
-                    payload["text"] = ""
-                    if text:
-                        payload["caption"] = text
+                payload = messaging.outgoing_payload(request.type, chat, text, None, MessageStatus.PENDING, extra)
                 return await self.pacer.enqueue(
                     session, pending_message(session, chat, request.type, text, details, self.clock.now()), payload)
         except BaseException:
@@ -466,12 +460,7 @@ class Commands:
                 else {"messages_sent": session.messages_sent + 1, "last_activity_at": now}
             )
             new = session.model_copy(update={**counters, "updated_at": now})
-            payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": message_id,
-                                       "status": status.value, "type": request.type.value, **extra}
-            if request.type is not MessageType.TEXT:
-                payload["text"] = ""
-                if text:
-                    payload["caption"] = text
+            payload = messaging.outgoing_payload(request.type, chat, text, message_id, status, extra)
             if error:
                 payload["error"] = error
             result = await self.journal.write_snapshot(

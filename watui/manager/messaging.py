@@ -32,6 +32,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+def outgoing_payload(
+    kind: MessageType, chat: str, text: str, message_id: str | None, status: MessageStatus, extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``message`` event of a message this session sends: a media message's text is its
+    ``caption`` (``text`` is ""); ``extra`` carries the media descriptor, location or contact."""
+    payload: dict[str, Any] = {"direction": "out", "chat": chat, "text": text, "message_id": message_id,
+                               "status": status.value, "type": kind.value, **extra}
+    if kind is not MessageType.TEXT:
+        payload["text"] = ""
+        if text:
+            payload["caption"] = text
+    return payload
+
+
 async def deliver(engine: EngineSession, chat: str, message: Outgoing) -> tuple[str | None, str | None]:
     """Hand one message to the engine: (WhatsApp's message id, None), or (None, the error)."""
     try:
