@@ -31,7 +31,8 @@ def test_the_tree_keeps_every_contract() -> None:
 # (file to change, line to add at its end, the contract it breaks, what the report names)
 VIOLATIONS = {
     "textual in the core": (
-        "watui/models.py", "import textual.widgets\n", "Textual only in the console", "watui.models -> textual",
+        "watui/models/base.py", "import textual.widgets\n", "Textual only in the console",
+        "watui.models.base -> textual",
     ),
     "the core importing a face": (
         "watui/manager/registry.py", "import watui.server\n", "Layers: imports point down",
