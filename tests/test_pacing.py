@@ -27,6 +27,7 @@ from watui.manager.pacing import JITTER, gap, rate_now
 from watui.models import (
     Caller,
     Event,
+    Message,
     MessageStatus,
     MessageType,
     SendMessage,
@@ -233,17 +234,22 @@ async def test_logging_out_fails_what_was_queued(
     await live.aclose()
 
 
-async def test_what_is_queued_is_sent_after_a_restart(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", engine="simulated")
+async def queued_then_closed(settings: Settings, count: int) -> tuple[str, list[Message], FakeClock]:
+    """A manager that queues ``count`` sends at one a minute, then closes: the session, the
+    queued messages, and a new clock from where the old one stopped."""
     clock = FakeClock()
     manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
     admin = manager.service(Caller.local_admin())
     session_id = await paced(admin, clock, rate=1)
-    queued = [await admin.send(session_id, text(f"m{i}")) for i in range(3)]
+    queued = [await admin.send(session_id, text(f"m{i}")) for i in range(count)]
     await clock.advance(0)
     await manager.aclose()
+    return session_id, queued, FakeClock(clock.now())
 
-    clock = FakeClock(clock.now())
+
+async def test_what_is_queued_is_sent_after_a_restart(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", engine="simulated")
+    session_id, queued, clock = await queued_then_closed(settings, 3)
     manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
     try:
         admin = manager.service(Caller.local_admin())
@@ -264,16 +270,8 @@ async def test_after_a_restart_older_queued_sends_go_before_new_ones(tmp_path: P
     the session is back never overtakes them: paced still, or with pacing turned off (then the
     old ones go at once)."""
     settings = Settings(data_dir=tmp_path / "data", engine="simulated")
-    clock = FakeClock()
-    manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
-    admin = manager.service(Caller.local_admin())
-    session_id = await paced(admin, clock, rate=1)
-    queued = [await admin.send(session_id, text(f"old {i}")) for i in range(4)]
-    await clock.advance(0)
-    await manager.aclose()
+    session_id, queued, clock = await queued_then_closed(settings, 4)
     assert len(await _pending_after_close(settings, session_id)) >= 3
-
-    clock = FakeClock(clock.now())
     manager = await SessionManager.open(settings, engine=SimulatedEngine(clock=clock, seed=7), clock=clock)
     try:
         admin = manager.service(Caller.local_admin())

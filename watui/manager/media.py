@@ -17,7 +17,9 @@ from watui.media.intake import Staged
 from watui.media.storage import MediaStorage, media_root, new_media_id
 from watui.models import (
     ContactInfo,
+    ContactInput,
     LocationInfo,
+    LocationInput,
     MediaContent,
     MediaInfo,
     MessageType,
@@ -37,14 +39,20 @@ def outgoing(request: SendMessage, staged: Staged | None) -> Outgoing:
     media = None
     if staged is not None:
         media = MediaFile(str(staged.path), staged.mimetype, staged.size, staged.filename)
-    location = contact = None
-    if request.location is not None:
-        loc = request.location
-        location = Location(loc.latitude, loc.longitude, loc.name, loc.address)
-    if request.contact is not None:
-        contact = Contact(request.contact.name, request.contact.phone)
+    location, contact = engine_parts(request.location, request.contact)
     text = request.text if request.type is MessageType.TEXT else request.caption
     return Outgoing(kind, text or "", media, location, contact)
+
+
+def engine_parts(
+    location: LocationInput | LocationInfo | None, contact: ContactInput | ContactInfo | None,
+) -> tuple[Location | None, Contact | None]:
+    """A send's (or a stored message's) location and contact as the engine takes them."""
+    return (
+        Location(location.latitude, location.longitude, location.name, location.address)
+        if location is not None else None,
+        Contact(contact.name, contact.phone) if contact is not None else None,
+    )
 
 
 def media_info(media_id: str | None, staged: Staged) -> MediaInfo:

@@ -37,7 +37,7 @@ from typing import Any
 
 from watui.clock import Clock
 from watui.config import Settings
-from watui.engines.base import Contact, EngineSession, Location, MediaFile, Outgoing
+from watui.engines.base import EngineSession, MediaFile, Outgoing
 from watui.errors import LeaseLost, NodeUnavailable, SendQueueFull
 from watui.machine import EventType, Status
 from watui.manager import media
@@ -313,12 +313,7 @@ class Pacer:
                 async for piece in storage.read(session_id, info.id, 0, size - 1):
                     out.write(piece)
             file = MediaFile(str(path), info.mimetype, size, info.filename)
-        location = contact = None
-        if message.location is not None:
-            loc = message.location
-            location = Location(loc.latitude, loc.longitude, loc.name, loc.address)
-        if message.contact is not None:
-            contact = Contact(message.contact.name, message.contact.phone)
+        location, contact = media.engine_parts(message.location, message.contact)
         return Outgoing(message.type.value, text, file, location, contact), path
 
     async def _settle(self, session_id: str, message: Message, message_id: str | None, error: str | None) -> None:
