@@ -270,7 +270,8 @@ class Pacer:
                 session = self.registry.sessions.get(session_id, session)
                 rate = rate_now(session.settings, session.created_at, self.clock.now())
                 self.next_at[session_id] = clock.monotonic() + gap(rate, self.rng)
-            self.queues.pop(session_id, None)
+            if self.queues.get(session_id) is queue:  # not one made since (after a logout failed this)
+                self.queues.pop(session_id, None)
         except asyncio.CancelledError:
             raise
         except Exception:
