@@ -6,6 +6,7 @@ real Redis (a stream per test; a private ``redis-server`` for the restart test).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,10 +17,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from watui.bus import EventBus
-from watui.cluster.fanout import ClusterFeed
+from watui.cluster.fanout import ClusterFeed, decode, encode
 from watui.machine import EventType
 from watui.models import Event, NewEvent, Session
-from watui.stores.postgres import PostgresStore
+from watui.stores.postgres import Committed, PostgresStore
 
 from .cluster_helpers import RedisServer, free_port
 
@@ -307,3 +308,21 @@ async def test_commits_that_never_reached_redis_are_filled_from_postgres_while_r
     assert_exactly_once_in_order(b_seen.events, first, last)
     assert b_feed.redis_connected and b_feed.events_from_pg > 0 and b_feed.events_from_redis == 0
     assert b_seen.mirror["q-tail"].description == "v1"
+
+
+def test_a_stream_entry_round_trips_and_entries_of_older_nodes_still_read() -> None:
+    """A commit as a stream entry: events and snapshots each as one JSON array of objects (read
+    in one pass); entries written by nodes before that change (an array of JSON strings) are
+    read too, so a cluster can be upgraded node by node."""
+    s = session("ses_x", "alice", 3)
+    events = [Event(id=7 + i, type=EventType.STATUS, session_id="ses_x", owner="alice",
+                    timestamp=s.created_at, payload={"i": i, "text": 'é "quoted"\n'}) for i in range(2)]
+    committed = Committed(events=events, sessions=[s], deleted=["ses_gone"])
+    fields = encode("n1", committed)
+    assert fields["events"].startswith("[{") and fields["sessions"].startswith("[{")
+    assert decode(fields) == ("n1", committed)
+    older = {"node": "n1", "events": json.dumps([e.model_dump_json() for e in events]),
+             "sessions": json.dumps([s.model_dump_json()]), "deleted": json.dumps(["ses_gone"])}
+    assert decode(older) == ("n1", committed)
+    empty = Committed(events=[], sessions=[], deleted=[])
+    assert decode(encode("n2", empty)) == ("n2", empty)

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
 from watui.models import Event, Session
@@ -74,24 +75,38 @@ class _Held:
     deleted: list[str]
 
 
+_EVENTS = TypeAdapter(list[Event])
+_SESSIONS = TypeAdapter(list[Session])
+
+
+def _json_array(docs: Iterable[str]) -> str:
+    return "[" + ",".join(docs) + "]"
+
+
 def encode(node_id: str, committed: Committed) -> dict[str, str]:
-    """A commit as the fields of one stream entry."""
+    """A commit as the fields of one stream entry: its events and snapshots each as one JSON
+    array of objects, read back in one pass each."""
     return {
         "node": node_id,
-        "events": json.dumps([event.model_dump_json() for event in committed.events]),
-        "sessions": json.dumps([session.model_dump_json() for session in committed.sessions]),
+        "events": _json_array(event.model_dump_json() for event in committed.events),
+        "sessions": _json_array(session.model_dump_json() for session in committed.sessions),
         "deleted": json.dumps(committed.deleted),
     }
+
+
+def _read_list(adapter: TypeAdapter[list[Any]], model: Any, data: str, **context: Any) -> list[Any]:
+    """A field of an entry: one JSON array of objects; or, as nodes before this one wrote it,
+    an array of JSON strings each holding one object (a cluster upgraded node by node)."""
+    if data.startswith('["'):
+        return [model.model_validate_json(doc, context=context or None) for doc in json.loads(data)]
+    return adapter.validate_json(data, context=context or None)
 
 
 def decode(fields: dict[str, str]) -> tuple[str, Committed]:
     """The writing node and its commit, from one stream entry."""
     return fields["node"], Committed(
-        events=[Event.model_validate_json(doc) for doc in json.loads(fields["events"])],
-        sessions=[
-            Session.model_validate_json(doc, context={"stored": True})
-            for doc in json.loads(fields["sessions"])
-        ],
+        events=_read_list(_EVENTS, Event, fields["events"]),
+        sessions=_read_list(_SESSIONS, Session, fields["sessions"], stored=True),
         deleted=list(json.loads(fields["deleted"])),
     )
 
@@ -390,6 +405,8 @@ class ClusterFeed:
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         self._position = entry_id
+                        if fields.get("node") == self.node_id:
+                            continue  # our own commit, delivered by the hook: not even decoded
                         try:
                             node, committed = decode(fields)
                         except Exception:
