@@ -4,7 +4,6 @@ everyone else asking for that code; one delivered after its code expired carries
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -12,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zxingcpp
-from PIL import Image
+from qr_helpers import scan_png
 from webhook_receiver import Receiver
 
 from watui import qr, qr_drawings
@@ -49,9 +47,7 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0)
 
 
 def scan(data_url: str) -> str:
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.png_of_data_url(data_url))))
-    assert len(results) == 1
-    return str(results[0].text)
+    return scan_png(qr.png_of_data_url(data_url))
 
 
 async def test_a_qr_webhook_carries_the_png_drawn_once_for_everyone(

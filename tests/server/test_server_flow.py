@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 
 import httpx
-import zxingcpp
 from httpx_sse import ServerSentEvent
-from PIL import Image
+from qr_helpers import scan_png
 from server_helpers import api_client, decode, read_until
 
 from watui.server import BackgroundServer
-
-
-def scan_png(png: bytes) -> str:
-    """What a phone camera reads from the image."""
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(results) == 1, "exactly one QR code in the image"
-    return str(results[0].text)
 
 
 def png_of(data_url: str) -> bytes:

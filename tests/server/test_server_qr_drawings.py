@@ -8,7 +8,6 @@ codes' life), so a few seconds make many codes.
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import threading
@@ -19,9 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import zxingcpp
 from httpx_sse import ServerSentEvent
-from PIL import Image
+from qr_helpers import scan_png as scan
 from server_helpers import api_client, decode, read_until
 
 from watui import qr, qr_drawings
@@ -87,9 +85,7 @@ def create(client: httpx.Client, count: int) -> list[str]:
 
 
 def scan_png(data_url: str) -> str:
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.png_of_data_url(data_url))))
-    assert len(results) == 1
-    return str(results[0].text)
+    return scan(qr.png_of_data_url(data_url))
 
 
 def test_nobody_watching_draws_nothing(start_server: Start) -> None:
