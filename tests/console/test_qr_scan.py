@@ -42,13 +42,14 @@ def decode_screenshot(svg: str) -> list[str]:
     svg = svg.replace("font-family: Fira Code, monospace;", "font-family: DejaVu Sans Mono;")
     svg = svg.replace("font-size: 20px;", f"font-size: {size:.3f}px;")
     image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode()))).convert("L")
-    return [result.text for result in zxingcpp.read_barcodes(image)]
+    return [result.text for result in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
 
 
 def decode_screen(app: WatuiApp) -> list[str]:
     """The screen's cells painted as a terminal draws them, read as a phone would. Inverted
     codes are not tried: light modules must be light on screen, whatever the theme."""
-    return [result.text for result in zxingcpp.read_barcodes(paint(screen_cells(app)), try_invert=False)]
+    return [result.text for result in zxingcpp.read_barcodes(
+        paint(screen_cells(app)), formats=zxingcpp.BarcodeFormat.QRCode, try_invert=False)]
 
 
 async def open_qr(app: WatuiApp, pilot: Any, clock: FakeClock) -> tuple[QrScreen, str]:
