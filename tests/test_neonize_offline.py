@@ -20,9 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from engine_recorder import Recorder
 
 from watui.config import Settings
-from watui.engines.base import EngineEvent, SessionError
+from watui.engines.base import SessionError
 from watui.engines.hosts import HostedEngine
 from watui.engines.neonize import NeonizeEngine
 from watui.engines.neonize.go import _StartGate
@@ -51,19 +52,6 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentProxy]:
         yield silent
     finally:
         silent.close()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-        self._queue.put_nowait(event)
-
-    async def next(self, timeout: float = 20.0) -> EngineEvent:
-        return await asyncio.wait_for(self._queue.get(), timeout)
 
 
 def run_threads(session_ids: list[str]) -> list[str]:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_recorder import Recorder
 
-from watui.engines.base import EngineEvent, SessionError, SessionOptions
+from watui.engines.base import SessionError, SessionOptions
 from watui.engines.neonize import NeonizeEngine
 from watui.engines.neonize.relay import mask_proxy, route_for
 
@@ -186,19 +187,6 @@ class HttpConnectProxy(LoopbackProxy):
         self._note(self.dials, Dial(username, password, target if method == "CONNECT" else None))
         writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         await writer.drain()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-        self._queue.put_nowait(event)
-
-    async def next(self, timeout: float = 20.0) -> EngineEvent:
-        return await asyncio.wait_for(self._queue.get(), timeout)
 
 
 def _with_auth(proxy: LoopbackProxy, userinfo: str) -> str:

@@ -22,29 +22,17 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from engine_recorder import Recorder
 from neonize.events import EVENT_TO_INT
 from neonize.proto import Neonize_pb2 as pb
 
-from watui.engines.base import EngineEvent, PairSuccess, SessionError
+from watui.engines.base import PairSuccess, SessionError
 from watui.engines.hosts import HostedEngine
 from watui.engines.neonize import NeonizeEngine
 from watui.engines.neonize.devices import whatsmeow_dsn
 from watui.engines.neonize.mapping import _jid_proto, jid_str
 from watui.engines.neonize.run import _Run
 from watui.engines.spec import EngineSpec
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-        self._queue.put_nowait(event)
-
-    async def next(self, timeout: float = 20.0) -> EngineEvent:
-        return await asyncio.wait_for(self._queue.get(), timeout)
 
 
 def refused_proxy() -> str:

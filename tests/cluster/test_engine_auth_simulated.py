@@ -14,10 +14,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from engine_recorder import Recorder as EngineEvents
 
 from watui.config import Settings
 from watui.engines.base import (
-    EngineEvent,
     LoggedOut,
     PairSuccess,
     PhoneAction,
@@ -34,17 +34,11 @@ FAST = {"connect_latency": 0.01, "link_latency": 0.01}
 Node = Callable[[], Awaitable[SimulatedEngine]]
 
 
-class Recorder:
+class Recorder(EngineEvents):
+    """The simulated engine answers within a second: wait 5 s for an event, not 20."""
+
     def __init__(self) -> None:
-        self.events: list[EngineEvent] = []
-        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.append(event)
-        self._queue.put_nowait(event)
-
-    async def next(self, timeout: float = 5.0) -> EngineEvent:
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        super().__init__(timeout=5.0)
 
 
 def command_line(pid: int) -> str:

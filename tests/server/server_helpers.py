@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,25 @@ def read_until(
     return events
 
 
+def linked_session(client: httpx.Client, name: str, **settings: Any) -> str:
+    """Create a session with ``settings`` and play its phone scanning the code: connected."""
+    created = client.post("/v1/sessions", json={"name": name, "settings": settings})
+    assert created.status_code == 201, created.text
+    session_id: str = created.json()["session_id"]
+    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "qr")
+    client.post(f"/v1/sessions/{session_id}/simulate", json={"action": "scan"})
+    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "connected")
+    return session_id
+
+
+@contextmanager
+def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a loopback port answering with ``handler``; its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -17,21 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from media_helpers import JPEG, MP3, MP4, OPUS, PDF, PNG, SAMPLES, b64, sha256
-from server_helpers import api_client, decode, read_until
+from server_helpers import api_client, decode, linked_session, read_until, serve_http
 
 from watui.server import BackgroundServer
 
 TO = "+14155550123"
 
-
-def linked_session(client: httpx.Client, name: str, **settings: Any) -> str:
-    created = client.post("/v1/sessions", json={"name": name, "settings": settings})
-    assert created.status_code == 201, created.text
-    session_id: str = created.json()["session_id"]
-    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "qr")
-    client.post(f"/v1/sessions/{session_id}/simulate", json={"action": "scan"})
-    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "connected")
-    return session_id
 
 
 @pytest.fixture
@@ -218,12 +209,8 @@ class _Files(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def file_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(_Files) as url:
+        yield url
 
 
 def test_media_url_is_refused_on_loopback_unless_allowed(

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from server_helpers import api_client, read_until
-from test_server_stats import linked_session
+from server_helpers import api_client, linked_session, read_until
 
 from watui.server import BackgroundServer
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import base64
 import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from server_helpers import api_client
+from server_helpers import api_client, serve_http
 
 from watui.server import BackgroundServer
 
@@ -109,12 +108,8 @@ class _Internal(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def internal_page() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Internal)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/internal"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(_Internal) as url:
+        yield url + "/internal"
 
 
 def test_non_admins_see_a_status_and_a_short_reason_never_the_body(

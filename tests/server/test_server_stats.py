@@ -6,22 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
-from server_helpers import api_client, read_until
+from server_helpers import api_client, linked_session
 
 from watui.server import BackgroundServer
-
-
-def linked_session(client: httpx.Client, name: str, **settings: Any) -> str:
-    created = client.post("/v1/sessions", json={"name": name, "settings": settings})
-    assert created.status_code == 201, created.text
-    session_id: str = created.json()["session_id"]
-    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "qr")
-    client.post(f"/v1/sessions/{session_id}/simulate", json={"action": "scan"})
-    read_until(client, f"/v1/sessions/{session_id}/stream", lambda e: e.event == "connected")
-    return session_id
 
 
 def traffic(client: httpx.Client, session_id: str, *, received: int, sent: int) -> None:
