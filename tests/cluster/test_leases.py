@@ -219,6 +219,33 @@ async def test_orphans_are_split_between_nodes_without_overlap(open_nodes: OpenN
     assert await lc.claim_orphans(8) == {}
 
 
+async def test_a_look_for_orphans_counts_them_and_times_the_first_lapse_of_a_node_that_missed_a_beat(
+    open_nodes: OpenNodes,
+) -> None:
+    a, b = await open_nodes(2)
+    await Nodes(a.pool, "A", "http://a:1", 10).register()
+    await Nodes(b.pool, "B", "http://b:1", 10).register()
+    la, lb = Leases(a.pool, "A", 10), Leases(b.pool, "B", 10)
+    s, t, waiting = session(), session(), session()
+    await a.write(sessions=[s, t, waiting])
+    await la.claim(s.id, s.owner)
+    await lb.claim(t.id, t.owner)
+
+    found = await la.scan(suspect_after=1.5)
+    assert found.count == 1 and found.next_lapse is None, "every node beats on time: nothing to time"
+
+    await a.pool.execute("UPDATE nodes SET heartbeat_at = now() - interval '2 seconds' WHERE node_id = 'B'")
+    found = await la.scan(suspect_after=1.5)
+    assert found.count == 1
+    assert found.next_lapse is not None and 8 < found.next_lapse <= 10, "B's lease lapses within its TTL"
+    assert (await lb.scan(suspect_after=1.5)).next_lapse is None, "a node never suspects itself"
+    assert (await la.scan(suspect_after=3.0)).next_lapse is None, "a beat 2 s old is on time for 3 s"
+
+    await lb.release(t.id)
+    found = await la.scan(suspect_after=1.5)
+    assert found.count == 2 and found.next_lapse is None, "a released lease is an orphan, not a lapse to come"
+
+
 async def test_the_migration_backfills_which_sessions_want_a_node(open_nodes: OpenNodes) -> None:
     (store,) = await open_nodes(1)
     rows = {s.id: s for s in (session(), session(status=Status.STOPPED),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -97,11 +98,16 @@ the others. Only lease rows are locked (never ``sessions``), in the same order a
 takes them, so a claim and a write cannot deadlock. With ``$5``, only *stranded* ones: their
 snapshot still names the node that ran them (they look running, and run nowhere)."""
 
-COUNT_ORPHANS = """
-SELECT count(*) FROM sessions s LEFT JOIN leases l ON l.session_id = s.id
-WHERE s.wants_node AND (l.session_id IS NULL OR l.expires_at <= now())
+SCAN = f"""
+SELECT
+  (SELECT count(*) FROM sessions s LEFT JOIN leases l ON l.session_id = s.id
+   WHERE s.wants_node AND (l.session_id IS NULL OR l.expires_at <= now())),
+  (SELECT extract(epoch FROM min(l.expires_at) - now())::float8
+   FROM nodes n JOIN leases l ON l.node_id = n.node_id AND l.{LIVE}
+   WHERE n.node_id <> $1 AND n.heartbeat_at < now() - $2 * interval '1 second')
 """
-"""Sessions waiting for a node (the takeovers' share is computed from it)."""
+"""Sessions waiting for a node (the takeovers' share is computed from it), and the seconds until
+the first live lease of another node that missed a heartbeat lapses (NULL: none)."""
 
 ADOPT = """
 WITH theirs AS (
@@ -119,6 +125,17 @@ RETURNING l.session_id, l.token
 Run once a restarted node found its previous instance's heartbeat stale (it is dead): its
 sessions need not wait for their leases to expire. Rows locked in session-id order, as a
 fenced write locks them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphans:
+    """What one look for orphans found (:meth:`Leases.scan`)."""
+
+    count: int
+    """Sessions that want a node and have no live lease now."""
+    next_lapse: float | None
+    """Seconds until the first live lease of a node that missed a heartbeat lapses: if that
+    node died, its sessions are orphans then (None: every other node beats on time)."""
 
 
 class LeaseHeld(Conflict):
@@ -257,9 +274,12 @@ class Leases:
         self._held(claimed, since)
         return claimed
 
-    async def count_orphans(self) -> int:
-        """Sessions that want a node and have no live lease."""
-        return int(await self.pool.fetchval(COUNT_ORPHANS))
+    async def scan(self, suspect_after: float) -> Orphans:
+        """Sessions that want a node and have no live lease, and when the next ones may
+        appear: the first live lease of another node whose heartbeat is older than
+        ``suspect_after`` seconds (it may be dead) lapses then."""
+        row = await self.pool.fetchrow(SCAN, self.node_id, suspect_after)
+        return Orphans(count=int(row[0]), next_lapse=None if row[1] is None else float(row[1]))
 
     async def adopt(self) -> dict[str, int]:
         """Take over, with new tokens, the live leases other instances of this node id hold

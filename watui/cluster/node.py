@@ -41,8 +41,15 @@ from watui.stores.postgres import PostgresStore
 log = logging.getLogger(__name__)
 
 SCAN_INTERVAL = 0.5
-"""Seconds between two looks for orphaned sessions (a dead node's sessions are taken over at most
-this long after its leases lapse)."""
+"""Seconds between two looks for orphaned sessions: how soon sessions released by a drain are
+taken over. A node that missed a heartbeat is watched closer: the next look is timed for the
+moment its first lease lapses (:data:`SUSPECT_AFTER`)."""
+SUSPECT_AFTER = 1.5 * HEARTBEAT_INTERVAL
+"""A node whose heartbeat is this old missed one: if it died, its leases lapse within the TTL,
+and the others look for orphans the moment the first one does instead of up to
+:data:`SCAN_INTERVAL` later (a live node renews first, and that look finds nothing)."""
+LAPSE_MARGIN = 0.02
+"""Seconds after a lease's expiry (by PostgreSQL's clock, as a duration) that the look is made."""
 RENEW_INTERVAL = 1.0
 """Seconds between two renewals (one statement for all of a node's leases): with the default
 TTL of 4 s a dead node's leases lapse 3 to 4 s after its death, and its sessions run elsewhere
@@ -200,17 +207,20 @@ class ClusterNode:
         renew_every = min(RENEW_INTERVAL, self.lease_ttl / 3)
         next_renew = 0.0
         while not self._closing:
+            wait = min(SCAN_INTERVAL, renew_every)
             try:
                 if time.monotonic() >= next_renew or self.database_down_since is not None:
                     next_renew = time.monotonic() + renew_every
                     await self._renew()  # first thing when the database is back
                     self._database_answers()
-                await self._take_over_orphans()
+                lapse = await self._take_over_orphans()
+                if lapse is not None:
+                    wait = min(wait, lapse + LAPSE_MARGIN)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away: the next round tries again
                 self._database_away(exc)
-            await asyncio.sleep(0 if self._adopting else min(SCAN_INTERVAL, renew_every))
+            await asyncio.sleep(0 if self._adopting else wait)
 
     def _database_away(self, exc: Exception) -> None:
         if self.database_down_since is None:
@@ -250,33 +260,36 @@ class ClusterNode:
             log.warning("lost the lease on %s to another node; dropping it here", session_id)
             await self.handover.drop(session_id)
 
-    async def _take_over_orphans(self) -> None:
+    async def _take_over_orphans(self) -> float | None:
+        """One look for orphans, and a takeover of this node's share of them. Returns the
+        seconds until the next lease of a node that missed a heartbeat lapses (None: none)."""
         if self._adopting:
             batch, self._adopting = self._adopting[:TAKEOVER_BATCH], self._adopting[TAKEOVER_BATCH:]
             await self._take_over({i: t for i, t in batch if self.leases.tokens.get(i) == t})  # not lost since
-            return
+            return None
         if self._closing or self.superseded:
-            return
+            return None
         if time.monotonic() - self._database_back_at < self.lease_ttl:
             # After an outage every lease looks expired, though their nodes are alive and
             # renew as soon as they can: claiming now would move sessions that never stopped.
-            return
-        orphans = await self.leases.count_orphans()
+            return None
+        orphans = await self.leases.scan(SUSPECT_AFTER)
+        if orphans.count == 0:
+            if self.rebalance_rate > 0 and time.monotonic() >= self._rebalance_after:
+                await self._rebalance(await self._load())
+            return orphans.next_lapse
         load = await self._load()
-        if orphans == 0:
-            await self._rebalance(load)
-            return
-        share = load.share(orphans)
+        share = load.share(orphans.count)
         if share <= 0:
             if load.room == 0:  # no node can take them: say they run nowhere
                 await self._strand()
-            return
+            return orphans.next_lapse
         claimed = await self.leases.claim_orphans(min(share, TAKEOVER_BATCH))
-        if not claimed:
-            return
-        log.info("taking over %d sessions", len(claimed))
-        self.takeovers += len(claimed)
-        await self._take_over(claimed)
+        if claimed:
+            log.info("taking over %d sessions", len(claimed))
+            self.takeovers += len(claimed)
+            await self._take_over(claimed)
+        return orphans.next_lapse
 
     async def _load(self) -> Load:
         """This node's and the other live nodes' sessions and capacity."""
@@ -301,13 +314,13 @@ class ClusterNode:
     async def _rebalance(self, load: Load) -> None:
         """Hand over a few sessions (``rebalance_rate`` a second) while this node runs more
         than its share and another node has room below its own: a node that joins fills up
-        gradually, each move a drain of one session."""
-        if self.rebalance_rate <= 0 or time.monotonic() < self._rebalance_after:
-            return
+        gradually, each move a drain of one session. Looked at once a heartbeat interval: the
+        other nodes' counts change no faster."""
+        self._rebalance_after = time.monotonic() + HEARTBEAT_INTERVAL
         excess = load.excess()
         if excess <= 0:
             return
-        self._rebalance_credit = min(self._rebalance_credit + self.rebalance_rate * SCAN_INTERVAL,
+        self._rebalance_credit = min(self._rebalance_credit + self.rebalance_rate * HEARTBEAT_INTERVAL,
                                      max(1.0, self.rebalance_rate))
         moves = min(excess, int(self._rebalance_credit))
         if moves <= 0:
@@ -328,7 +341,8 @@ class ClusterNode:
 
     async def _take_over(self, claimed: dict[str, int]) -> None:
         results = await asyncio.gather(
-            *(self.handover.take_over(session_id) for session_id in claimed), return_exceptions=True
+            *(self.handover.take_over(session_id, len(claimed)) for session_id in claimed),
+            return_exceptions=True,
         )
         for session_id, result in zip(claimed, results, strict=True):
             if isinstance(result, BaseException):

@@ -37,8 +37,9 @@ class Takeover(Protocol):
     """What the node asks of the sessions' owner (the manager's
     :class:`~watui.manager.handover.Handover`) when a session changes hands."""
 
-    async def take_over(self, session_id: str) -> None:
-        """This node just claimed the session's lease: run it here."""
+    async def take_over(self, session_id: str, batch: int = 1) -> None:
+        """This node just claimed the session's lease: run it here (one of ``batch`` claimed
+        at once)."""
         ...
 
     async def drop(self, session_id: str) -> None:

@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from watui.stores.postgres_pool import create_pool
+
 AUTH_LOCK = 0x77617561  # "watu" + "a": the advisory lock taken while creating the table
 
 CREATE_TABLE = """
@@ -62,7 +64,7 @@ class PgAuthStore:
             return self._pool
         async with self._opening:
             if self._pool is None:
-                pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self._pool_size)
+                pool = await create_pool(self.dsn, min_size=0, max_size=self._pool_size)
                 try:
                     async with pool.acquire() as conn, conn.transaction():
                         await conn.execute("SELECT pg_advisory_xact_lock($1)", AUTH_LOCK)

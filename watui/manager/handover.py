@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from watui.stores.postgres import PostgresStore
 
 
+FULL_SPREAD = 100
+"""Sessions taken over at once whose connects are spread over the restore's whole ``JITTER``;
+fewer are spread over less (five reconnect within 12.5 ms, not 250): the spread is there to
+keep a large takeover from dialling all at once, and a small one has no crowd to spread."""
+
+
 class Handover:
     def __init__(self, manager: SessionManager, store: PostgresStore) -> None:
         self.manager = manager
@@ -34,9 +40,10 @@ class Handover:
         self.journal = manager.journal
         self.supervisor = manager.supervisor
 
-    async def take_over(self, session_id: str) -> None:
+    async def take_over(self, session_id: str, batch: int = 1) -> None:
         """Park the session if its node died while it ran (reason ``node_lost``), then resume
-        it; a session with nothing to resume gives its lease back."""
+        it; a session with nothing to resume gives its lease back. ``batch``: how many this
+        node took over at once (their connects are spread, see :data:`FULL_SPREAD`)."""
         await self.reload(session_id)
         async with self.registry.lock(session_id):
             session = self.registry.sessions.get(session_id)
@@ -47,7 +54,7 @@ class Handover:
                         session, Trigger.SHUTDOWN, reason="node_lost", changes=cleared_link_state(),
                     )
                 resumed = await self.manager._restore_locked(
-                    session_id, delay=random.uniform(0, JITTER), on_settled=None
+                    session_id, delay=random.uniform(0, JITTER * min(1.0, batch / FULL_SPREAD)), on_settled=None
                 )
             if not resumed and session_id not in self.supervisor.runtimes:
                 await self.supervisor.placement.release(session_id)  # nothing to run here

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from watui.models import Session
 from watui.stores.base import Dialect, StoreProtocol
 from watui.stores.postgres_api_keys import PostgresApiKeys
 from watui.stores.postgres_fencing import Fence
 from watui.stores.postgres_log import PostgresEventLog
 from watui.stores.postgres_messages import PostgresMessages
+from watui.stores.postgres_pool import create_pool
 from watui.stores.postgres_schema import migrate
 from watui.stores.postgres_writer import Committed
 from watui.stores.sqlite import Store
@@ -74,9 +73,7 @@ class PostgresStore(PostgresEventLog, PostgresMessages, PostgresApiKeys):
         settings: dict[str, str] = {"search_path": schema} if schema else {}
         if stalled_transaction_timeout is not None:
             settings["idle_in_transaction_session_timeout"] = str(max(1, round(stalled_transaction_timeout * 1000)))
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max(2, pool_size), server_settings=settings or None
-        )
+        pool = await create_pool(dsn, min_size=1, max_size=max(2, pool_size), server_settings=settings or None)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, schema)
