@@ -6,6 +6,8 @@ real Redis (a stream per test; a private ``redis-server`` for the restart test).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import random
 import secrets
@@ -308,6 +310,60 @@ async def test_commits_that_never_reached_redis_are_filled_from_postgres_while_r
     assert_exactly_once_in_order(b_seen.events, first, last)
     assert b_feed.redis_connected and b_feed.events_from_pg > 0 and b_feed.events_from_redis == 0
     assert b_seen.mirror["q-tail"].description == "v1"
+
+
+async def test_while_entries_come_fast_the_reader_reads_them_together_at_most_once_a_linger(
+    start_node: StartNode, stream: str
+) -> None:
+    """A reader that finds an entry each time it looks waits ``linger`` between two reads, so
+    the entries that arrive meanwhile come in one read (a read costs the same with one entry as
+    with many). The stand-in stream has an entry ready at every read: this node's own commits,
+    which the reader skips without decoding."""
+    _, feed, seen = await start_node("b", SHARED_REDIS, stream, linger=0.05)
+    calls: list[float] = []
+    done = asyncio.Event()
+
+    class Always:
+        async def xread(self, streams: dict[str, str], count: int, block: int) -> object:
+            calls.append(asyncio.get_running_loop().time())
+            if len(calls) >= 8:
+                done.set()
+                await asyncio.Event().wait()  # a quiet stream from here on
+            return [(stream, [(f"{len(calls)}-0", {"node": "b"})])]
+
+    real, feed._reader = feed._reader, Always()  # type: ignore[assignment]
+    try:
+        await asyncio.wait_for(done.wait(), 15)
+    finally:
+        feed._reader = real
+    gaps = [b - a for a, b in itertools.pairwise(calls[1:])]
+    assert all(gap >= 0.05 for gap in gaps), gaps
+    assert feed.reads >= 7 and seen.events == [], "own entries are skipped"
+
+
+async def test_closing_ends_the_reader_even_when_the_redis_client_swallows_the_cancel(
+    start_node: StartNode, stream: str
+) -> None:
+    """redis-py sometimes loses a task's cancel that lands as a reply arrives (5 of 150 blocked
+    XREADs cancelled at random moments, redis-py 8.2): the read returns as if nothing happened.
+    The reader must still stop, or closing the node waits for ever."""
+    _, feed, _ = await start_node("b", SHARED_REDIS, stream, linger=0.0)
+    reading = asyncio.Event()
+
+    class Swallowing:
+        async def xread(self, streams: dict[str, str], count: int, block: int) -> object:
+            reading.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.2)  # a blocked read whose cancel is lost
+            return []
+
+    real, feed._reader = feed._reader, Swallowing()  # type: ignore[assignment]
+    try:
+        await asyncio.wait_for(reading.wait(), 15)  # the real read in flight returned first
+        await asyncio.wait_for(feed.aclose(), 10)
+    finally:
+        if real is not None:
+            await real.aclose()
 
 
 def test_a_stream_entry_round_trips_and_entries_of_older_nodes_still_read() -> None:

@@ -59,6 +59,15 @@ STREAM = "watui:commits"
 PAGE = 1000
 """Events read from PostgreSQL per query when catching up."""
 
+LINGER = 0.02
+"""Seconds the reader waits before its next read while entries come in quick succession (the
+last read came within :data:`BUSY` of the one before): the next read then brings every entry
+that arrived meanwhile. One read costs the same fixed ~0.1–0.15 ms of CPU with one entry as with
+sixteen (redis-py, hiredis; 133 µs an entry read one by one, 12 µs sixteen at a time), so under
+load this is most of what following the other nodes costs. A quiet stream is read at once."""
+BUSY = 0.1
+"""Two reads this close together mean entries are coming fast: linger before the next."""
+
 EventsCallback = Callable[[list[Event]], None]
 SessionsCallback = Callable[[list[Session], list[str]], None]
 
@@ -137,6 +146,7 @@ class ClusterFeed:
         check_interval: float = 1.0,
         publish_queue: int = 10_000,
         block: float = 1.0,
+        linger: float = LINGER,
     ) -> None:
         self.store = store
         self.redis_url = redis_url
@@ -147,6 +157,7 @@ class ClusterFeed:
         self.poll_interval = poll_interval
         self.check_interval = check_interval
         self.block = block
+        self.linger = linger
         self.on_events: list[EventsCallback] = []
         self.on_sessions: list[SessionsCallback] = []
 
@@ -160,6 +171,8 @@ class ClusterFeed:
         self.published = 0
         self.publish_dropped = 0
         self.redis_reconnects = 0
+        self.reads = 0
+        """Reads of the stream (``XREAD`` calls that returned)."""
 
         self._pending: dict[int, Event] = {}
         self._complete_through = 0  # ids up to here that are not pending are gone from the log
@@ -172,6 +185,7 @@ class ClusterFeed:
         self._position: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._closing = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -204,6 +218,7 @@ class ClusterFeed:
         """Stop following; queued publications that were not sent are dropped."""
         with contextlib.suppress(ValueError):
             self.store.on_commit_batch.remove(self._on_local_commit)
+        self._closing = True  # redis-py may swallow a cancel that lands as a reply arrives
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -393,15 +408,20 @@ class ClusterFeed:
     async def _read_loop(self) -> None:
         assert self._reader is not None
         backoff = 0.1
-        while True:
+        last_read = float("-inf")
+        while not self._closing:  # a cancel redis-py swallowed ends the loop here (<= block)
             try:
                 if not self.redis_connected:
                     await self._join()
                     backoff = 0.1
                 assert self._position is not None
+                if self.linger > 0 and time.monotonic() - last_read < BUSY:
+                    await asyncio.sleep(self.linger)  # entries come fast: read them together
                 reply: Any = await self._reader.xread(
                     {self.stream: self._position}, count=500, block=int(self.block * 1000)
                 )
+                last_read = time.monotonic()
+                self.reads += 1
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         self._position = entry_id
@@ -425,24 +445,31 @@ class ClusterFeed:
                 backoff = min(backoff * 2, 2.0)
 
     async def _publish_loop(self) -> None:
+        """XADD each commit, in commit order; the commits queued meanwhile go together, in one
+        round trip (a pipeline, not a transaction)."""
         assert self._writer is not None
         failing = False
-        while True:
-            committed = await self._outbox.get()
+        while not self._closing:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty() and len(batch) < PAGE:
+                batch.append(self._outbox.get_nowait())
             try:
-                await self._writer.xadd(
-                    self.stream,
-                    encode(self.node_id, committed),  # type: ignore[arg-type]
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                async with self._writer.pipeline(transaction=False) as pipe:
+                    for committed in batch:
+                        pipe.xadd(
+                            self.stream,
+                            encode(self.node_id, committed),  # type: ignore[arg-type]
+                            maxlen=self.maxlen,
+                            approximate=True,
+                        )
+                    await pipe.execute()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self.publish_dropped += 1
+                self.publish_dropped += len(batch)
                 if not failing:
                     log.warning("cluster feed cannot publish to Redis (%s); other nodes catch up from PostgreSQL", exc)
                     failing = True
                 continue
-            self.published += 1
+            self.published += len(batch)
             failing = False

@@ -122,6 +122,9 @@ class _Scraped(Collector):
             for source in ("local", "redis", "postgresql"):
                 sources.add_metric([source], cluster[source])
             yield sources
+            yield CounterMetricFamily("watui_cluster_stream_reads", "Reads of the Redis stream of commits"
+                                      " (each brings every entry that arrived since the last)",
+                                      value=cluster["stream_reads"])
 
 
 class ServerMetrics:
@@ -195,4 +198,5 @@ def _cluster_figures(node: ClusterNode) -> dict[str, float]:
         "handed_off": node.handed_off, "stranded": node.stranded,
         "redis_connected": 1.0 if feed.redis_connected else 0.0,
         "local": feed.events_local, "redis": feed.events_from_redis, "postgresql": feed.events_from_pg,
+        "stream_reads": feed.reads,
     }
