@@ -18,7 +18,7 @@ as in tests/cluster/test_multinode.py. Four parts, each alone with ``--only`` (a
    node, ``kill -9`` it, time until every one of them is connected on another node, then start a
    replacement. p50/p99 over the kills, with ``--lease-ttl`` (default 4 s, the setting's
    default; takeover waits for the dead node's leases to expire, so it is about the TTL plus a
-   second), after the same rounds with ``--baseline-ttl`` (10 s, the default before) as the
+   fraction of a second), after the same rounds with ``--baseline-ttl`` (10 s, the default before) as the
    baseline. ``--skip-burst`` (as before) runs this part alone.
 
 A 2-core machine runs three nodes, PostgreSQL and Redis on the same two cores, so three nodes

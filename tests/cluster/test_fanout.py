@@ -312,11 +312,11 @@ async def test_commits_that_never_reached_redis_are_filled_from_postgres_while_r
     assert b_seen.mirror["q-tail"].description == "v1"
 
 
-async def test_while_entries_come_fast_the_reader_reads_them_together_at_most_once_a_linger(
+async def test_after_a_read_that_brought_entries_the_reader_waits_a_linger_before_the_next(
     start_node: StartNode, stream: str
 ) -> None:
-    """A reader that finds an entry each time it looks waits ``linger`` between two reads, so
-    the entries that arrive meanwhile come in one read (a read costs the same with one entry as
+    """After a read that brought entries the reader waits ``linger`` before the next, so the
+    entries that arrive meanwhile come in one read (a read costs the same with one entry as
     with many). The stand-in stream has an entry ready at every read: this node's own commits,
     which the reader skips without decoding."""
     _, feed, seen = await start_node("b", SHARED_REDIS, stream, linger=0.05)

@@ -7,9 +7,10 @@ heartbeat went stale), it adopts that instance's live leases at once and resumes
 heartbeats every :data:`~watui.cluster.nodes.HEARTBEAT_INTERVAL`, and every second (a third of
 the TTL, if that is shorter) renews the leases of the sessions it runs, in one statement (a lease it finds taken by another node
 means it was paused or cut off for longer than the TTL: it drops that session without
-writing). Every second it also looks for *orphans*, sessions that want a node (running, or
+writing). Every half second it also looks for *orphans*, sessions that want a node (running, or
 parked to resume) with no live lease, because their node died or handed them over on
-shutdown, and takes over as many as its capacity allows.
+shutdown, and takes over its share of them; when another node missed a heartbeat, the next
+look is timed for the moment that node's first lease lapses.
 
 When PostgreSQL does not answer, the node keeps running its sessions (nobody can claim them
 meanwhile), reports ``degraded`` health, and renews first thing when the database is back.
@@ -53,7 +54,7 @@ LAPSE_MARGIN = 0.02
 RENEW_INTERVAL = 1.0
 """Seconds between two renewals (one statement for all of a node's leases): with the default
 TTL of 4 s a dead node's leases lapse 3 to 4 s after its death, and its sessions run elsewhere
-about a second later."""
+a fraction of a second later (the look for them is timed to the lapse, see :data:`SUSPECT_AFTER`)."""
 TAKEOVER_BATCH = 100
 """Sessions claimed at most per look (the rest on the next ones, or by other nodes)."""
 
