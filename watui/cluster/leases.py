@@ -244,8 +244,14 @@ class Leases:
         if not held:
             return set()
         since = time.monotonic()
-        rows = await self.pool.fetch(
-            RENEW, self.node_id, self.ttl, list(held), list(held.values()), self.instance)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Planned for the array's real length. asyncpg prepares its statements, and after
+            # five runs PostgreSQL may keep a generic plan, which guesses ten elements and
+            # scans the array once per lease: 0.23 s for 1,000 leases instead of 0.01 s, and
+            # quadratic, so a node with 10,000 could not renew within its TTL.
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            rows = await conn.fetch(
+                RENEW, self.node_id, self.ttl, list(held), list(held.values()), self.instance)
         renewed = {row[0] for row in rows}
         for session_id in renewed:
             if self.tokens.get(session_id) == held[session_id]:
