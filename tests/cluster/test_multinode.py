@@ -83,6 +83,7 @@ def test_create_on_one_node_scan_on_another_list_on_a_third(cluster: Cluster) ->
     assert metric(cluster, "n1", "watui_cluster_leases") == 1
     assert metric(cluster, "n3", "watui_cluster_redis_connected") == 1
     assert metric(cluster, "n3", "watui_cluster_events_delivered_total", source="redis") > 0
+    assert metric(cluster, "n3", "watui_cluster_stream_reads_total") > 0
 
 
 def metric(c: Cluster, via: str, name: str, **labels: str) -> float:

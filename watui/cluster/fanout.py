@@ -171,7 +171,7 @@ class ClusterFeed:
         self.publish_dropped = 0
         self.redis_reconnects = 0
         self.reads = 0
-        """Reads of the stream (``XREAD`` calls that returned)."""
+        """Reads of the stream that brought entries (one ``XREAD`` may bring many)."""
 
         self._pending: dict[int, Event] = {}
         self._complete_through = 0  # ids up to here that are not pending are gone from the log
@@ -419,7 +419,8 @@ class ClusterFeed:
                 reply: Any = await self._reader.xread(
                     {self.stream: self._position}, count=500, block=int(self.block * 1000)
                 )
-                self.reads += 1
+                if reply:
+                    self.reads += 1
                 lingering = self.linger > 0 and bool(reply)
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:

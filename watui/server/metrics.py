@@ -122,8 +122,8 @@ class _Scraped(Collector):
             for source in ("local", "redis", "postgresql"):
                 sources.add_metric([source], cluster[source])
             yield sources
-            yield CounterMetricFamily("watui_cluster_stream_reads", "Reads of the Redis stream of commits"
-                                      " (each brings every entry that arrived since the last)",
+            yield CounterMetricFamily("watui_cluster_stream_reads", "Reads of the Redis stream of commits that"
+                                      " brought entries (each brings every entry that arrived since the last)",
                                       value=cluster["stream_reads"])
 
 
