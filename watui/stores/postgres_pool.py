@@ -4,9 +4,10 @@ asyncpg resets a connection each time it goes back to its pool: one more round t
 more transaction on the server, with ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
 UNLISTEN *; RESET ALL;``. watui keeps no session state on a pooled connection: its advisory
 locks are transaction locks (``pg_advisory_xact_lock``), it declares no cursor outside a
-transaction, listens to nothing and never ``SET``\\ s anything (a connection's settings are
-given when it opens). So its connections skip that query. A transaction left open (a task
-cancelled inside one) is still rolled back before the connection is reused: asyncpg's
+transaction, listens to nothing and sets nothing beyond a transaction (a connection's
+settings are given when it opens; the lease renewal's ``SET LOCAL`` ends with its
+transaction). So its connections skip that query. A transaction left open (a task cancelled
+inside one) is still rolled back before the connection is reused: asyncpg's
 :meth:`~asyncpg.Connection.reset` does that before it sends the query, and sends none here.
 
 Measured on an idle cluster node: half of the node's round trips to PostgreSQL were these

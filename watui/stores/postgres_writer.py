@@ -266,8 +266,7 @@ class PostgresWriter(GroupCommitWriter):
                 batch[index].future.set_exception(LeaseLost(session_id))
 
     async def _writer_connection(self) -> asyncpg.Connection:
-        """The writer keeps one connection (handing it back to the pool after each commit
-        would cost a reset round trip every time)."""
+        """The writer keeps one connection: a commit never waits for one from the pool."""
         if not _alive(self._writer):
             self._writer = await self._pool.acquire()
         return self._writer
