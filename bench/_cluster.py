@@ -316,7 +316,8 @@ def link_sessions(watch: EventWatch, clients: dict[str, httpx.Client],
 
 
 def clients_for(cluster: Cluster) -> dict[str, httpx.Client]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # Above the most calls any benchmark keeps in flight, so one node gets them all at once.
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     return {name: httpx.Client(base_url=node.base_url, timeout=30, limits=limits,
                                headers={"Authorization": f"Bearer {cluster.admin_key}"})
             for name, node in cluster.nodes.items()}

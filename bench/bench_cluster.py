@@ -11,7 +11,8 @@ as in tests/cluster/test_multinode.py. Four parts, each alone with ``--only`` (a
    one node is the baseline, the same load on three nodes, same run.
 2. ``efficiency`` (bench/bench_cluster_efficiency.py): **work per CPU-second** with three nodes
    over one (goal ≥ 0.8), for sessions created and linked (``--eff-sessions``) and messages
-   sent and received (``--eff-messages``); CPU of the nodes, their PostgreSQL backends and Redis.
+   sent and received (``--eff-messages``); CPU of the nodes, their PostgreSQL backends and Redis;
+   at each load of ``--eff-workers`` (calls in flight; 16, a light load, and 144 by default).
 3. ``routing`` (bench/bench_cluster_routing.py): p50/p99 of a send answered by the node that
    runs the session against the same send through another node, ``--route-calls`` of each.
 4. ``failover`` (bench/bench_cluster_failover.py): ``--kills`` times, link 5 sessions on one
@@ -49,7 +50,9 @@ def main() -> None:
                         help="sessions created and linked per cluster size [200]")
     parser.add_argument("--eff-messages", type=int, default=1500,
                         help="messages per cluster size, half sent and half received [1500]")
-    parser.add_argument("--eff-workers", type=int, default=16, help="calls in flight [16]")
+    parser.add_argument("--eff-workers", type=int, action="append",
+                        help="calls in flight; repeat to measure at several loads"
+                             f" [{' and '.join(map(str, eff.LOADS))}]")
     parser.add_argument("--eff-rounds", type=int, default=1,
                         help="measure 1 and 3 nodes this many times (1, 3, then 3, 1, …) [1]")
     parser.add_argument("--route-calls", type=int, default=300, help="timed sends of each kind [300]")
@@ -77,8 +80,9 @@ def main() -> None:
                 Figure("events/s, 3 nodes", e3, "/s", note=f"{e3 / e1:.2f}x of one node"),
             ])
         if "efficiency" in parts:
-            runs = eff.efficiency(root / "efficiency", args.eff_sessions, args.eff_messages, args.eff_workers,
-                                  args.eff_rounds)
+            runs = [run for workers in args.eff_workers or eff.LOADS
+                    for run in eff.efficiency(root / f"efficiency-{workers}", args.eff_sessions, args.eff_messages,
+                                              workers, args.eff_rounds)]
             figures, breakdown = eff.figures(runs)
             print("\nCPU-seconds by process kind (nodes, their PostgreSQL backends, redis-server)")
             print("\n".join(breakdown))

@@ -7,10 +7,16 @@ the cluster's ``redis-server``; not the benchmark's own client. Two phases per c
 measured with the same workload:
 
 - **sessions linked**: create (with start) on the nodes round-robin, wait for ``qr_ready``,
-  ``simulate scan``, wait for ``connected``, ``--workers`` sessions in flight;
+  ``simulate scan``, wait for ``connected``, ``--eff-workers`` sessions in flight;
 - **messages**: ``--eff-messages`` over those sessions, alternately a send (``POST …/messages``,
   later ``delivered`` and ``read`` receipts) and a received one (``simulate message``), each
   to the node that runs the session; the phase ends when every send is ``read``.
+
+The work is measured at each load (calls in flight, :data:`LOADS` by default), both sizes
+alike. The load changes the answer: at 16 in flight a single node is far from busy, and three
+nodes share the same calls, so each does a third as much on every wake-up of its event loop and
+pays the wake-ups, the heartbeats and the following of the others' commits in full (see
+docs/cluster.md, "Efficiency"); at 144 in flight every node has work waiting.
 
 Before the phases, each cluster idles a few seconds under the meter: what the nodes cost with
 nothing to do (heartbeats, lease renewals, orphan scans), which a bigger cluster pays once per
@@ -44,6 +50,8 @@ from bench._cluster import (
 from bench._util import Figure, load_average
 from watui.config import Settings
 
+LOADS = (16, 144)
+"""Calls in flight the efficiency is measured at by default: a light load and a busy one."""
 WARM_UP = 3
 """Sessions per node linked (and messages sent) before measuring: pools open, code paths warm."""
 IDLE = 4.0
@@ -81,6 +89,8 @@ class Phase:
 @dataclass
 class Run:
     nodes: int
+    workers: int
+    """Calls in flight (the load)."""
     phases: dict[str, Phase] = field(default_factory=dict)
 
 
@@ -104,7 +114,7 @@ def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int) 
     cluster = running.cluster
     clients = clients_for(cluster)
     meter = CpuMeter(cluster_roots(cluster), running.database)
-    run = Run(nodes)
+    run = Run(nodes, workers)
     try:
         with EventWatch(clients["n1"]) as watch:
             warm = link_sessions(watch, clients, range(WARM_UP * nodes), "w", workers)
@@ -167,13 +177,13 @@ def efficiency(root: Path, sessions: int, messages: int, workers: int, rounds: i
 
 def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
     """The efficiency figures, and the lines of a breakdown of where the CPU went."""
-    lines = [f"{'phase':<18} {'nodes':>5} {'work':>5} {'wall s':>6} {'watui':>6} {'postgres':>8} {'redis':>5} "
+    lines = [f"{'phase':<18} {'nodes':>5} {'load':>4} {'work':>5} {'wall s':>6} {'watui':>6} {'postgres':>8} {'redis':>5} "
              f"{'total':>6} {'work/CPU-s':>10} {'PG xacts':>8}  {'watui by node':<20} {'events local/redis/pg':<21}  load"]
     for run in runs:
         for name, phase in run.phases.items():
             by_node = "/".join(f"{v:.2f}" for k, v in sorted(phase.cpu.items()) if k.startswith("watui"))
             feed = "/".join(f"{phase.counts.get(k, 0):.0f}" for k in ("local", "redis", "postgresql"))
-            lines.append(f"{name:<18} {run.nodes:>5} {phase.work:>5} {phase.wall:>6.1f} {phase.kind('watui'):>6.2f} "
+            lines.append(f"{name:<18} {run.nodes:>5} {run.workers:>4} {phase.work:>5} {phase.wall:>6.1f} {phase.kind('watui'):>6.2f} "
                          f"{phase.kind('postgres'):>8.2f} {phase.kind('redis'):>5.2f} {phase.total:>6.2f} "
                          f"{phase.work / phase.total if phase.work else 0:>10.1f} {phase.counts.get('xacts', 0):>8.0f}  {by_node:<20} {feed:<21}  "
                          f"{phase.load}")
@@ -181,7 +191,7 @@ def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
     for run in runs:
         idle, held = run.phases.get(f"idle ({IDLE:g} s)"), run.phases.get(LINKED_IDLE)
         linked = run.phases["sessions linked"].work + WARM_UP * run.nodes
-        if idle is not None and held is not None:
+        if idle is not None and held is not None and run.workers == runs[0].workers:
             out.append(Figure(
                 f"PostgreSQL transactions a second, {run.nodes} node(s), {linked} sessions held",
                 held.counts.get("xacts", 0) / held.wall, "/s",
@@ -190,12 +200,15 @@ def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
                 f"PostgreSQL rows updated a second, {run.nodes} node(s), {linked} sessions held",
                 held.counts.get("rows updated", 0) / held.wall, "/s",
                 note=f"with {WARM_UP * run.nodes} sessions: {idle.counts.get('rows updated', 0) / idle.wall:.1f}/s"))
-    for name in ("sessions linked", "messages"):
-        rate = {n: sum(r.phases[name].work for r in runs if r.nodes == n)
-                / sum(r.phases[name].total for r in runs if r.nodes == n) for n in (1, 3)}
-        out += [
-            Figure(f"{name} per CPU-s, 1 node (baseline)", rate[1], "/CPU-s"),
-            Figure(f"{name} per CPU-s, 3 nodes", rate[3], "/CPU-s"),
-            Figure(f"efficiency, {name} (3 nodes / 1)", rate[3] / rate[1], "", goal=0.8, op=">=", digits=2),
-        ]
+    for workers in dict.fromkeys(r.workers for r in runs):
+        at = [r for r in runs if r.workers == workers]
+        for name in ("sessions linked", "messages"):
+            rate = {n: sum(r.phases[name].work for r in at if r.nodes == n)
+                    / sum(r.phases[name].total for r in at if r.nodes == n) for n in (1, 3)}
+            out += [
+                Figure(f"{name} per CPU-s, 1 node, {workers} in flight (baseline)", rate[1], "/CPU-s"),
+                Figure(f"{name} per CPU-s, 3 nodes, {workers} in flight", rate[3], "/CPU-s"),
+                Figure(f"efficiency, {name}, {workers} in flight (3 nodes / 1)", rate[3] / rate[1], "",
+                       goal=0.8, op=">=", digits=2),
+            ]
     return out, lines
