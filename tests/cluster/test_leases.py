@@ -271,6 +271,31 @@ async def test_a_renewal_is_planned_for_the_leases_it_carries_never_with_a_gener
     assert plans["generic_plans"] == 0 and plans["custom_plans"] >= 10
 
 
+async def test_renewals_rewrite_lease_rows_in_place_and_leave_the_indexes_alone(open_nodes: OpenNodes) -> None:
+    """A renewal changes only ``expires_at``, which no index covers: PostgreSQL makes each a HOT
+    update (the new version on the same page, no index entry). Were any index on it, every
+    renewal would add an entry per lease to every index: 20 renewals of 500 leases, 30,000."""
+    (a,) = await open_nodes(1)
+    ids = [f"h{i}" for i in range(500)]
+    await a.pool.execute(
+        "INSERT INTO leases(session_id, owner, node_id, instance, token, expires_at)"
+        " SELECT id, 'alice', 'A', 'i1', n, now() + interval '1 minute'"
+        " FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)", ids)
+    leases = Leases(a.pool, "A", 60, instance="i1")
+    leases.tokens = {sid: n for n, sid in enumerate(ids, start=1)}
+    sizes = ("SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index"
+             " WHERE indrelid = 'leases'::regclass ORDER BY 1")
+    before = dict(await a.fetchall(sizes))
+    assert set(before) >= {"leases_pkey", "leases_owner", "leases_node"}
+    for _ in range(20):
+        assert await leases.renew() == set()
+    after = dict(await a.fetchall(sizes))
+    grown = {name: after[name] - before[name] for name in before}
+    assert all(size <= 8192 for size in grown.values()), f"bytes each index grew by: {grown}"
+    live = await a.pool.fetchval("SELECT count(*) FROM leases WHERE expires_at > now() + interval '50 seconds'")
+    assert live == 500
+
+
 async def test_the_migration_backfills_which_sessions_want_a_node(open_nodes: OpenNodes) -> None:
     (store,) = await open_nodes(1)
     rows = {s.id: s for s in (session(), session(status=Status.STOPPED),
