@@ -16,7 +16,7 @@ The work is measured at each load (calls in flight, :data:`LOADS` by default), b
 alike. The load changes the answer: at 16 in flight a single node is far from busy, and three
 nodes share the same calls, so each does a third as much on every wake-up of its event loop and
 pays the wake-ups, the heartbeats and the following of the others' commits in full (see
-docs/cluster.md, "Efficiency"); at 144 in flight every node has work waiting.
+docs/cluster.md, "Measured: efficiency and routing"); at 144 in flight every node has work waiting.
 
 Before the phases, each cluster idles a few seconds under the meter: what the nodes cost with
 nothing to do (heartbeats, lease renewals, orphan scans), which a bigger cluster pays once per

@@ -246,6 +246,19 @@ async def test_a_look_for_orphans_counts_them_and_times_the_first_lapse_of_a_nod
     assert found.count == 2 and found.next_lapse is None, "a released lease is an orphan, not a lapse to come"
 
 
+async def held_by_a(store: PostgresStore, count: int) -> Leases:
+    """``count`` live lease rows (a minute left) of node A's instance i1, and its :class:`Leases`
+    holding them, written straight into the table."""
+    ids = [f"r{i}" for i in range(count)]
+    await store.pool.execute(
+        "INSERT INTO leases(session_id, owner, node_id, instance, token, expires_at)"
+        " SELECT id, 'alice', 'A', 'i1', n, now() + interval '1 minute'"
+        " FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)", ids)
+    leases = Leases(store.pool, "A", 60, instance="i1")
+    leases.tokens = {sid: n for n, sid in enumerate(ids, start=1)}
+    return leases
+
+
 async def test_a_renewal_is_planned_for_the_leases_it_carries_never_with_a_generic_plan(
     open_nodes: OpenNodes,
 ) -> None:
@@ -255,13 +268,7 @@ async def test_a_renewal_is_planned_for_the_leases_it_carries_never_with_a_gener
     leases instead of 0.01 s, quadratic): every renewal must be planned for its own arrays."""
     (a,) = await open_nodes(1, pool_size=1)
     await a.write(sessions=[session()])  # the writer keeps one of the pool's two connections
-    ids = [f"r{i}" for i in range(1000)]
-    await a.pool.execute(
-        "INSERT INTO leases(session_id, owner, node_id, instance, token, expires_at)"
-        " SELECT id, 'alice', 'A', 'i1', n, now() + interval '1 minute'"
-        " FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)", ids)
-    leases = Leases(a.pool, "A", 60, instance="i1")
-    leases.tokens = {sid: n for n, sid in enumerate(ids, start=1)}
+    leases = await held_by_a(a, 1000)
     for _ in range(10):
         assert await leases.renew() == set()
     plans = await a.pool.fetchrow(
@@ -276,13 +283,7 @@ async def test_renewals_rewrite_lease_rows_in_place_and_leave_the_indexes_alone(
     update (the new version on the same page, no index entry). Were any index on it, every
     renewal would add an entry per lease to every index: 20 renewals of 500 leases, 30,000."""
     (a,) = await open_nodes(1)
-    ids = [f"h{i}" for i in range(500)]
-    await a.pool.execute(
-        "INSERT INTO leases(session_id, owner, node_id, instance, token, expires_at)"
-        " SELECT id, 'alice', 'A', 'i1', n, now() + interval '1 minute'"
-        " FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)", ids)
-    leases = Leases(a.pool, "A", 60, instance="i1")
-    leases.tokens = {sid: n for n, sid in enumerate(ids, start=1)}
+    leases = await held_by_a(a, 500)
     sizes = ("SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index"
              " WHERE indrelid = 'leases'::regclass ORDER BY 1")
     before = dict(await a.fetchall(sizes))
