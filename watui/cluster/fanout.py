@@ -57,7 +57,8 @@ STREAM = "watui:commits"
 """The Redis Stream every node publishes its commits to."""
 
 PAGE = 1000
-"""Events read from PostgreSQL per query when catching up."""
+"""Events read from PostgreSQL per query when catching up; also the most commits the publisher
+sends to Redis in one pipeline."""
 
 LINGER = 0.05
 """Seconds the reader waits, after a read that brought entries, before its next read: that one
