@@ -312,6 +312,26 @@ async def test_commits_that_never_reached_redis_are_filled_from_postgres_while_r
     assert b_seen.mirror["q-tail"].description == "v1"
 
 
+async def test_a_snapshot_held_from_redis_never_overwrites_a_newer_reload_from_postgres(
+    start_node: StartNode,
+) -> None:
+    """Redis brings commit 2 of three while commit 1 is missing: its snapshot waits for its
+    events. The gap is filled from PostgreSQL, which reloads the session as it is after commit
+    3 and hands that out at once; when commit 2's turn comes, its older snapshot must not
+    replace it (commit 3's events came from PostgreSQL, with no snapshot of their own)."""
+    a_store, _, _ = await start_node("a", None)
+    _, b_feed, b_seen = await start_node("b", None, poll_interval=60.0, check_interval=60.0)
+    start = b_feed.delivered_id
+    written = [await a_store.write(events=[event("a-s", "a", v)], sessions=[session("a-s", "a", v)])
+               for v in (1, 2, 3)]
+    assert [w.events[0].id for w in written] == [start + 1, start + 2, start + 3]
+    b_feed._on_remote_commit("a", Committed(events=written[1].events, sessions=[session("a-s", "a", 2)]))
+    assert b_feed.delivered_id == start, "commit 2 waits for commit 1"
+    await b_feed.catch_up()
+    assert [e.id for e in b_seen.events] == [start + 1, start + 2, start + 3]
+    assert b_seen.mirror["a-s"].description == "v3"
+
+
 async def test_after_a_read_that_brought_entries_the_reader_waits_a_linger_before_the_next(
     start_node: StartNode, stream: str
 ) -> None:

@@ -27,7 +27,8 @@ every session snapshot the other nodes write. :class:`ClusterFeed` does that:
   sees the session it describes. When events were recovered from PostgreSQL instead, the
   sessions they touch are reloaded from PostgreSQL (a missing row = deleted) and handed over the
   same way; a late Redis copy of such a commit then brings only the snapshots of sessions its
-  events did not touch. A snapshot written without any event, while Redis was down, is seen with
+  events did not touch, and a copy waiting for a gap before its events drops those the read
+  that filled the gap reloaded past it. A snapshot written without any event, while Redis was down, is seen with
   the next event of that session or the next reload. Reloads may name sessions this node runs
   itself: consumers keep their own version of those.
 """
@@ -181,6 +182,10 @@ class ClusterFeed:
         self._complete_through = 0  # ids up to here that are not pending are gone from the log
         self._known_id = 0  # the newest id known to be committed
         self._held: dict[str, deque[_Held]] = {}
+        self._reloaded: dict[str, int] = {}
+        """Sessions a read from PostgreSQL reloaded and handed out, each with the newest event id
+        committed when it was read: a snapshot held from Redis for a commit at or below that id
+        is older than the one handed out, and is dropped when its turn comes."""
         self._wake = asyncio.Event()
         self._outbox: asyncio.Queue[Committed] = asyncio.Queue(publish_queue)
         self._reader: aioredis.Redis | None = None
@@ -292,6 +297,8 @@ class ClusterFeed:
                 self.delivered_id = min(self._complete_through, upcoming - 1)
                 continue
             break
+        if self._reloaded:  # every held snapshot at or below these ids was released by now
+            self._reloaded = {sid: upto for sid, upto in self._reloaded.items() if upto > self.delivered_id}
         if self._pending:
             self._wake.set()  # a gap: the catch-up task fills it if Redis does not
 
@@ -307,6 +314,10 @@ class ClusterFeed:
                     # Its events came from PostgreSQL first, with a newer reload of the
                     # sessions they touch: this copy of those would be older.
                     sessions = [s for s in sessions if s.id not in held.touched]
+                if held.first_id is not None and self._reloaded:
+                    # A read from PostgreSQL that filled a gap before this commit's events
+                    # reloaded some of its sessions as they are after it.
+                    sessions = [s for s in sessions if self._reloaded.get(s.id, 0) < held.first_id]
                 if sessions or deleted:
                     self._emit_sessions(sessions, deleted)
 
@@ -386,6 +397,8 @@ class ClusterFeed:
         sessions, deleted = await self.store.load_sessions_by_id(touched) if touched else ([], [])
         self.events_from_pg += self._accept(recovered)
         self._complete_through = max(self._complete_through, newest, rows[-1].id if rows else 0)
+        for session_id in touched:  # read after every event up to here
+            self._reloaded[session_id] = self._complete_through
         self._known_id = max(self._known_id, self._complete_through)
         if sessions or deleted:
             self._emit_sessions(sessions, deleted)
