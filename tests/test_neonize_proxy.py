@@ -136,9 +136,11 @@ class Socks5Proxy(LoopbackProxy):
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         version, count = await reader.readexactly(2)
         methods = await reader.readexactly(count)
+        # Each dial is noted before the answer: the client may act on the answer (and the
+        # test read the dials) before this thread runs again.
         if version != 5 or 2 not in methods:  # no username/password offered
-            writer.write(b"\x05\xff")
             self._note(self.dials, Dial(None, None, None))
+            writer.write(b"\x05\xff")
             return
         writer.write(b"\x05\x02")
         await writer.drain()
@@ -147,9 +149,9 @@ class Socks5Proxy(LoopbackProxy):
         (size,) = await reader.readexactly(1)
         password = (await reader.readexactly(size)).decode()
         if (username, password) != (self.username, self.password):
+            self._note(self.dials, Dial(username, password, None))
             writer.write(b"\x01\x01")
             await writer.drain()
-            self._note(self.dials, Dial(username, password, None))
             return
         writer.write(b"\x01\x00")
         await writer.drain()
