@@ -8,6 +8,7 @@ database) is the benchmarks' too; tests/ is a directory of modules, not a packag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
@@ -33,7 +34,7 @@ from cluster.cluster_helpers import (
 )
 from pg_server import SERVER
 
-__all__ = ["LEASE_TTL", "TO", "Cluster", "CpuMeter", "EventWatch", "Running", "clients_for", "cluster_roots",
+__all__ = ["LEASE_TTL", "TO", "Cluster", "CpuMeter", "EventWatch", "Running", "Usage", "clients_for", "cluster_roots",
            "database_counters", "feed_counts", "link_sessions", "start_cluster", "transactions", "wait_until"]
 
 TO = "+14155550123"
@@ -75,14 +76,48 @@ def start_cluster(root: Path, nodes: int, lease_ttl: float = LEASE_TTL, **env: s
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, int, float] | None:
-    """(parent pid, start time, CPU seconds of the process and its reaped children)."""
+class Usage(NamedTuple):
+    """What a process (or a kind of them) used: CPU seconds in user space and in the kernel, and
+    how many times its threads were switched out (voluntarily or not)."""
+
+    user: float = 0.0
+    system: float = 0.0
+    switches: int = 0
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    def __add__(self, other: object) -> Usage:
+        assert isinstance(other, Usage)
+        return Usage(self.user + other.user, self.system + other.system, self.switches + other.switches)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.user - other.user, self.system - other.system, self.switches - other.switches)
+
+
+def _stat(pid: int) -> tuple[int, int, float, float] | None:
+    """(parent pid, start time, user and system CPU seconds of the process and its reaped
+    children)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     # after "pid (comm)": state ppid … utime(11) stime(12) cutime(13) cstime(14) … starttime(19)
-    return int(fields[1]), int(fields[19]), sum(int(f) for f in fields[11:15]) / TICK
+    return (int(fields[1]), int(fields[19]), (int(fields[11]) + int(fields[13])) / TICK,
+            (int(fields[12]) + int(fields[14])) / TICK)
+
+
+def _switches(pid: int) -> int:
+    """Context switches of every thread of the process so far."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                    if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
+                        total += int(line.split()[1])
+    return total
 
 
 def _cmdline(pid: int) -> str:
@@ -94,7 +129,9 @@ def _cmdline(pid: int) -> str:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds (user + system) used by everything that serves one cluster, by kind.
+    """CPU seconds (user + system) used by everything that serves one cluster, by kind; and,
+    after :meth:`stop`, the same split into user and system time with the context switches
+    (:attr:`usage`).
 
     ``watui <node>``: each node's process and its descendants; ``postgres``: the backends connected
     to the cluster's database (found by their process title, which names the database);
@@ -108,8 +145,10 @@ class CpuMeter:
     """The processes to follow, by kind (their descendants count as the same kind)."""
     database: str
     every: float = 0.25
-    _first: dict[tuple[int, int], float] = field(default_factory=dict)
-    _last: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    """By kind, what the last measurement used (set by :meth:`stop`)."""
+    _first: dict[tuple[int, int], Usage] = field(default_factory=dict)
+    _last: dict[tuple[int, int], tuple[str, Usage]] = field(default_factory=dict)
     _backends: dict[tuple[int, int], bool] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -122,11 +161,11 @@ class CpuMeter:
             self._backends[key] = line.startswith("postgres:") and f" {self.database} " in line
         return self._backends[key]
 
-    def _sample(self) -> dict[tuple[int, int], tuple[str, float]]:
+    def _sample(self) -> dict[tuple[int, int], tuple[str, Usage]]:
         stats = {pid: s for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if (s := _stat(pid))}
         kinds = {pid: kind for pid, kind in self.roots().items() if pid in stats}
         children: dict[int, list[int]] = defaultdict(list)
-        for pid, (ppid, started, _) in stats.items():
+        for pid, (ppid, started, _, _) in stats.items():
             children[ppid].append(pid)
             if pid not in kinds and self._ours(pid, started):
                 kinds[pid] = "postgres"
@@ -137,14 +176,15 @@ class CpuMeter:
                 if child not in kinds:
                     kinds[child] = kinds[pid]
                     todo.append(child)
-        return {(pid, stats[pid][1]): (kind, stats[pid][2]) for pid, kind in kinds.items()}
+        return {(pid, stats[pid][1]): (kind, Usage(stats[pid][2], stats[pid][3], _switches(pid)))
+                for pid, kind in kinds.items()}
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             self._last.update(self._sample())
 
     def start(self) -> CpuMeter:
-        self._first = {key: cpu for key, (_, cpu) in self._sample().items()}
+        self._first = {key: used for key, (_, used) in self._sample().items()}
         self._last = {}
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
@@ -157,10 +197,11 @@ class CpuMeter:
         if self._thread is not None:
             self._thread.join()
         self._last.update(self._sample())
-        used: dict[str, float] = defaultdict(float)
-        for key, (kind, cpu) in self._last.items():
-            used[kind] += cpu - self._first.get(key, 0.0)  # a process born since: all of its time
-        return dict(used)
+        usage: dict[str, Usage] = defaultdict(Usage)
+        for key, (kind, used) in self._last.items():
+            usage[kind] += used - self._first.get(key, Usage())  # a process born since: all of it
+        self.usage = dict(usage)
+        return {kind: used.cpu for kind, used in self.usage.items()}
 
 
 def cluster_roots(cluster: Cluster) -> Callable[[], dict[int, str]]:

@@ -12,7 +12,9 @@ as in tests/cluster/test_multinode.py. Four parts, each alone with ``--only`` (a
 2. ``efficiency`` (bench/bench_cluster_efficiency.py): **work per CPU-second** with three nodes
    over one (goal ≥ 0.8), for sessions created and linked (``--eff-sessions``) and messages
    sent and received (``--eff-messages``); CPU of the nodes, their PostgreSQL backends and Redis;
-   at each load of ``--eff-workers`` (calls in flight; 16, a light load, and 144 by default).
+   at each load of ``--eff-workers`` (calls in flight; 16, a light load, and 144 by default);
+   with ``--eff-share``, also one node at each node's share of the three-node load, which
+   splits the efficiency into what the lighter load costs a node and what the cluster costs.
 3. ``routing`` (bench/bench_cluster_routing.py): p50/p99 of a send answered by the node that
    runs the session against the same send through another node, ``--route-calls`` of each.
 4. ``failover`` (bench/bench_cluster_failover.py): ``--kills`` times, link 5 sessions on one
@@ -53,6 +55,9 @@ def main() -> None:
     parser.add_argument("--eff-workers", type=int, action="append",
                         help="calls in flight; repeat to measure at several loads"
                              f" [{' and '.join(map(str, eff.LOADS))}]")
+    parser.add_argument("--eff-share", action="store_true",
+                        help="also measure one node at each node's share of the three-node load"
+                             " (a third of the work and of the calls in flight)")
     parser.add_argument("--eff-rounds", type=int, default=1,
                         help="measure 1 and 3 nodes this many times (1, 3, then 3, 1, …) [1]")
     parser.add_argument("--route-calls", type=int, default=300, help="timed sends of each kind [300]")
@@ -82,7 +87,7 @@ def main() -> None:
         if "efficiency" in parts:
             runs = [run for workers in args.eff_workers or eff.LOADS
                     for run in eff.efficiency(root / f"efficiency-{workers}", args.eff_sessions, args.eff_messages,
-                                              workers, args.eff_rounds)]
+                                              workers, args.eff_rounds, share=args.eff_share)]
             figures, breakdown = eff.figures(runs)
             print("\nCPU-seconds by process kind (nodes, their PostgreSQL backends, redis-server)")
             print("\n".join(breakdown))

@@ -18,6 +18,12 @@ nodes share the same calls, so each does a third as much on every wake-up of its
 pays the wake-ups, the heartbeats and the following of the others' commits in full (see
 docs/cluster.md, "Measured: efficiency and routing"); at 144 in flight every node has work waiting.
 
+With ``share`` (``--eff-share``), one node is also measured at each node's share of the
+three-node load: a third of the work at a third of the calls in flight. Three nodes against
+it is what the cluster itself costs (following, heartbeats, leases, more processes); it
+against one node with all of the load is what the lighter load alone costs a node. The
+breakdown splits the nodes' CPU into user and system time and counts their context switches.
+
 Before the phases, each cluster idles a few seconds under the meter: what the nodes cost with
 nothing to do (heartbeats, lease renewals, orphan scans), which a bigger cluster pays once per
 node. After them, three nodes run the messages again all on n1's sessions, a diagnostic: what
@@ -40,6 +46,7 @@ from bench._cluster import (
     TO,
     CpuMeter,
     EventWatch,
+    Usage,
     clients_for,
     cluster_roots,
     database_counters,
@@ -77,6 +84,11 @@ class Phase:
     counts: dict[str, float] = field(default_factory=dict)
     """Events the nodes' fan-out delivered meanwhile, by source (summed over the nodes), and
     ``xacts``: the transactions PostgreSQL counted for the cluster's database."""
+    usage: dict[str, Usage] = field(default_factory=dict)
+    """The same CPU by kind split into user and system time, with the context switches."""
+
+    def nodes(self) -> Usage:
+        return sum((v for k, v in self.usage.items() if k.startswith("watui")), Usage())
 
     def kind(self, prefix: str) -> float:
         return sum(v for k, v in self.cpu.items() if k.startswith(prefix))
@@ -92,6 +104,9 @@ class Run:
     workers: int
     """Calls in flight (the load)."""
     phases: dict[str, Phase] = field(default_factory=dict)
+    share_of: int = 0
+    """Not 0: one node at each node's share of the three-node load at ``share_of`` in flight (a
+    third of the work and of the calls), a reference rather than a size compared."""
 
 
 def timed(meter: CpuMeter, clients: dict[str, httpx.Client], work: int, action: Callable[[], object]) -> Phase:
@@ -102,19 +117,20 @@ def timed(meter: CpuMeter, clients: dict[str, httpx.Client], work: int, action: 
     action()
     wall = time.perf_counter() - started
     cpu = meter.stop()
+    usage = meter.usage
     after = feed_counts(clients)
     time.sleep(STATS_DELAY)
     now_xacts, now_updated = database_counters(meter.database)
     after["xacts"], after["rows updated"] = now_xacts - xacts, now_updated - updated
-    return Phase(work, wall, cpu, load_average(), {k: v - before.get(k, 0.0) for k, v in after.items()})
+    return Phase(work, wall, cpu, load_average(), {k: v - before.get(k, 0.0) for k, v in after.items()}, usage)
 
 
-def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int) -> Run:
+def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int, *, share_of: int = 0) -> Run:
     running = start_cluster(root, nodes, lease_ttl=Settings.model_fields["lease_ttl"].default)
     cluster = running.cluster
     clients = clients_for(cluster)
     meter = CpuMeter(cluster_roots(cluster), running.database)
-    run = Run(nodes, workers)
+    run = Run(nodes, workers, share_of=share_of)
     try:
         with EventWatch(clients["n1"]) as watch:
             warm = link_sessions(watch, clients, range(WARM_UP * nodes), "w", workers)
@@ -131,7 +147,7 @@ def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int) 
                 on_n1 = [pair for pair in linked if pair[0] == "n1"]
                 run.phases[ONE_NODE] = timed(meter, clients, messages,
                                              lambda: send_all(clients, watch, on_n1, messages, workers))
-        print(f"  {nodes} node(s): " + ", ".join(f"{name} {phase.wall:.1f} s" for name, phase in run.phases.items()),
+        print(f"  {nodes} node(s){' (a share)' if share_of else ''}: " + ", ".join(f"{name} {phase.wall:.1f} s" for name, phase in run.phases.items()),
               flush=True)
     finally:
         for client in clients.values():
@@ -164,34 +180,44 @@ def send_all(clients: dict[str, httpx.Client], watch: EventWatch, linked: list[t
     watch.wait(lambda: watch.receipts["read"] - read_before >= sends, f"{sends} read receipts", timeout=120)
 
 
-def efficiency(root: Path, sessions: int, messages: int, workers: int, rounds: int) -> list[Run]:
+def efficiency(root: Path, sessions: int, messages: int, workers: int, rounds: int, *,
+               share: bool = False) -> list[Run]:
     """One node, then three, with the same workload (``rounds`` > 1: 1, 3, 3, 1, … so a change
-    in the machine's other load weighs on both sizes alike)."""
+    in the machine's other load weighs on both sizes alike); with ``share``, then one node at
+    each node's share of the three-node load, every round."""
     order = [(1, 3), (3, 1)]
     runs: list[Run] = []
     for r in range(rounds):
         for nodes in order[r % 2]:
             runs.append(measure(root / f"eff{r}-{nodes}", nodes, sessions, messages, workers))
+        if share:
+            runs.append(measure(root / f"eff{r}-share", 1, sessions // 3, messages // 3, max(1, round(workers / 3)),
+                                share_of=workers))
     return runs
 
 
 def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
     """The efficiency figures, and the lines of a breakdown of where the CPU went."""
-    lines = [f"{'phase':<18} {'nodes':>5} {'load':>4} {'work':>5} {'wall s':>6} {'watui':>6} {'postgres':>8} {'redis':>5} "
-             f"{'total':>6} {'work/CPU-s':>10} {'PG xacts':>8}  {'watui by node':<20} {'events local/redis/pg':<21}  load"]
+    lines = [f"{'phase':<18} {'nodes':>5} {'load':>4} {'work':>5} {'wall s':>6} {'watui':>6} {'user/sys':>9} "
+             f"{'switches':>8} {'postgres':>8} {'redis':>5} {'total':>6} {'work/CPU-s':>10} {'PG xacts':>8}  "
+             f"{'watui by node':<20} {'events local/redis/pg':<21}  load"]
     for run in runs:
         for name, phase in run.phases.items():
             by_node = "/".join(f"{v:.2f}" for k, v in sorted(phase.cpu.items()) if k.startswith("watui"))
             feed = "/".join(f"{phase.counts.get(k, 0):.0f}" for k in ("local", "redis", "postgresql"))
-            lines.append(f"{name:<18} {run.nodes:>5} {run.workers:>4} {phase.work:>5} {phase.wall:>6.1f} {phase.kind('watui'):>6.2f} "
-                         f"{phase.kind('postgres'):>8.2f} {phase.kind('redis'):>5.2f} {phase.total:>6.2f} "
-                         f"{phase.work / phase.total if phase.work else 0:>10.1f} {phase.counts.get('xacts', 0):>8.0f}  {by_node:<20} {feed:<21}  "
-                         f"{phase.load}")
+            nodes = phase.nodes()
+            lines.append(f"{name:<18} {run.nodes:>5}{'*' if run.share_of else ' '}{run.workers:>4} {phase.work:>5} "
+                         f"{phase.wall:>6.1f} {phase.kind('watui'):>6.2f} {f'{nodes.user:.2f}/{nodes.system:.2f}':>9} "
+                         f"{nodes.switches:>8} {phase.kind('postgres'):>8.2f} {phase.kind('redis'):>5.2f} "
+                         f"{phase.total:>6.2f} {phase.work / phase.total if phase.work else 0:>10.1f} "
+                         f"{phase.counts.get('xacts', 0):>8.0f}  {by_node:<20} {feed:<21}  {phase.load}")
+    lines.append("(* one node at each node's share of the three-node load: a third of the work and of the calls)")
+    sizes = [r for r in runs if not r.share_of]
     out: list[Figure] = []
-    for run in runs:
+    for run in sizes:
         idle, held = run.phases.get(f"idle ({IDLE:g} s)"), run.phases.get(LINKED_IDLE)
         linked = run.phases["sessions linked"].work + WARM_UP * run.nodes
-        if idle is not None and held is not None and run.workers == runs[0].workers:
+        if idle is not None and held is not None and run.workers == sizes[0].workers:
             out.append(Figure(
                 f"PostgreSQL transactions a second, {run.nodes} node(s), {linked} sessions held",
                 held.counts.get("xacts", 0) / held.wall, "/s",
@@ -200,15 +226,27 @@ def figures(runs: list[Run]) -> tuple[list[Figure], list[str]]:
                 f"PostgreSQL rows updated a second, {run.nodes} node(s), {linked} sessions held",
                 held.counts.get("rows updated", 0) / held.wall, "/s",
                 note=f"with {WARM_UP * run.nodes} sessions: {idle.counts.get('rows updated', 0) / idle.wall:.1f}/s"))
-    for workers in dict.fromkeys(r.workers for r in runs):
-        at = [r for r in runs if r.workers == workers]
+
+    def rate(of: list[Run], name: str) -> float:
+        return sum(r.phases[name].work for r in of) / sum(r.phases[name].total for r in of)
+
+    for workers in dict.fromkeys(r.workers for r in sizes):
+        at = {n: [r for r in sizes if r.workers == workers and r.nodes == n] for n in (1, 3)}
+        shares = [r for r in runs if r.share_of == workers]
         for name in ("sessions linked", "messages"):
-            rate = {n: sum(r.phases[name].work for r in at if r.nodes == n)
-                    / sum(r.phases[name].total for r in at if r.nodes == n) for n in (1, 3)}
+            one, three = rate(at[1], name), rate(at[3], name)
             out += [
-                Figure(f"{name} per CPU-s, 1 node, {workers} in flight (baseline)", rate[1], "/CPU-s"),
-                Figure(f"{name} per CPU-s, 3 nodes, {workers} in flight", rate[3], "/CPU-s"),
-                Figure(f"efficiency, {name}, {workers} in flight (3 nodes / 1)", rate[3] / rate[1], "",
+                Figure(f"{name} per CPU-s, 1 node, {workers} in flight (baseline)", one, "/CPU-s"),
+                Figure(f"{name} per CPU-s, 3 nodes, {workers} in flight", three, "/CPU-s"),
+                Figure(f"efficiency, {name}, {workers} in flight (3 nodes / 1)", three / one, "",
                        goal=0.8, op=">=", digits=2),
             ]
+            if shares:
+                share = rate(shares, name)
+                out += [
+                    Figure(f"{name} per CPU-s, 1 node at a share, {shares[0].workers} in flight", share, "/CPU-s",
+                           note=f"{share / one:.2f}x of 1 node with all of the load: the lighter load alone"),
+                    Figure(f"3 nodes / 1 node at a share, {name}", three / share, "", digits=2,
+                           note="what being a cluster costs, at the same load per node"),
+                ]
     return out, lines
