@@ -129,9 +129,8 @@ def _cmdline(pid: int) -> str:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds (user + system) used by everything that serves one cluster, by kind; and,
-    after :meth:`stop`, the same split into user and system time with the context switches
-    (:attr:`usage`).
+    """CPU seconds (user and system) and context switches of everything that serves one
+    cluster, by kind.
 
     ``watui <node>``: each node's process and its descendants; ``postgres``: the backends connected
     to the cluster's database (found by their process title, which names the database);
@@ -145,8 +144,6 @@ class CpuMeter:
     """The processes to follow, by kind (their descendants count as the same kind)."""
     database: str
     every: float = 0.25
-    usage: dict[str, Usage] = field(default_factory=dict)
-    """By kind, what the last measurement used (set by :meth:`stop`)."""
     _first: dict[tuple[int, int], Usage] = field(default_factory=dict)
     _last: dict[tuple[int, int], tuple[str, Usage]] = field(default_factory=dict)
     _backends: dict[tuple[int, int], bool] = field(default_factory=dict)
@@ -191,8 +188,8 @@ class CpuMeter:
         self._thread.start()
         return self
 
-    def stop(self) -> dict[str, float]:
-        """CPU seconds used since :meth:`start`, by kind."""
+    def stop(self) -> dict[str, Usage]:
+        """What was used since :meth:`start`, by kind."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -200,8 +197,7 @@ class CpuMeter:
         usage: dict[str, Usage] = defaultdict(Usage)
         for key, (kind, used) in self._last.items():
             usage[kind] += used - self._first.get(key, Usage())  # a process born since: all of it
-        self.usage = dict(usage)
-        return {kind: used.cpu for kind, used in self.usage.items()}
+        return dict(usage)
 
 
 def cluster_roots(cluster: Cluster) -> Callable[[], dict[int, str]]:

@@ -78,14 +78,18 @@ and n3 is what following another node's commits costs (not counted in the effici
 class Phase:
     work: int
     wall: float
-    cpu: dict[str, float]
-    """CPU seconds by process kind: ``watui <node>``, ``postgres``, ``redis``."""
+    usage: dict[str, Usage]
+    """By process kind (``watui <node>``, ``postgres``, ``redis``): CPU seconds in user space
+    and in the kernel, and context switches."""
     load: str
     counts: dict[str, float] = field(default_factory=dict)
     """Events the nodes' fan-out delivered meanwhile, by source (summed over the nodes), and
     ``xacts``: the transactions PostgreSQL counted for the cluster's database."""
-    usage: dict[str, Usage] = field(default_factory=dict)
-    """The same CPU by kind split into user and system time, with the context switches."""
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user and system) by process kind."""
+        return {kind: used.cpu for kind, used in self.usage.items()}
 
     def nodes(self) -> Usage:
         return sum((v for k, v in self.usage.items() if k.startswith("watui")), Usage())
@@ -116,13 +120,12 @@ def timed(meter: CpuMeter, clients: dict[str, httpx.Client], work: int, action: 
     started = time.perf_counter()
     action()
     wall = time.perf_counter() - started
-    cpu = meter.stop()
-    usage = meter.usage
+    usage = meter.stop()
     after = feed_counts(clients)
     time.sleep(STATS_DELAY)
     now_xacts, now_updated = database_counters(meter.database)
     after["xacts"], after["rows updated"] = now_xacts - xacts, now_updated - updated
-    return Phase(work, wall, cpu, load_average(), {k: v - before.get(k, 0.0) for k, v in after.items()}, usage)
+    return Phase(work, wall, usage, load_average(), {k: v - before.get(k, 0.0) for k, v in after.items()})
 
 
 def measure(root: Path, nodes: int, sessions: int, messages: int, workers: int, *, share_of: int = 0) -> Run:

@@ -28,8 +28,8 @@ every session snapshot the other nodes write. :class:`ClusterFeed` does that:
   sessions they touch are reloaded from PostgreSQL (a missing row = deleted) and handed over the
   same way; a late Redis copy of such a commit then brings only the snapshots of sessions its
   events did not touch, and a copy waiting for a gap before its events drops those the read
-  that filled the gap reloaded past it. A snapshot written without any event, while Redis was down, is seen with
-  the next event of that session or the next reload. Reloads may name sessions this node runs
+  that filled the gap reloaded past it. A snapshot written without any event, while Redis was
+  down, is seen with the next event of that session or the next reload. Reloads may name sessions this node runs
   itself: consumers keep their own version of those.
 """
 
